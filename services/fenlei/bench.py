@@ -1,0 +1,173 @@
+"""`fenlei bench`: accuracy and speed of one configuration, in-process and through the
+services, measured in the same run so the ratios hold on a noisy machine."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import grpc
+
+from fenlei.classifier.core import ClassifierConfig, ClassifierTrainer
+from fenlei.features.core import FeatureConfig, FeatureFitter
+from fenlei.mesh import Mesh
+from fenlei.preprocessor.core import PreprocessConfig, Preprocessor
+from fenlei.segmenter.core import SegmentConfig, Segmenter
+from fenlei.training.core import Corpus, TrainingSpec, evaluate, read_corpus
+from fenlei.training.run import train_corpus
+from fenlei.v1 import common_pb2, pipeline_pb2, pipeline_pb2_grpc
+
+MODEL = "bench"
+STREAM_BATCH = 256
+REPEATS = 3
+
+
+def median_rate(count: int, run: Callable[[], Any]) -> tuple[float, Any]:
+    """Documents per second, the median of REPEATS runs, and the last run's result."""
+    rates = []
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        result = run()
+        rates.append(count / (time.perf_counter() - started))
+    return statistics.median(rates), result
+
+
+def in_process(train: Corpus, test: Corpus) -> tuple[float, list[str]]:
+    """Fits and predicts with the cores directly: no gRPC, no serialization."""
+    segmenter, preprocessor = Segmenter(), Preprocessor()
+    segment_config, preprocess_config = SegmentConfig(), PreprocessConfig()
+
+    def terms(texts: Sequence[str]) -> list[list[str]]:
+        return preprocessor.process([s.tokens for s in segmenter.segment(texts, segment_config)], preprocess_config)
+
+    fitter = FeatureFitter(FeatureConfig())
+    train_terms = terms(train.texts)
+    fitter.add(train_terms, train.labels)
+    space = fitter.finish()
+    trainer = ClassifierTrainer(ClassifierConfig(), space.dimension, classes=sorted(set(train.labels)))
+    trainer.add(space.transform(train_terms), train.labels)
+    model = trainer.finish()
+
+    def predict() -> list[str]:
+        return [p.labels[0].label for p in model.predict(space.transform(terms(test.texts)), top_k=1)]
+
+    return median_rate(len(test.texts), predict)
+
+
+async def stream_classify(address: str, texts: Sequence[str], version: str) -> list[str]:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = pipeline_pb2_grpc.PipelineStub(channel)
+
+        async def requests():
+            for start in range(0, len(texts), STREAM_BATCH):
+                yield pipeline_pb2.ClassifyStreamRequest(
+                    documents=[common_pb2.Document(id=str(i), text=texts[i]) for i in range(start, min(start + STREAM_BATCH, len(texts)))],
+                    model=MODEL,
+                    version=version,
+                    top_k=1,
+                )
+
+        return [p.labels[0].label async for answer in stub.ClassifyStream(requests()) for p in answer.predictions]
+
+
+async def unary_latencies(address: str, texts: Sequence[str], calls: int, concurrency: int) -> tuple[list[float], float]:
+    """Per-call latencies in ms and calls per second with `concurrency` callers."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = pipeline_pb2_grpc.PipelineStub(channel)
+        latencies: list[float] = []
+
+        async def caller(offset: int) -> None:
+            for i in range(offset, calls, concurrency):
+                started = time.perf_counter()
+                await stub.Classify(pipeline_pb2.ClassifyRequest(text=texts[i % len(texts)], model=MODEL, top_k=1))
+                latencies.append((time.perf_counter() - started) * 1000)
+
+        for i in range(20):  # warm up the streams
+            await stub.Classify(pipeline_pb2.ClassifyRequest(text=texts[i], model=MODEL))
+        started = time.perf_counter()
+        await asyncio.gather(*(caller(offset) for offset in range(concurrency)))
+        return latencies, calls / (time.perf_counter() - started)
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def segmentation_f1(gold_file: Path) -> float:
+    """Word-boundary F1 of the default segmentation against a word/tag gold standard."""
+    gold_sentences = []
+    for line in gold_file.read_text(encoding="utf-8").splitlines():
+        words = [item.rsplit("/", 1)[0] for item in line.split()]
+        if words:
+            gold_sentences.append(words)
+    predicted = Segmenter().segment(["".join(words) for words in gold_sentences], SegmentConfig())
+
+    def spans(words: Sequence[str]) -> set[tuple[int, int]]:
+        result, start = set(), 0
+        for word in words:
+            result.add((start, start + len(word)))
+            start += len(word)
+        return result
+
+    correct = gold_total = predicted_total = 0
+    for gold, guess in zip(gold_sentences, predicted):
+        g, p = spans(gold), spans([t for t in guess.tokens])
+        correct += len(g & p)
+        gold_total += len(g)
+        predicted_total += len(p)
+    precision, recall = correct / predicted_total, correct / gold_total
+    return 2 * precision * recall / (precision + recall)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    label_file = args.data / "class.txt"
+    names = label_file.read_text(encoding="utf-8").split() if label_file.exists() else []
+    train = read_corpus(args.data / "dev.txt", label_names=names)
+    test = read_corpus(args.data / "test.txt", label_names=names)
+    figures: dict[str, Any] = {"train_documents": len(train.texts), "test_documents": len(test.texts)}
+
+    inproc_rate, inproc_labels = in_process(train, test)
+    figures["inproc_accuracy"] = evaluate(test.labels, inproc_labels)[0]
+    figures["inproc_docs_per_s"] = inproc_rate
+    print(f"in-process: accuracy {figures['inproc_accuracy']:.4f}, {inproc_rate:,.0f} docs/s", flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="fenlei-bench-") as scratch:
+        mesh = Mesh(Path(scratch))
+        mesh.up()
+        try:
+            report = asyncio.run(train_corpus(mesh, TrainingSpec(name=MODEL), train, test))
+            address = mesh.address()
+            stream_rate, stream_labels = median_rate(
+                len(test.texts), lambda: asyncio.run(stream_classify(address, test.texts, report.version))
+            )
+            accuracy, macro_f1, _ = evaluate(test.labels, stream_labels)
+            figures.update(
+                accuracy=accuracy,
+                macro_f1=macro_f1,
+                stream_docs_per_s=stream_rate,
+                ratio_stream_vs_inproc=stream_rate / inproc_rate,
+                identical_predictions=stream_labels == inproc_labels,
+            )
+            print(f"services:   accuracy {accuracy:.4f}, macro F1 {macro_f1:.4f}, {stream_rate:,.0f} docs/s "
+                  f"(ratio {stream_rate / inproc_rate:.2f}), identical predictions: {stream_labels == inproc_labels}", flush=True)
+            latencies, _ = asyncio.run(unary_latencies(address, test.texts, args.unary_calls, 1))
+            _, rps = asyncio.run(unary_latencies(address, test.texts, args.unary_calls, 8))
+            figures.update(unary_p50_ms=percentile(latencies, 0.5), unary_p99_ms=percentile(latencies, 0.99), unary_rps_c8=rps)
+            print(f"unary:      p50 {figures['unary_p50_ms']:.2f} ms, p99 {figures['unary_p99_ms']:.2f} ms, "
+                  f"{rps:,.0f} calls/s at concurrency 8", flush=True)
+        finally:
+            mesh.down()
+
+    if args.segmentation_gold:
+        figures["segmentation_f1"] = segmentation_f1(args.segmentation_gold)
+        print(f"segmentation F1: {figures['segmentation_f1']:.4f}")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    return 0

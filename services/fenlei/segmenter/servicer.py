@@ -1,0 +1,68 @@
+"""gRPC adapter for the segmenter core."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import grpc
+
+from fenlei.runtime import rpc
+from fenlei.runtime.limits import check_documents
+from fenlei.runtime.models import LoadedModels, ModelStore
+from fenlei.runtime.server import serve
+from fenlei.runtime.settings import ServiceSettings, load_settings
+from fenlei.segmenter.core import Mode, SegmentConfig, Segmenter
+from fenlei.v1 import segmenter_pb2, segmenter_pb2_grpc
+
+PART = "segmenter"
+MODES = {
+    segmenter_pb2.SEGMENT_MODE_ACCURATE: Mode.ACCURATE,
+    segmenter_pb2.SEGMENT_MODE_FULL: Mode.FULL,
+    segmenter_pb2.SEGMENT_MODE_SEARCH: Mode.SEARCH,
+}
+
+
+def config_of(request: segmenter_pb2.SegmentRequest, models: LoadedModels[SegmentConfig]) -> SegmentConfig:
+    """The model's configuration (or the defaults), overridden by the request's options."""
+    config = models.get(request.model.name, request.model.version) if request.model.name else SegmentConfig()
+    if not request.HasField("options"):
+        return config
+    options = request.options
+    changes: dict = {"pos_tags": options.pos_tags, "user_words": config.user_words + tuple(options.user_words)}
+    if options.mode in MODES:
+        changes["mode"] = MODES[options.mode]
+    if options.HasField("hmm"):
+        changes["hmm"] = options.hmm
+    return dataclasses.replace(config, **changes)
+
+
+class SegmenterServicer(segmenter_pb2_grpc.SegmenterServicer):
+    def __init__(self, segmenter: Segmenter, models: LoadedModels[SegmentConfig], settings: ServiceSettings) -> None:
+        self.segmenter = segmenter
+        self.models = models
+        self.settings = settings
+
+    def _segment(self, request: segmenter_pb2.SegmentRequest, items) -> None:
+        texts = check_documents(request.documents, self.settings)
+        results = self.segmenter.segment(texts, config_of(request, self.models))
+        for document, result in zip(request.documents, results):
+            items.add(id=document.id, tokens=result.tokens, tags=result.tags)
+
+    Segment = rpc.batch_unary(_segment, segmenter_pb2.SegmentResponse)
+    SegmentStream = rpc.batch_stream(_segment, segmenter_pb2.SegmentStreamResponse)
+
+
+async def start(server: grpc.aio.Server, settings: ServiceSettings) -> list[str]:
+    segmenter = await asyncio.to_thread(Segmenter)  # loads the dictionary off the event loop
+    models = LoadedModels(ModelStore(settings.home), PART, SegmentConfig.load, settings.loaded_models)
+    segmenter_pb2_grpc.add_SegmenterServicer_to_server(SegmenterServicer(segmenter, models, settings), server)
+    return [segmenter_pb2.DESCRIPTOR.services_by_name["Segmenter"].full_name]
+
+
+def main() -> None:
+    serve(PART, load_settings(ServiceSettings, PART), start)
+
+
+if __name__ == "__main__":
+    main()

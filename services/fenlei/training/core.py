@@ -1,0 +1,189 @@
+"""Training: read a labelled corpus, split it, stream it through the stages to fit
+features and classifier, evaluate on the held-out part and publish a model version.
+
+The stages are reached through the `Stages` protocol (implemented over gRPC in
+fenlei.training.stages), so this module holds no transport code and the training-jobs
+service can reuse it as it is.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import shutil
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+from sklearn.metrics import accuracy_score, classification_report, f1_score
+
+from fenlei.errors import InvalidInput
+from fenlei.preprocessor.core import PreprocessConfig
+from fenlei.runtime.models import ModelStore, check_name
+from fenlei.segmenter.core import SegmentConfig
+
+
+@dataclass
+class Corpus:
+    texts: list[str]
+    labels: list[str]
+
+    def __post_init__(self) -> None:
+        if len(self.texts) != len(self.labels):
+            raise InvalidInput("a corpus needs one label per text")
+
+    def subset(self, indices: Sequence[int]) -> "Corpus":
+        return Corpus([self.texts[i] for i in indices], [self.labels[i] for i in indices])
+
+
+def read_corpus(path: Path, text_column: str = "text", label_column: str = "label", label_names: Sequence[str] = ()) -> Corpus:
+    """Reads `text<TAB>label` lines (.txt, .tsv), CSV with named columns (.csv) or JSON lines (.jsonl).
+
+    With label_names, integer labels are indices into it (THUCNews' class.txt)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInput(f"no corpus file at {path}")
+    rows: list[tuple[str, str]] = []
+    with open(path, encoding="utf-8", newline="") as handle:
+        suffix = path.suffix.lower()
+        if suffix == ".csv":
+            reader = csv.DictReader(handle)
+            missing = {text_column, label_column} - set(reader.fieldnames or ())
+            if missing:
+                raise InvalidInput(f"{path} has no column(s) {sorted(missing)}; its columns are {reader.fieldnames}")
+            rows = [(row[text_column], row[label_column]) for row in reader]
+        elif suffix == ".jsonl":
+            for number, line in enumerate(handle, 1):
+                if line.strip():
+                    try:
+                        record = json.loads(line)
+                        rows.append((str(record[text_column]), str(record[label_column])))
+                    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                        raise InvalidInput(f"{path}:{number}: expected a JSON object with {text_column!r} and {label_column!r}") from exc
+        else:
+            for number, line in enumerate(handle, 1):
+                line = line.rstrip("\r\n")
+                if line.strip():
+                    text, tab, label = line.rpartition("\t")
+                    if not tab:
+                        raise InvalidInput(f"{path}:{number}: expected text<TAB>label")
+                    rows.append((text, label))
+    rows = [(text, label.strip()) for text, label in rows if text.strip()]
+    if label_names:
+        try:
+            rows = [(text, label_names[int(label)]) for text, label in rows]
+        except (ValueError, IndexError) as exc:
+            raise InvalidInput(f"{path}: a label is not an index into the {len(label_names)} label names") from exc
+    if not rows:
+        raise InvalidInput(f"{path} holds no labelled texts")
+    return Corpus([text for text, _ in rows], [label for _, label in rows])
+
+
+def stratified_split(corpus: Corpus, test_fraction: float, seed: int) -> tuple[Corpus, Corpus]:
+    """Holds out test_fraction of every class (at least one document of any class with two)."""
+    if not 0 < test_fraction < 1:
+        raise InvalidInput(f"test fraction must be between 0 and 1, not {test_fraction}")
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for index, label in enumerate(corpus.labels):
+        by_label[label].append(index)
+    rng = random.Random(seed)
+    train: list[int] = []
+    test: list[int] = []
+    for label in sorted(by_label):
+        indices = by_label[label]
+        rng.shuffle(indices)
+        held = round(len(indices) * test_fraction) if len(indices) > 1 else 0
+        held = max(held, 1) if len(indices) > 1 else 0
+        test.extend(indices[:held])
+        train.extend(indices[held:])
+    return corpus.subset(sorted(train)), corpus.subset(sorted(test))
+
+
+@dataclass
+class TrainingSpec:
+    name: str
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    # Features and classifier options travel to their services as given (protobuf
+    # field values by name, e.g. {"selection": "FEATURE_SELECTION_CHI2", "top_k": 20000}).
+    features: dict[str, Any] = field(default_factory=dict)
+    classifier: dict[str, Any] = field(default_factory=dict)
+    test_fraction: float = 0.2
+    seed: int = 0
+
+
+@dataclass
+class Report:
+    name: str
+    version: str
+    train_documents: int
+    test_documents: int
+    dimension: int
+    accuracy: float
+    macro_f1: float
+    per_class: dict[str, dict[str, float]]
+    seconds: float
+    predictions: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {key: value for key, value in self.__dict__.items() if key != "predictions"}
+
+    def format(self) -> str:
+        lines = [
+            f"model {self.name} {self.version}: trained on {self.train_documents} documents, "
+            f"evaluated on {self.test_documents}, {self.dimension} features, {self.seconds:.1f} s",
+            f"{'label':<16}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}",
+        ]
+        for label, row in self.per_class.items():
+            lines.append(f"{label:<16}{row['precision']:>10.3f}{row['recall']:>10.3f}{row['f1-score']:>10.3f}{int(row['support']):>10}")
+        lines.append(f"accuracy {self.accuracy:.4f}   macro F1 {self.macro_f1:.4f}")
+        return "\n".join(lines)
+
+
+class Stages(Protocol):
+    async def terms(self, name: str, version: str, texts: Sequence[str]) -> list[list[str]]: ...
+
+    async def fit_features(self, name: str, version: str, terms: Sequence[Sequence[str]], labels: Sequence[str], options: dict[str, Any]) -> int: ...
+
+    async def fit_classifier(
+        self, name: str, version: str, terms: Sequence[Sequence[str]], labels: Sequence[str], dimension: int, options: dict[str, Any]
+    ) -> None: ...
+
+    async def predict(self, name: str, version: str, terms: Sequence[Sequence[str]]) -> list[str]: ...
+
+
+def evaluate(truth: Sequence[str], predicted: Sequence[str]) -> tuple[float, float, dict[str, dict[str, float]]]:
+    per_class = classification_report(truth, predicted, output_dict=True, zero_division=0)
+    classes = {label: row for label, row in per_class.items() if label not in ("accuracy", "macro avg", "weighted avg")}
+    return float(accuracy_score(truth, predicted)), float(f1_score(truth, predicted, average="macro", zero_division=0)), classes
+
+
+async def train(store: ModelStore, spec: TrainingSpec, stages: Stages, corpus: Corpus, test: Corpus | None = None) -> Report:
+    """Fits and evaluates a new version of spec.name; publishes it only when every step succeeded."""
+    check_name(spec.name)
+    started = time.monotonic()
+    if test is None:
+        corpus, test = stratified_split(corpus, spec.test_fraction, spec.seed)
+    if len(set(corpus.labels)) < 2:
+        raise InvalidInput("training needs at least two classes")
+    version = store.create_version(spec.name)
+    try:
+        spec.segment.save(store.writable_part(spec.name, version, "segmenter"))
+        spec.preprocess.save(store.writable_part(spec.name, version, "preprocessor"))
+        train_terms = await stages.terms(spec.name, version, corpus.texts)
+        dimension = await stages.fit_features(spec.name, version, train_terms, corpus.labels, spec.features)
+        await stages.fit_classifier(spec.name, version, train_terms, corpus.labels, dimension, spec.classifier)
+        predicted = await stages.predict(spec.name, version, await stages.terms(spec.name, version, test.texts))
+        accuracy, macro_f1, per_class = evaluate(test.labels, predicted)
+        report = Report(
+            spec.name, version, len(corpus.texts), len(test.texts), dimension, accuracy, macro_f1, per_class,
+            time.monotonic() - started, predicted,
+        )
+        store.publish(spec.name, version, {"report": report.to_json(), "labels": sorted(set(corpus.labels))})
+        return report
+    except BaseException:
+        shutil.rmtree(store.version_dir(spec.name, version), ignore_errors=True)
+        raise

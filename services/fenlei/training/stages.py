@@ -1,0 +1,91 @@
+"""training.core's Stages over gRPC: the same stage streams the pipeline serves with."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncIterator, Sequence
+
+from google.protobuf import json_format
+
+from fenlei.classifier.core import ClassifierConfig
+from fenlei.runtime.stages import StageStreams
+from fenlei.v1 import classifier_pb2, common_pb2, features_pb2, preprocessor_pb2
+
+BATCH = 256
+
+
+def _batches(count: int) -> list[range]:
+    return [range(start, min(start + BATCH, count)) for start in range(0, count, BATCH)]
+
+
+class GrpcStages:
+    def __init__(self, streams: StageStreams) -> None:
+        self.streams = streams
+
+    async def _terms_bytes(self, model: common_pb2.ModelRef, texts: Sequence[str]) -> list[bytes]:
+        return await asyncio.gather(
+            *(
+                self.streams.terms([common_pb2.Document(id=str(i), text=texts[i]) for i in batch], model)
+                for batch in _batches(len(texts))
+            )
+        )
+
+    async def terms(self, name: str, version: str, texts: Sequence[str]) -> list[list[str]]:
+        answers = await self._terms_bytes(common_pb2.ModelRef(name=name, version=version), texts)
+        return [list(document.tokens) for answer in answers for document in preprocessor_pb2.PreprocessStreamResponse.FromString(answer).documents]
+
+    async def fit_features(
+        self, name: str, version: str, terms: Sequence[Sequence[str]], labels: Sequence[str], options: dict[str, Any]
+    ) -> int:
+        model = common_pb2.ModelRef(name=name, version=version)
+        feature_options = json_format.ParseDict(options, features_pb2.FeatureOptions())
+
+        async def requests() -> AsyncIterator[features_pb2.FitRequest]:
+            for index, batch in enumerate(_batches(len(terms))):
+                yield features_pb2.FitRequest(
+                    documents=[common_pb2.LabelledDocument(document=common_pb2.TokenizedDocument(tokens=terms[i]), label=labels[i]) for i in batch],
+                    model=model if index == 0 else None,
+                    options=feature_options if index == 0 else None,
+                )
+
+        answer = await self.streams.features.Fit(requests())
+        return answer.dimension
+
+    async def _vectors(self, model: common_pb2.ModelRef, terms: Sequence[Sequence[str]]) -> list[bytes]:
+        def request(batch: range) -> bytes:
+            return preprocessor_pb2.PreprocessStreamResponse(
+                documents=[common_pb2.TokenizedDocument(id=str(i), tokens=terms[i]) for i in batch]
+            ).SerializeToString()
+
+        return await asyncio.gather(*(self.streams.vectors(request(batch), model) for batch in _batches(len(terms))))
+
+    async def fit_classifier(
+        self, name: str, version: str, terms: Sequence[Sequence[str]], labels: Sequence[str], dimension: int, options: dict[str, Any]
+    ) -> None:
+        model = common_pb2.ModelRef(name=name, version=version)
+        classifier_options = json_format.ParseDict(options, classifier_pb2.ClassifierOptions())
+        vectors = [v for answer in await self._vectors(model, terms) for v in features_pb2.TransformStreamResponse.FromString(answer).vectors]
+        # SGD learns batch by batch, so each epoch streams the data again.
+        sgd = classifier_options.algorithm == classifier_pb2.ALGORITHM_SGD
+        epochs = (classifier_options.epochs or ClassifierConfig().epochs) if sgd else 1
+
+        async def requests() -> AsyncIterator[classifier_pb2.ClassifierFitRequest]:
+            first = True
+            for _ in range(epochs):
+                for batch in _batches(len(vectors)):
+                    yield classifier_pb2.ClassifierFitRequest(
+                        examples=[common_pb2.LabelledVector(vector=vectors[i], label=labels[i]) for i in batch],
+                        model=model if first else None,
+                        options=classifier_options if first else None,
+                        labels=sorted(set(labels)) if first else (),
+                        dimension=dimension if first else 0,
+                    )
+                    first = False
+
+        await self.streams.classifier.Fit(requests())
+
+    async def predict(self, name: str, version: str, terms: Sequence[Sequence[str]]) -> list[str]:
+        model = common_pb2.ModelRef(name=name, version=version)
+        options = classifier_pb2.PredictOptions(top_k=1)
+        answers = await asyncio.gather(*(self.streams.predictions(v, model, options) for v in await self._vectors(model, terms)))
+        return [p.labels[0].label for answer in answers for p in classifier_pb2.PredictStreamResponse.FromString(answer).predictions]
