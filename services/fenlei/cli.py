@@ -119,7 +119,9 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--test", type=Path, help="evaluate on this file instead of a held-out split")
     train.add_argument("--label-names", type=Path, help="one label name per line; integer labels index into it")
     train.add_argument(
-        "--algorithm", choices=["complement_nb", "multinomial_nb", "logistic_regression", "linear_svm", "sgd"], help="default: linear SVM"
+        "--algorithm",
+        choices=["ensemble", "complement_nb", "multinomial_nb", "logistic_regression", "linear_svm", "sgd"],
+        help="default: ensemble (linear SVM + NBSVM + multinomial NB in one linear model)",
     )
     train.add_argument("--test-fraction", type=float, default=0.2)
     train.add_argument("--seed", type=int, default=0)

@@ -150,6 +150,7 @@ def test_top_k_orders_labels_best_first():
         top = model.predict(X[:20], top_k=k)
         assert [[s.label for s in p.labels] for p in top] == [[s.label for s in p.labels[:k]] for p in full]
     assert len(model.predict(X[:1], top_k=10)[0].labels) == 4
+    assert model.predict(X[:0], top_k=2, explain=3) == []
 
 
 def test_restrict_to_scores_only_those_labels():

@@ -72,9 +72,15 @@ def test_streamed_selection_equals_one_batch(selection, monkeypatch):
     monkeypatch.setattr(features_core, "MERGE_AT", 1)  # merge the per-class sums after every batch
     streamed = fit(config, batch=5)
     assert one.terms == streamed.terms
+    # Classes and terms that first appear late in the stream.
+    by_label = sorted(zip(*corpus()), key=lambda item: item[1])
+    data = ([terms for terms, _ in by_label], [label for _, label in by_label])
+    assert fit(config, batch=10_000, data=data).terms == fit(config, batch=5, data=data).terms
 
 
 def test_unknown_terms_are_ignored_and_empty_documents_give_empty_rows():
+    with pytest.raises(InvalidInput, match="list of terms, not a string"):
+        fit().transform(["体育 新闻"])
     space = fit()
     known = space.terms[0]
     matrix = space.transform([[], ["从未见过"], [known, "从未见过", known]])

@@ -25,6 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.special import expit
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.naive_bayes import ComplementNB, MultinomialNB
@@ -235,15 +236,20 @@ def _from_sgd(sgd: SGDClassifier, config: ClassifierConfig) -> LinearModel:
     return _linear(sgd.classes_, sgd.coef_, sgd.intercept_, scoring, config.algorithm)
 
 
-def _linear(classes: np.ndarray, coef: np.ndarray, intercept: np.ndarray, scoring: str, algorithm: Algorithm) -> LinearModel:
+def _rows(coef: np.ndarray, intercept: np.ndarray, scoring: str) -> tuple[np.ndarray, np.ndarray]:
+    """One row per class. sklearn keeps a binary model as one row w for the second class;
+    under softmax the rows -w/2, w/2 give exactly its sigmoid(w.x + b), otherwise -w, w
+    give its decision value for the second class."""
     coef, intercept = np.asarray(coef, dtype=np.float64), np.asarray(intercept, dtype=np.float64).ravel()
     if coef.shape[0] == 1:
-        # A binary model keeps one row w for the second class; store two rows so every model
-        # looks alike. Under softmax, rows -w/2 and w/2 give exactly sigmoid(w.x + b).
         half = 0.5 if scoring == "softmax" else 1.0
         coef = np.vstack([-half * coef[0], half * coef[0]])
         intercept = np.array([-half * intercept[0], half * intercept[0]])
-    return LinearModel([str(c) for c in classes], coef, intercept, scoring, algorithm)
+    return coef, intercept
+
+
+def _linear(classes: np.ndarray, coef: np.ndarray, intercept: np.ndarray, scoring: str, algorithm: Algorithm) -> LinearModel:
+    return LinearModel([str(c) for c in classes], *_rows(coef, intercept, scoring), scoring, algorithm)
 
 
 def _nb_ratios(X: sp.csr_matrix, positive: np.ndarray, alpha: float) -> np.ndarray:
@@ -256,29 +262,26 @@ def _nb_ratios(X: sp.csr_matrix, positive: np.ndarray, alpha: float) -> np.ndarr
 def _fit_nbsvm(X: sp.csr_matrix, y: np.ndarray, classes: np.ndarray, C: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """One-vs-rest SVMs on features scaled by each class's ratio; the scaling folds into the
     weights (w * r), so the model stays linear in the unscaled features."""
-    rows = classes[1:] if len(classes) == 2 else classes
     coef, intercept = [], []
-    for label in rows:
+    # Two classes need one SVM, for the second class, as in sklearn.
+    for label in classes[1:] if len(classes) == 2 else classes:
         positive = y == label
         ratios = _nb_ratios(X, positive, NBSVM_ALPHA)
         svm = LinearSVC(C=C, random_state=seed).fit(X @ sp.diags(ratios), positive)
         coef.append(svm.coef_[0] * ratios)
         intercept.append(svm.intercept_[0])
-    coef, intercept = np.asarray(coef), np.asarray(intercept)
-    if len(classes) == 2:
-        coef, intercept = np.vstack([-coef[0], coef[0]]), np.array([-intercept[0], intercept[0]])
-    return coef, intercept
+    return _rows(np.asarray(coef), np.asarray(intercept), "decision")
 
 
 def _fit_ensemble(X: sp.csr_matrix, y: np.ndarray, C: float, seed: int) -> LinearModel:
     svm = LinearSVC(C=C, random_state=seed).fit(X, y)
     classes = svm.classes_
-    members = [
-        _linear(classes, svm.coef_, svm.intercept_, "decision", Algorithm.LINEAR_SVM).parts(),
-        _fit_nbsvm(X, y, classes, C, seed),
-    ]
     nb = MultinomialNB(alpha=ENSEMBLE_NB_ALPHA).fit(X, y)
-    members.append((nb.feature_log_prob_, nb.class_log_prior_))
+    members = [
+        _rows(svm.coef_, svm.intercept_, "decision"),
+        _fit_nbsvm(X, y, classes, C, seed),
+        (nb.feature_log_prob_, nb.class_log_prior_),
+    ]
     coef = np.zeros((len(classes), X.shape[1]))
     intercept = np.zeros(len(classes))
     for member_coef, member_intercept in members:
@@ -322,22 +325,17 @@ class LinearModel:
     def dimension(self) -> int:
         return self.coef.shape[1]
 
-    def parts(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.coef.astype(np.float64), self.intercept.astype(np.float64)
-
-    def scores(self, X: sp.spmatrix, columns: np.ndarray | None = None) -> np.ndarray:
-        """Scores of every row for the classes in `columns` (all by default), under the scoring."""
-        if not sp.issparse(X) or X.ndim != 2 or X.shape[1] != self.dimension:
-            raise InvalidInput(f"vectors must be a sparse matrix with {self.dimension} columns, got shape {getattr(X, 'shape', None)}")
+    def _scores(self, X: sp.csr_matrix, columns: np.ndarray | None) -> np.ndarray:
+        """Scores of every row for the classes in `columns` (all for None), under the scoring."""
         coef_t, intercept = self._coef_t, self.intercept
         if columns is not None:
             coef_t, intercept = coef_t[:, columns], intercept[columns]
-        raw = np.asarray(sp.csr_matrix(X, dtype=np.float32) @ coef_t, dtype=np.float64) + intercept
+        raw = np.asarray(X @ coef_t, dtype=np.float64) + intercept
         if self.scoring == "softmax":
             raw -= raw.max(axis=1, keepdims=True)
             np.exp(raw, out=raw)
         elif self.scoring == "ovr_sigmoid":
-            raw = 1.0 / (1.0 + np.exp(-raw))
+            raw = expit(raw)
         else:
             return raw
         raw /= raw.sum(axis=1, keepdims=True)
@@ -360,8 +358,10 @@ class LinearModel:
                 raise NotFound(f"labels {unknown} are not in this model; it knows {self.classes}")
             columns = np.array([self._index[label] for label in wanted])
             labels = labels[columns]
-        X = sp.csr_matrix(X, dtype=np.float32) if sp.issparse(X) else X
-        scores = self.scores(X, columns)
+        if not sp.issparse(X) or X.ndim != 2 or X.shape[1] != self.dimension:
+            raise InvalidInput(f"vectors must be a sparse matrix with {self.dimension} columns, got shape {getattr(X, 'shape', None)}")
+        X = sp.csr_matrix(X, dtype=np.float32)
+        scores = self._scores(X, columns)
         n, k = scores.shape
         keep = k if top_k == 0 else min(top_k, k)
         if keep == 1:

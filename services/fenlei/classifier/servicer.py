@@ -24,6 +24,7 @@ ALGORITHMS = {
     classifier_pb2.ALGORITHM_LOGISTIC_REGRESSION: Algorithm.LOGISTIC_REGRESSION,
     classifier_pb2.ALGORITHM_LINEAR_SVM: Algorithm.LINEAR_SVM,
     classifier_pb2.ALGORITHM_SGD: Algorithm.SGD,
+    classifier_pb2.ALGORITHM_ENSEMBLE: Algorithm.ENSEMBLE,
 }
 
 

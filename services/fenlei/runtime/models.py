@@ -12,6 +12,7 @@ never resolves to one, so a crash mid-training leaves nothing that serves.
 from __future__ import annotations
 
 import collections
+import gc
 import re
 import threading
 import time
@@ -156,6 +157,9 @@ class LoadedModels(Generic[T]):
             value = self.load(directory)
         except artifacts.ArtifactError as exc:
             raise FailedPrecondition(f"model {name!r} version {version!r} is damaged: {exc}") from exc
+        # A model is large and lives long: keep the garbage collector from re-walking it.
+        gc.collect()
+        gc.freeze()
         with self._lock:
             self._loaded[key] = value
             while len(self._loaded) > self.capacity:

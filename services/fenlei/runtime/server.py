@@ -9,6 +9,7 @@ SERVING only once that has returned.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -64,6 +65,10 @@ async def start_server(service: str, settings: ServiceSettings, start: Start) ->
     log.info("listening", extra={"fields": {"address": f"{settings.host}:{port}"}})
 
     names = await start(server, settings)
+    # Dictionaries and models loaded by start() live as long as the process; freezing them
+    # keeps full collections from walking them again and again while serving.
+    gc.collect()
+    gc.freeze()
     reflection.enable_server_reflection([*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server)
     for name in ["", *names]:
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)

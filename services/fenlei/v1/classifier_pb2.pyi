@@ -17,12 +17,14 @@ class Algorithm(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ALGORITHM_LOGISTIC_REGRESSION: _ClassVar[Algorithm]
     ALGORITHM_LINEAR_SVM: _ClassVar[Algorithm]
     ALGORITHM_SGD: _ClassVar[Algorithm]
+    ALGORITHM_ENSEMBLE: _ClassVar[Algorithm]
 ALGORITHM_UNSPECIFIED: Algorithm
 ALGORITHM_COMPLEMENT_NB: Algorithm
 ALGORITHM_MULTINOMIAL_NB: Algorithm
 ALGORITHM_LOGISTIC_REGRESSION: Algorithm
 ALGORITHM_LINEAR_SVM: Algorithm
 ALGORITHM_SGD: Algorithm
+ALGORITHM_ENSEMBLE: Algorithm
 
 class ClassifierOptions(_message.Message):
     __slots__ = ("algorithm", "regularization", "epochs", "seed")
