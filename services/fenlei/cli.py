@@ -60,6 +60,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             test_file=args.test,
             label_names=args.label_names,
             algorithm=args.algorithm,
+            user_words=args.user_words,
             test_fraction=args.test_fraction,
             seed=args.seed,
         )
@@ -123,6 +124,7 @@ def parser() -> argparse.ArgumentParser:
         choices=["ensemble", "complement_nb", "multinomial_nb", "logistic_regression", "linear_svm", "sgd"],
         help="default: ensemble (linear SVM + NBSVM + multinomial NB in one linear model)",
     )
+    train.add_argument("--user-words", type=Path, help="words the segmenter must keep whole (whitespace-separated), stored with the model")
     train.add_argument("--test-fraction", type=float, default=0.2)
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(run=cmd_train)

@@ -7,6 +7,7 @@ from pathlib import Path
 from fenlei.mesh import Mesh
 from fenlei.runtime.models import ModelStore
 from fenlei.runtime.stages import StageAddresses, StageStreams
+from fenlei.segmenter.core import SegmentConfig
 from fenlei.training.core import Corpus, Report, TrainingSpec, read_corpus, train
 from fenlei.training.stages import GrpcStages
 
@@ -36,6 +37,7 @@ async def train_file(
     test_file: Path | None = None,
     label_names: Path | None = None,
     algorithm: str | None = None,
+    user_words: Path | None = None,
     test_fraction: float = 0.2,
     seed: int = 0,
 ) -> Report:
@@ -43,5 +45,8 @@ async def train_file(
     corpus = read_corpus(path, text_column, label_column, names)
     test = read_corpus(test_file, text_column, label_column, names) if test_file else None
     classifier = {"algorithm": f"ALGORITHM_{algorithm.upper()}"} if algorithm else {}
-    spec = TrainingSpec(name=name, classifier=classifier, test_fraction=test_fraction, seed=seed)
+    words = tuple(user_words.read_text(encoding="utf-8").split()) if user_words else ()
+    spec = TrainingSpec(
+        name=name, segment=SegmentConfig(user_words=words), classifier=classifier, test_fraction=test_fraction, seed=seed
+    )
     return await train_corpus(mesh, spec, corpus, test)
