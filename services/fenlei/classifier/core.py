@@ -44,6 +44,10 @@ class Algorithm(enum.Enum):
     SGD = "sgd"
 
 
+# Naive Bayes (alone or inside the ensemble) reads feature values as counts.
+COUNTS_ONLY = frozenset({Algorithm.MULTINOMIAL_NB, Algorithm.COMPLEMENT_NB, Algorithm.ENSEMBLE})
+
+
 # What regularization=0 means: C for the SVMs and logistic regression, alpha otherwise.
 DEFAULT_REGULARIZATION = {
     Algorithm.ENSEMBLE: 1.0,
@@ -180,6 +184,10 @@ class ClassifierTrainer:
             raise InvalidInput(f"vectors have {X.shape[1]} dimensions but the classifier was set up for {self.dimension}")
         if not np.isfinite(X.data).all():
             raise InvalidInput("feature vectors contain NaN or infinite values")
+        if self.config.algorithm in COUNTS_ONLY and X.nnz and X.data.min() < 0:
+            raise InvalidInput(
+                f"negative feature value {float(X.data.min())}: the {self.config.algorithm.value} classifier models counts and needs values >= 0"
+            )
         if self.classes:
             unknown = sorted(set(labels) - set(self.classes))
             if unknown:

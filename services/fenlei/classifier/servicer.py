@@ -13,7 +13,7 @@ from fenlei.errors import InvalidInput
 from fenlei.runtime import rpc
 from fenlei.runtime.limits import check_batch_size
 from fenlei.runtime.models import LoadedModels, ModelStore
-from fenlei.runtime.server import serve
+from fenlei.runtime.server import Service, serve
 from fenlei.runtime.settings import ServiceSettings, load_settings
 from fenlei.v1 import classifier_pb2, classifier_pb2_grpc, common_pb2
 
@@ -45,10 +45,10 @@ def to_matrix(vectors: Sequence[common_pb2.FeatureVector], dimension: int) -> sp
     lengths = [len(vector.indices) for vector in vectors]
     indptr = np.zeros(len(vectors) + 1, dtype=np.int64)
     np.cumsum(lengths, out=indptr[1:])
-    indices = np.fromiter((i for vector in vectors for i in vector.indices), dtype=np.int64, count=int(indptr[-1]))
-    values = np.fromiter((v for vector in vectors for v in vector.values), dtype=np.float32, count=int(indptr[-1]))
     if any(len(vector.values) != length for vector, length in zip(vectors, lengths)):
         raise InvalidInput("a feature vector has different numbers of indices and values")
+    indices = np.fromiter((i for vector in vectors for i in vector.indices), dtype=np.int64, count=int(indptr[-1]))
+    values = np.fromiter((v for vector in vectors for v in vector.values), dtype=np.float32, count=int(indptr[-1]))
     if len(indices) and (indices.max() >= dimension):
         raise InvalidInput(f"a feature index {int(indices.max())} is outside the model's {dimension} dimensions")
     return sp.csr_matrix((values, indices, indptr), shape=(len(vectors), dimension))
@@ -100,15 +100,15 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServicer):
     PredictStream = rpc.batch_stream(_predict, classifier_pb2.PredictStreamResponse)
 
 
-async def start(server: grpc.aio.Server, settings: ServiceSettings) -> list[str]:
+def register(server: grpc.aio.Server, settings: ServiceSettings) -> Service:
     store = ModelStore(settings.home)
     models = LoadedModels(store, PART, LinearModel.load, settings.loaded_models)
     classifier_pb2_grpc.add_ClassifierServicer_to_server(ClassifierServicer(store, models, settings), server)
-    return [classifier_pb2.DESCRIPTOR.services_by_name["Classifier"].full_name]
+    return Service([classifier_pb2.DESCRIPTOR.services_by_name["Classifier"].full_name])
 
 
 def main() -> None:
-    serve(PART, load_settings(ServiceSettings, PART), start)
+    serve(PART, load_settings(ServiceSettings, PART), register)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from fenlei.features.core import FeatureConfig, FeatureFitter, FeatureSpace, Sel
 from fenlei.runtime import rpc
 from fenlei.runtime.limits import check_batch_size
 from fenlei.runtime.models import LoadedModels, ModelStore
-from fenlei.runtime.server import serve
+from fenlei.runtime.server import Service, serve
 from fenlei.runtime.settings import ServiceSettings, load_settings
 from fenlei.v1 import features_pb2, features_pb2_grpc
 
@@ -87,15 +87,15 @@ class FeaturesServicer(features_pb2_grpc.FeaturesServicer):
         return features_pb2.DescribeFeaturesResponse(names=space.feature_names(np.asarray(request.indices, dtype=np.int64)))
 
 
-async def start(server: grpc.aio.Server, settings: ServiceSettings) -> list[str]:
+def register(server: grpc.aio.Server, settings: ServiceSettings) -> Service:
     store = ModelStore(settings.home)
     models = LoadedModels(store, PART, FeatureSpace.load, settings.loaded_models)
     features_pb2_grpc.add_FeaturesServicer_to_server(FeaturesServicer(store, models, settings), server)
-    return [features_pb2.DESCRIPTOR.services_by_name["Features"].full_name]
+    return Service([features_pb2.DESCRIPTOR.services_by_name["Features"].full_name])
 
 
 def main() -> None:
-    serve(PART, load_settings(ServiceSettings, PART), start)
+    serve(PART, load_settings(ServiceSettings, PART), register)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from fenlei.pipeline.core import ModelRouter, split
 from fenlei.runtime import rpc
 from fenlei.runtime.limits import check_documents
 from fenlei.runtime.models import ModelStore
-from fenlei.runtime.server import channel_options, serve
+from fenlei.runtime.server import Service, channel_options, serve
 from fenlei.runtime.settings import ServiceSettings, load_settings
 from fenlei.runtime.stages import StageAddresses, StageStreams
 from fenlei.v1 import classifier_pb2, common_pb2, pipeline_pb2, pipeline_pb2_grpc
@@ -48,7 +48,10 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServicer):
         model = common_pb2.ModelRef(name=route.name, version=route.version)
         options = classifier_pb2.PredictOptions(top_k=request.top_k, explain=request.explain, labels=request.labels)
         batches = split(request.documents, self.settings.stage_batch_documents)
-        answers = await asyncio.gather(*(self.stages.classify(batch, model, options) for batch in batches))
+        try:
+            answers = await asyncio.gather(*(self.stages.classify(batch, model, options) for batch in batches))
+        except grpc.aio.AioRpcError as error:
+            raise rpc.upstream_error(error) from error
         # Field 1 of every answer is the predictions, so the answers concatenate into one message.
         header = response_type(model=route.name, version=route.version).SerializeToString()
         response = response_type.FromString(b"".join(answers) + header)
@@ -99,7 +102,7 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServicer):
                 try:
                     yield await task
                 except FenleiError as error:
-                    raise type(error)(f"stream message {index}: {error}") from error
+                    raise rpc.in_stream(error, index) from error
                 index += 1
             await feeder
         finally:
@@ -110,18 +113,18 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServicer):
                     task.cancel()
 
 
-async def start(server: grpc.aio.Server, settings: PipelineSettings) -> list[str]:
+def register(server: grpc.aio.Server, settings: PipelineSettings) -> Service:
     router = ModelRouter(ModelStore(settings.home), settings.default_model)
     addresses = StageAddresses(
         settings.segmenter_address, settings.preprocessor_address, settings.features_address, settings.classifier_address
     )
     stages = StageStreams(addresses, channel_options(settings))
     pipeline_pb2_grpc.add_PipelineServicer_to_server(PipelineServicer(stages, router, settings), server)
-    return [pipeline_pb2.DESCRIPTOR.services_by_name["Pipeline"].full_name]
+    return Service([pipeline_pb2.DESCRIPTOR.services_by_name["Pipeline"].full_name])
 
 
 def main() -> None:
-    serve(PART, load_settings(PipelineSettings, PART), start)
+    serve(PART, load_settings(PipelineSettings, PART), register)
 
 
 if __name__ == "__main__":

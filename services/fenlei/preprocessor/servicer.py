@@ -10,7 +10,7 @@ from fenlei.preprocessor.core import PreprocessConfig, Preprocessor
 from fenlei.runtime import rpc
 from fenlei.runtime.limits import check_batch_size
 from fenlei.runtime.models import LoadedModels, ModelStore
-from fenlei.runtime.server import serve
+from fenlei.runtime.server import Service, serve
 from fenlei.runtime.settings import ServiceSettings, load_settings
 from fenlei.v1 import preprocessor_pb2, preprocessor_pb2_grpc
 
@@ -43,10 +43,14 @@ def config_of(request: preprocessor_pb2.PreprocessRequest, models: LoadedModels[
 
 
 class PreprocessorServicer(preprocessor_pb2_grpc.PreprocessorServicer):
-    def __init__(self, preprocessor: Preprocessor, models: LoadedModels[PreprocessConfig], settings: ServiceSettings) -> None:
-        self.preprocessor = preprocessor
+    preprocessor: Preprocessor  # set by load(); no request reaches the servicer before that
+
+    def __init__(self, models: LoadedModels[PreprocessConfig], settings: ServiceSettings) -> None:
         self.models = models
         self.settings = settings
+
+    async def load(self) -> None:
+        self.preprocessor = await asyncio.to_thread(Preprocessor)
 
     def _preprocess(self, request: preprocessor_pb2.PreprocessRequest, items) -> None:
         documents = request.documents
@@ -59,15 +63,15 @@ class PreprocessorServicer(preprocessor_pb2_grpc.PreprocessorServicer):
     PreprocessStream = rpc.batch_stream(_preprocess, preprocessor_pb2.PreprocessStreamResponse)
 
 
-async def start(server: grpc.aio.Server, settings: ServiceSettings) -> list[str]:
-    preprocessor = await asyncio.to_thread(Preprocessor)
+def register(server: grpc.aio.Server, settings: ServiceSettings) -> Service:
     models = LoadedModels(ModelStore(settings.home), PART, PreprocessConfig.load, settings.loaded_models)
-    preprocessor_pb2_grpc.add_PreprocessorServicer_to_server(PreprocessorServicer(preprocessor, models, settings), server)
-    return [preprocessor_pb2.DESCRIPTOR.services_by_name["Preprocessor"].full_name]
+    servicer = PreprocessorServicer(models, settings)
+    preprocessor_pb2_grpc.add_PreprocessorServicer_to_server(servicer, server)
+    return Service([preprocessor_pb2.DESCRIPTOR.services_by_name["Preprocessor"].full_name], servicer.load)
 
 
 def main() -> None:
-    serve(PART, load_settings(ServiceSettings, PART), start)
+    serve(PART, load_settings(ServiceSettings, PART), register)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import grpc
@@ -25,11 +26,29 @@ STATUS_OF: dict[type[errors.FenleiError], grpc.StatusCode] = {
 }
 
 
+_ERROR_OF = {code: kind for kind, code in STATUS_OF.items()}
+_STREAM_POSITION = re.compile(r"^stream message \d+: ")
+
+
 def status_of(error: errors.FenleiError) -> grpc.StatusCode:
     for kind in type(error).__mro__:
         if kind in STATUS_OF:
             return STATUS_OF[kind]
     return grpc.StatusCode.UNKNOWN
+
+
+def in_stream(error: errors.FenleiError, index: int) -> errors.FenleiError:
+    """The same error, naming the stream message it came from."""
+    return type(error)(f"stream message {index}: {error}")
+
+
+def upstream_error(error: grpc.aio.AioRpcError) -> Exception:
+    """A stage's status as the domain error it reported, without its position in the
+    caller's private stream to the stage, so the caller can name its own position."""
+    kind = _ERROR_OF.get(error.code())
+    if kind is None:
+        return error
+    return kind(_STREAM_POSITION.sub("", error.details() or ""))
 
 
 async def _abort(context: grpc.aio.ServicerContext, error: Exception) -> None:
@@ -108,7 +127,7 @@ def batch_stream(handle: BatchFn, response_type: type[Message]) -> Callable[...,
             try:
                 handle(self, request, _items(response))
             except errors.FenleiError as error:
-                raise type(error)(f"stream message {index}: {error}") from error
+                raise in_stream(error, index) from error
             yield response
             index += 1
 

@@ -1,9 +1,11 @@
 """Server bootstrap shared by every service: one asyncio gRPC server with health,
 reflection, message-size limits, JSON logs and a graceful drain on SIGTERM.
 
-A service hands `serve` its name, its settings and a `start` coroutine that loads what
-the service needs (dictionaries, models) and registers its servicers; health says
-SERVING only once that has returned.
+A service hands `serve` its name, its settings and a `register` function that adds its
+servicers to the server and returns a `Service`: the names it serves and a `load`
+coroutine for what takes time (dictionaries). Servicers are registered before the
+server starts (grpc only takes registered methods then); the server starts, health says
+NOT_SERVING and fenlei RPCs get UNAVAILABLE until `load` has returned.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
@@ -28,8 +31,87 @@ from fenlei.runtime.settings import ServiceSettings
 
 log = logging.getLogger("fenlei.server")
 
-# start(server, settings) registers servicers and returns their full service names.
-Start = Callable[[grpc.aio.Server, ServiceSettings], Awaitable[list[str]]]
+
+
+async def _nothing_to_load() -> None:
+    return None
+
+
+@dataclass
+class Service:
+    names: list[str]  # full names of the gRPC services registered
+    load: Callable[[], Awaitable[None]] = _nothing_to_load
+
+
+Register = Callable[[grpc.aio.Server, ServiceSettings], Service]
+
+
+class _Admission(grpc.aio.ServerInterceptor):
+    """What every fenlei RPC passes before its servicer sees a request: the service has
+    loaded (else UNAVAILABLE), and the request parses (else INVALID_ARGUMENT naming the
+    problem, where grpc itself would answer UNKNOWN, e.g. for a string that is not UTF-8).
+    Parsing therefore moves from grpc into the handler. Wrapped handlers are cached."""
+
+    def __init__(self) -> None:
+        self.ready = False
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+
+    async def intercept_service(self, continuation, details):  # type: ignore[no-untyped-def]
+        method = details.method
+        handler = self._handlers.get(method)
+        if handler is None:
+            handler = await continuation(details)
+            if handler is None or not method.startswith("/fenlei."):
+                return handler  # unknown methods stay UNIMPLEMENTED; health and reflection pass
+            handler = self._handlers[method] = self._parsing_in_handler(handler, method)
+        return handler
+
+    def _parsing_in_handler(self, handler: Any, method: str) -> Any:
+        parse = handler.request_deserializer
+
+        async def parsed(data: bytes, context: grpc.aio.ServicerContext, where: str = "") -> Any:
+            if not self.ready:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, f"{method}: the service is still loading; retry when its health check says SERVING")
+            try:
+                return parse(data)
+            except DecodeError as error:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{where}{method}: the request is not a valid message: {error}")
+
+        async def parsed_stream(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            index = 0
+            async for data in requests:
+                yield await parsed(data, context, f"stream message {index}: ")
+                index += 1
+
+        # grpc picks how to drive a handler from its function type (coroutine, async
+        # generator or plain function), so each wrapper keeps its kind.
+        if handler.request_streaming and handler.response_streaming:
+            kind, behavior = "stream_stream", handler.stream_stream
+
+            async def wrapped(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> Any:
+                async for response in behavior(parsed_stream(requests, context), context):
+                    yield response
+
+        elif handler.request_streaming:
+            kind, behavior = "stream_unary", handler.stream_unary
+
+            async def wrapped(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> Any:  # type: ignore[misc]
+                return await behavior(parsed_stream(requests, context), context)
+
+        elif handler.response_streaming:
+            kind, behavior = "unary_stream", handler.unary_stream
+
+            async def wrapped(data: bytes, context: grpc.aio.ServicerContext) -> Any:  # type: ignore[misc]
+                async for response in behavior(await parsed(data, context), context):
+                    yield response
+
+        else:
+            kind, behavior = "unary_unary", handler.unary_unary
+
+            async def wrapped(data: bytes, context: grpc.aio.ServicerContext) -> Any:  # type: ignore[misc]
+                return await behavior(await parsed(data, context), context)
+
+        return handler._replace(request_deserializer=None, **{kind: wrapped})
 
 
 def channel_options(settings: ServiceSettings) -> list[tuple[str, int]]:
@@ -53,10 +135,14 @@ class RunningServer:
         await self.server.stop(self.grace_seconds)
 
 
-async def start_server(service: str, settings: ServiceSettings, start: Start) -> RunningServer:
-    server = grpc.aio.server(options=channel_options(settings))
+async def start_server(service: str, settings: ServiceSettings, register: Register) -> RunningServer:
+    admission = _Admission()
+    server = grpc.aio.server(options=channel_options(settings), interceptors=[admission])
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    served = register(server, settings)
+    names = served.names
+    reflection.enable_server_reflection([*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server)
     port = server.add_insecure_port(f"{settings.host}:{settings.port}")
     if port == 0:
         raise OSError(f"{service}: cannot listen on {settings.host}:{settings.port}")
@@ -64,12 +150,12 @@ async def start_server(service: str, settings: ServiceSettings, start: Start) ->
     await server.start()
     log.info("listening", extra={"fields": {"address": f"{settings.host}:{port}"}})
 
-    names = await start(server, settings)
-    # Dictionaries and models loaded by start() live as long as the process; freezing them
-    # keeps full collections from walking them again and again while serving.
+    await served.load()
+    # What load() built lives as long as the process; freezing it keeps full collections
+    # from walking it again and again while serving.
     gc.collect()
     gc.freeze()
-    reflection.enable_server_reflection([*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server)
+    admission.ready = True
     for name in ["", *names]:
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("serving", extra={"fields": {"services": names}})
@@ -85,14 +171,12 @@ def _write_address_file(path: Path, host: str, port: int) -> None:
     os.replace(tmp, path)
 
 
-def serve(service: str, settings: ServiceSettings, start: Start) -> None:
+def serve(service: str, settings: ServiceSettings, register: Register) -> None:
     """Runs a service until SIGTERM or SIGINT, then drains it."""
     jsonlog.configure(service, settings.log_level)
 
     async def main() -> None:
-        # Servicers register after the port is bound, so reflection and health answer
-        # while models load; the servicers' own RPCs become reachable with them.
-        running = await start_server(service, settings, start)
+        running = await start_server(service, settings, register)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -64,10 +64,23 @@ class OrderedStream:
                 stream = self._stream = _Stream(self._open_call())
                 stream.reader = asyncio.create_task(self._read(stream))
             stream.pending.append(item)
+            # Once queued, the payload must go out even if this caller is cancelled: grpc
+            # cancels the whole call when a write is cancelled, and an entry the stage never
+            # answers would hand every later answer to the wrong caller. The lock is held
+            # until the write is done, so writes keep the order of `pending`.
+            write = asyncio.ensure_future(self._write(stream, item.payload))
             try:
-                await stream.call.write(item.payload)
-            except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
-                pass  # the reader sees the failure and settles every pending batch
+                await asyncio.shield(write)
+            except asyncio.CancelledError:
+                await asyncio.wait({write})
+                raise
+
+    @staticmethod
+    async def _write(stream: _Stream, payload: bytes) -> None:
+        try:
+            await stream.call.write(payload)
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            pass  # the reader sees the failure and settles every pending batch
 
     async def _read(self, stream: _Stream) -> None:
         error: grpc.aio.AioRpcError | None = None
@@ -78,6 +91,11 @@ class OrderedStream:
                     item.future.set_result(response)
         except grpc.aio.AioRpcError as exc:
             error = exc
+        except asyncio.CancelledError:
+            if not stream.call.cancelled():
+                raise  # the reader itself was cancelled (shutdown)
+            details = f"{self.method}: the stream was cancelled"
+            error = grpc.aio.AioRpcError(grpc.StatusCode.CANCELLED, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
         if self._stream is stream:
             self._stream = None
         if error is None:

@@ -10,7 +10,7 @@ import grpc
 from fenlei.runtime import rpc
 from fenlei.runtime.limits import check_documents
 from fenlei.runtime.models import LoadedModels, ModelStore
-from fenlei.runtime.server import serve
+from fenlei.runtime.server import Service, serve
 from fenlei.runtime.settings import ServiceSettings, load_settings
 from fenlei.segmenter.core import Mode, SegmentConfig, Segmenter
 from fenlei.v1 import segmenter_pb2, segmenter_pb2_grpc
@@ -29,19 +29,24 @@ def config_of(request: segmenter_pb2.SegmentRequest, models: LoadedModels[Segmen
     if not request.HasField("options"):
         return config
     options = request.options
-    changes: dict = {"pos_tags": options.pos_tags, "user_words": config.user_words + tuple(options.user_words)}
+    changes: dict = {"user_words": config.user_words + tuple(options.user_words)}
     if options.mode in MODES:
         changes["mode"] = MODES[options.mode]
-    if options.HasField("hmm"):
-        changes["hmm"] = options.hmm
+    for name in ("hmm", "pos_tags"):
+        if options.HasField(name):
+            changes[name] = getattr(options, name)
     return dataclasses.replace(config, **changes)
 
 
 class SegmenterServicer(segmenter_pb2_grpc.SegmenterServicer):
-    def __init__(self, segmenter: Segmenter, models: LoadedModels[SegmentConfig], settings: ServiceSettings) -> None:
-        self.segmenter = segmenter
+    segmenter: Segmenter  # set by load(); no request reaches the servicer before that
+
+    def __init__(self, models: LoadedModels[SegmentConfig], settings: ServiceSettings) -> None:
         self.models = models
         self.settings = settings
+
+    async def load(self) -> None:
+        self.segmenter = await asyncio.to_thread(Segmenter)  # the dictionary, off the event loop
 
     def _segment(self, request: segmenter_pb2.SegmentRequest, items) -> None:
         texts = check_documents(request.documents, self.settings)
@@ -53,15 +58,15 @@ class SegmenterServicer(segmenter_pb2_grpc.SegmenterServicer):
     SegmentStream = rpc.batch_stream(_segment, segmenter_pb2.SegmentStreamResponse)
 
 
-async def start(server: grpc.aio.Server, settings: ServiceSettings) -> list[str]:
-    segmenter = await asyncio.to_thread(Segmenter)  # loads the dictionary off the event loop
+def register(server: grpc.aio.Server, settings: ServiceSettings) -> Service:
     models = LoadedModels(ModelStore(settings.home), PART, SegmentConfig.load, settings.loaded_models)
-    segmenter_pb2_grpc.add_SegmenterServicer_to_server(SegmenterServicer(segmenter, models, settings), server)
-    return [segmenter_pb2.DESCRIPTOR.services_by_name["Segmenter"].full_name]
+    servicer = SegmenterServicer(models, settings)
+    segmenter_pb2_grpc.add_SegmenterServicer_to_server(servicer, server)
+    return Service([segmenter_pb2.DESCRIPTOR.services_by_name["Segmenter"].full_name], servicer.load)
 
 
 def main() -> None:
-    serve(PART, load_settings(ServiceSettings, PART), start)
+    serve(PART, load_settings(ServiceSettings, PART), register)
 
 
 if __name__ == "__main__":

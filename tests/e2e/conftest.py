@@ -1,0 +1,370 @@
+"""End-to-end fixtures: the real `fenlei` command and real service processes on loopback.
+
+One mesh serves the whole session (`mesh`): started with `fenlei up` under a temporary
+FENLEI_HOME, a small THUCNews model trained through it with `fenlei train`, and stopped
+with `fenlei down` at the end, which must leave no process behind. Tests that kill or
+drain a service start their own processes (`spawn_service`, `cli`) and stop them.
+
+Helpers live here (tests import nothing but fixtures): `cli` runs the command,
+`wait_for` polls a condition, `alive` tells whether a pid still runs, `RequestQueue`
+feeds a streaming call message by message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable, Iterator
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from fenlei.v1 import (
+    classifier_pb2_grpc,
+    features_pb2_grpc,
+    pipeline_pb2_grpc,
+    preprocessor_pb2_grpc,
+    segmenter_pb2_grpc,
+)
+
+SERVICES = ("segmenter", "preprocessor", "features", "classifier", "pipeline")
+FULL_NAMES = {
+    "segmenter": "fenlei.v1.Segmenter",
+    "preprocessor": "fenlei.v1.Preprocessor",
+    "features": "fenlei.v1.Features",
+    "classifier": "fenlei.v1.Classifier",
+    "pipeline": "fenlei.v1.Pipeline",
+}
+STUBS = {
+    "segmenter": segmenter_pb2_grpc.SegmenterStub,
+    "preprocessor": preprocessor_pb2_grpc.PreprocessorStub,
+    "features": features_pb2_grpc.FeaturesStub,
+    "classifier": classifier_pb2_grpc.ClassifierStub,
+    "pipeline": pipeline_pb2_grpc.PipelineStub,
+}
+# A bound for anything that should take well under a second: it keeps a broken service
+# from hanging the suite; it is not a speed assertion.
+HANG_GUARD = 60.0
+MODEL = "news"
+# Training subset: every 5th line of dev.txt (dev.txt is shuffled); evaluation: every
+# 20th line of test.txt (test.txt is sorted by class, so a stride keeps all ten).
+TRAIN_STRIDE, TRAIN_LINES = 5, 2000
+TEST_STRIDE, TEST_LINES = 20, 500
+ACCURACY_LINE = re.compile(r"accuracy\s+([0-9.]+)")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def cli(home: Path, *args: str, input: str | None = None, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
+    """Runs `fenlei ARGS` as a user would, with FENLEI_HOME=home."""
+    env = {**os.environ, "FENLEI_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "fenlei.cli", *map(str, args)],
+        env=env,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=None if input is not None else subprocess.DEVNULL,
+    )
+
+
+def alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_for(condition: Callable[[], Any], what: str, timeout: float = HANG_GUARD, interval: float = 0.05) -> Any:
+    """Polls until condition() is truthy and returns its value; fails naming `what`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+def read_state(home: Path) -> dict[str, dict]:
+    try:
+        return json.loads((home / "run" / "mesh.json").read_text())
+    except FileNotFoundError:
+        return {}
+
+
+def health_status(address: str, service: str = "") -> str:
+    try:
+        with grpc.insecure_channel(address) as channel:
+            answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+            return health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+    except grpc.RpcError as error:
+        return error.code().name
+
+
+def stop_mesh(home: Path) -> list[int]:
+    """`fenlei down`, then SIGKILL whatever survived. Returns the pids that had to be killed."""
+    pids = [entry["pid"] for entry in read_state(home).values() if entry.get("pid")]
+    try:
+        cli(home, "down", timeout=120)
+    finally:
+        survivors = [pid for pid in pids if alive(pid)]
+        for pid in survivors:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    return survivors
+
+
+class RequestQueue:
+    """A request iterator for a streaming call that the test feeds one message at a time."""
+
+    _END = object()
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue()
+
+    def put(self, message: Any) -> None:
+        self._queue.put(message)
+
+    def close(self) -> None:
+        self._queue.put(self._END)
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                return
+            yield item
+
+
+@dataclass
+class Process:
+    """A service process started by a test (not by `fenlei up`)."""
+
+    service: str
+    popen: subprocess.Popen
+    address: str
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+# ---------------------------------------------------------------- the session mesh
+
+
+@dataclass
+class MeshInfo:
+    home: Path
+    state: dict[str, dict]
+    up_output: str
+    train_output: str
+    accuracy: float
+    labels: list[str]
+    test_file: Path
+    channels: dict[str, grpc.Channel] = field(default_factory=dict)
+
+    def address(self, service: str) -> str:
+        return self.state[service]["address"]
+
+    def channel(self, service: str) -> grpc.Channel:
+        if service not in self.channels:
+            self.channels[service] = grpc.insecure_channel(
+                self.address(service),
+                options=[("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)],
+            )
+        return self.channels[service]
+
+    def stub(self, service: str) -> Any:
+        return STUBS[service](self.channel(service))
+
+    @property
+    def pipeline(self) -> pipeline_pb2_grpc.PipelineStub:
+        return self.stub("pipeline")
+
+    def log(self, service: str) -> Path:
+        return self.home / "logs" / f"{service}.log"
+
+
+def _write_subset(source: Path, target: Path, stride: int, count: int, offset: int = 0) -> Path:
+    lines = source.read_text(encoding="utf-8").splitlines()
+    target.write_text("\n".join(lines[offset::stride][:count]) + "\n", encoding="utf-8")
+    return target
+
+
+# Runs `fenlei down` for a home once the test process is gone: `fenlei up` starts the
+# services in sessions of their own, so if pytest is killed (a CI timeout, kill -9) before
+# its teardown runs, nothing else would ever stop them.
+WATCHDOG = """
+import os, subprocess, sys, time
+parent, home = int(sys.argv[1]), sys.argv[2]
+def alive(pid):
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+while alive(parent):
+    time.sleep(0.5)
+subprocess.run([sys.executable, "-m", "fenlei.cli", "down"], env={**os.environ, "FENLEI_HOME": home},
+               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+"""
+
+
+def start_watchdog(home: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", WATCHDOG, str(os.getpid()), str(home)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # outlives a kill of pytest's process group
+    )
+
+
+@pytest.fixture(scope="session")
+def mesh(tmp_path_factory: pytest.TempPathFactory, thucnews: Path) -> Iterator[MeshInfo]:
+    if not (thucnews / "dev.txt").is_file():
+        pytest.fail(f"the THUCNews titles are missing from {thucnews}")
+    home = tmp_path_factory.mktemp("fenlei-home")
+    data = tmp_path_factory.mktemp("fenlei-data")
+    info: MeshInfo | None = None
+    watchdog = start_watchdog(home)
+    try:
+        up = cli(home, "up", timeout=300)
+        assert up.returncode == 0, f"fenlei up failed ({up.returncode}):\n{up.stdout}\n{up.stderr}"
+        state = read_state(home)
+        assert sorted(state) == sorted(SERVICES), state
+        for service in SERVICES:
+            # every endpoint is printed, and it is an ephemeral loopback port
+            assert service in up.stdout and state[service]["address"] in up.stdout, up.stdout
+            host, port = state[service]["address"].rsplit(":", 1)
+            assert host == "127.0.0.1" and int(port) > 0
+
+        train_file = _write_subset(thucnews / "dev.txt", data / "train.txt", TRAIN_STRIDE, TRAIN_LINES)
+        test_file = _write_subset(thucnews / "test.txt", data / "test.txt", TEST_STRIDE, TEST_LINES)
+        held_out = _write_subset(thucnews / "test.txt", data / "held-out.txt", TEST_STRIDE, TEST_LINES, offset=7)
+        train = cli(home, "train", train_file, "--name", MODEL, "--label-names", thucnews / "class.txt", "--test", test_file, timeout=600)
+        assert train.returncode == 0, f"fenlei train failed ({train.returncode}):\n{train.stdout}\n{train.stderr}"
+        match = ACCURACY_LINE.search(train.stdout)
+        assert match, f"fenlei train printed no accuracy:\n{train.stdout}"
+        labels = [line.strip() for line in (thucnews / "class.txt").read_text(encoding="utf-8").splitlines() if line.strip()]
+        info = MeshInfo(home, state, up.stdout, train.stdout, float(match.group(1)), labels, held_out)
+        yield info
+    finally:
+        if info is not None:
+            for channel in info.channels.values():
+                channel.close()
+        pids = [entry["pid"] for entry in read_state(home).values()]
+        down = cli(home, "down", timeout=120)
+        survivors = [pid for pid in pids if alive(pid)]
+        for pid in survivors:
+            os.kill(pid, signal.SIGKILL)
+        watchdog.kill()
+        watchdog.wait()
+        assert down.returncode == 0, f"fenlei down failed ({down.returncode}):\n{down.stdout}\n{down.stderr}"
+        assert not survivors, f"`fenlei down` left processes running: {survivors}"
+        assert not (home / "run" / "mesh.json").exists(), "`fenlei down` left run/mesh.json behind"
+
+
+# ---------------------------------------------------------------- dedicated processes
+
+
+@pytest.fixture
+def spawn_service(tmp_path: Path) -> Iterator[Callable[..., Process]]:
+    """Starts `python -m fenlei.<service>.servicer` with its own address file; stops it
+    (SIGKILL if it is still there) when the test ends, whatever happened."""
+    started: list[Process] = []
+
+    def spawn(service: str, env: dict[str, str] | None = None, home: Path | None = None) -> Process:
+        prefix = f"FENLEI_{service.upper()}_"
+        address_file = tmp_path / f"{service}-{len(started)}.json"
+        log = tmp_path / f"{service}-{len(started)}.log"
+        process_env = {
+            **os.environ,
+            "FENLEI_HOME": str(home or tmp_path / "home"),
+            f"{prefix}ADDRESS_FILE": str(address_file),
+            f"{prefix}PORT": "0",
+            **(env or {}),
+        }
+        with open(log, "ab") as handle:
+            popen = subprocess.Popen(
+                [sys.executable, "-m", f"fenlei.{service}.servicer"],
+                env=process_env,
+                stdout=handle,
+                stderr=handle,
+                stdin=subprocess.DEVNULL,
+            )
+        process = Process(service, popen, "", log)
+        started.append(process)
+
+        def ready() -> str:
+            if popen.poll() is not None:
+                pytest.fail(f"{service} exited with {popen.returncode}:\n{process.log_text()}")
+            if not address_file.exists():
+                return ""
+            address = json.loads(address_file.read_text())["address"]
+            return address if health_status(address) == "SERVING" else ""
+
+        process.address = wait_for(ready, f"{service} to serve", timeout=120)
+        assert json.loads(address_file.read_text())["pid"] == popen.pid
+        return process
+
+    try:
+        yield spawn
+    finally:
+        for process in started:
+            if process.popen.poll() is None:
+                process.popen.kill()
+            process.popen.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def tools() -> SimpleNamespace:
+    """The helpers above, for test modules (they import fixtures, not conftest)."""
+    return SimpleNamespace(
+        cli=cli,
+        alive=alive,
+        wait_for=wait_for,
+        read_state=read_state,
+        health_status=health_status,
+        stop_mesh=stop_mesh,
+        start_watchdog=start_watchdog,
+        RequestQueue=RequestQueue,
+        SERVICES=SERVICES,
+        FULL_NAMES=FULL_NAMES,
+        STUBS=STUBS,
+        MODEL=MODEL,
+        HANG_GUARD=HANG_GUARD,
+    )
+
+
+@pytest.fixture
+def dedicated_pipeline(mesh: MeshInfo, spawn_service: Callable[..., Process]) -> Callable[..., Process]:
+    """Starts a pipeline process of the test's own in front of the session mesh's stages
+    (and its models), for cases that may break or stop a pipeline."""
+
+    def start(**env: str) -> Process:
+        stages = {f"FENLEI_PIPELINE_{stage.upper()}_ADDRESS": mesh.address(stage) for stage in SERVICES if stage != "pipeline"}
+        return spawn_service("pipeline", env={**stages, **env}, home=mesh.home)
+
+    return start
