@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
 PACKAGE_DIR = Path("fenlei") / "v1"
 DESCRIPTOR_SET = PACKAGE_DIR / "fenlei.binpb"
+DESCRIPTOR_EXTRAS = ["google/rpc/status.proto"]
 
 
 def include_paths() -> list[Path]:
@@ -41,22 +42,15 @@ def generate(out_root: Path) -> None:
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
-    args = [
-        "protoc",
-        *(f"-I{path}" for path in include_paths()),
-        f"--python_out={out_root}",
-        f"--pyi_out={out_root}",
-        f"--grpc_python_out={out_root}",
-        f"--mypy_grpc_out={out_root}",
-        f"--descriptor_set_out={out_root / DESCRIPTOR_SET}",
-        "--include_imports",
-        "--include_source_info",
-        *proto_files(),
-    ]
+    includes = [f"-I{path}" for path in include_paths()]
+    code = [f"--python_out={out_root}", f"--pyi_out={out_root}", f"--grpc_python_out={out_root}", f"--mypy_grpc_out={out_root}"]
+    # The transcoder's convert_grpc_status needs google.rpc.Status in the descriptor set.
+    descriptor_set = [f"--descriptor_set_out={out_root / DESCRIPTOR_SET}", "--include_imports", "--include_source_info", *DESCRIPTOR_EXTRAS]
     # protoc finds protoc-gen-mypy_grpc (mypy-protobuf) beside this interpreter.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    if protoc.main(args) != 0:
-        sys.exit("protoc failed")
+    for outputs in (code, descriptor_set):
+        if protoc.main(["protoc", *includes, *outputs, *proto_files()]) != 0:
+            sys.exit("protoc failed")
     (target / "__init__.py").write_text('"""Generated from protos/fenlei/v1 by scripts/gen.py. Do not edit."""\n')
 
 
