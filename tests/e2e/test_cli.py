@@ -17,7 +17,7 @@ def test_status_json_reports_every_service_serving(mesh, tools) -> None:
     result = tools.cli(mesh.home, "status", "--json", timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     status = json.loads(result.stdout)
-    assert sorted(status) == sorted(tools.SERVICES)
+    assert sorted(status) == sorted(tools.PROCESSES)
     for service, entry in status.items():
         assert entry["status"] == "SERVING", (service, entry)
         assert entry["address"] == mesh.address(service)
@@ -28,7 +28,7 @@ def test_status_text_lists_every_service(mesh, tools) -> None:
     result = tools.cli(mesh.home, "status", timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    for service in tools.SERVICES:
+    for service in tools.PROCESSES:
         [line] = [line for line in lines if line.split()[0] == service]
         assert mesh.address(service) in line and line.split()[-1] == "SERVING"
 

@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
 
@@ -41,6 +41,8 @@ async def _nothing_to_load() -> None:
 class Service:
     names: list[str]  # full names of the gRPC services registered
     load: Callable[[], Awaitable[None]] = _nothing_to_load
+    # Services that reflection describes although another process serves them.
+    described: list[str] = field(default_factory=list)
 
 
 Register = Callable[[grpc.aio.Server, ServiceSettings], Service]
@@ -142,7 +144,7 @@ async def start_server(service: str, settings: ServiceSettings, register: Regist
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     served = register(server, settings)
     names = served.names
-    reflection.enable_server_reflection([*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server)
+    reflection.enable_server_reflection([*names, *served.described, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server)
     port = server.add_insecure_port(f"{settings.host}:{settings.port}")
     if port == 0:
         raise OSError(f"{service}: cannot listen on {settings.host}:{settings.port}")
