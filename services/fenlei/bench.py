@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import json
 import statistics
 import tempfile
@@ -95,6 +96,41 @@ async def unary_latencies(address: str, texts: Sequence[str], calls: int, concur
         return latencies, calls / (time.perf_counter() - started)
 
 
+def gateway_latencies(mesh: Mesh, texts: Sequence[str], calls: int) -> dict[str, list[float]]:
+    """Sequential unary Classify latencies in ms: straight to the pipeline, gRPC through
+    the gateway and REST through the gateway, interleaved so they share the noise."""
+    token = mesh.authority().mint("viewer")
+    metadata = [("authorization", f"Bearer {token}")]
+    rest_host, rest_port = mesh.address("gateway").rsplit(":", 1)
+    rest = http.client.HTTPConnection(rest_host, int(rest_port), timeout=30)
+    headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+
+    def over_rest(text: str) -> None:
+        rest.request("POST", "/v1/classify", json.dumps({"text": text, "model": MODEL, "topK": 1}), headers)
+        answer = rest.getresponse()
+        body = answer.read()
+        if answer.status != 200:
+            raise RuntimeError(f"REST through the gateway answered {answer.status}: {body[:200]!r}")
+
+    with grpc.insecure_channel(mesh.address()) as direct_channel, grpc.insecure_channel(mesh.address("gateway")) as gateway_channel:
+        direct = pipeline_pb2_grpc.PipelineStub(direct_channel).Classify
+        through = pipeline_pb2_grpc.PipelineStub(gateway_channel).Classify
+        paths: dict[str, Callable[[str], Any]] = {
+            "direct": lambda text: direct(pipeline_pb2.ClassifyRequest(text=text, model=MODEL, top_k=1)),
+            "gateway_grpc": lambda text: through(pipeline_pb2.ClassifyRequest(text=text, model=MODEL, top_k=1), metadata=metadata),
+            "gateway_rest": over_rest,
+        }
+        latencies: dict[str, list[float]] = {name: [] for name in paths}
+        for i in range(calls + 20):
+            for name, call in paths.items():
+                started = time.perf_counter()
+                call(texts[i % len(texts)])
+                if i >= 20:  # the first calls open connections and streams
+                    latencies[name].append((time.perf_counter() - started) * 1000)
+    rest.close()
+    return latencies
+
+
 def percentile(values: Sequence[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -140,7 +176,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory(prefix="fenlei-bench-") as scratch:
         mesh = Mesh(Path(scratch))
-        mesh.up()
+        mesh.up(extra_env={"FENLEI_GATEWAY_PORT": "0"})  # never in the way of a running mesh
         try:
             report = asyncio.run(train_corpus(mesh, TrainingSpec(name=MODEL), train, test))
             address = mesh.address()
@@ -162,6 +198,14 @@ def run_bench(args: argparse.Namespace) -> int:
             figures.update(unary_p50_ms=percentile(latencies, 0.5), unary_p99_ms=percentile(latencies, 0.99), unary_rps_c8=rps)
             print(f"unary:      p50 {figures['unary_p50_ms']:.2f} ms, p99 {figures['unary_p99_ms']:.2f} ms, "
                   f"{rps:,.0f} calls/s at concurrency 8", flush=True)
+            by_path = gateway_latencies(mesh, test.texts, args.unary_calls)
+            for name, values in by_path.items():
+                figures[f"{name}_p50_ms"] = percentile(values, 0.5)
+                figures[f"{name}_p99_ms"] = percentile(values, 0.99)
+            figures["gateway_added_p50_ms"] = figures["gateway_grpc_p50_ms"] - figures["direct_p50_ms"]
+            print("gateway:    " + ", ".join(
+                f"{name.replace('_', ' ')} p50 {figures[name + '_p50_ms']:.2f} ms (p99 {figures[name + '_p99_ms']:.2f})" for name in by_path
+            ), flush=True)
         finally:
             mesh.down()
 

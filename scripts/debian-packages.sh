@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the Debian packages fenlei's development and tests need, those missing only.
+# Silent when all are there. Installing needs root (CI runs as root); otherwise it names
+# the command to run and fails.
+#
+#   golang-grpc-gateway  protoc-gen-swagger (1.6), which scripts/gen.py runs for
+#                        services/fenlei/v1/fenlei.swagger.json (the drift test regenerates it)
+set -euo pipefail
+
+packages=(
+  golang-grpc-gateway
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  status=$(dpkg-query --show --showformat='${db:Status-Status}' "$package" 2>/dev/null || true)
+  [ "$status" = installed ] || missing+=("$package")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+command="apt-get update && apt-get install --yes --no-install-recommends ${missing[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+  echo "fenlei needs these Debian packages: ${missing[*]}" >&2
+  echo "install them as root: sudo sh -c '$command'" >&2
+  exit 1
+fi
+echo "installing Debian packages: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update --quiet --quiet >/dev/null
+apt-get install --quiet --quiet --yes --no-install-recommends "${missing[@]}" >/dev/null
