@@ -19,12 +19,40 @@ def home() -> Path:
     return Path(os.environ.get("FENLEI_HOME", ".fenlei"))
 
 
+def versions_of(replicas: list[str], canary: list[str]) -> dict[str, list[str]]:
+    """--replicas classifier=2 --canary pipeline → {"classifier": [v1, v1], "pipeline": [v1, v2]}."""
+    versions: dict[str, list[str]] = {}
+    for item in replicas:
+        service, _, count = item.partition("=")
+        if not count.isdigit() or int(count) < 1:
+            raise MeshError(f"--replicas takes SERVICE=N with N >= 1, not {item!r}")
+        versions[service] = ["v1"] * int(count)
+    for service in canary:
+        versions[service] = [*versions.get(service, ["v1"]), "v2"]
+    return versions
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     mesh = Mesh(home())
-    state = mesh.up(timeout=args.timeout)
-    for service, entry in state.items():
-        print(f"{service:<13} {entry['address']:<22} pid {entry['pid']}")
-    print(f"fenlei is up (state in {mesh.home}); stop it with `fenlei down`")
+    if args.no_mesh and (args.replicas or args.canary):
+        raise MeshError("--replicas and --canary need the mesh (leave out --no-mesh)")
+    state = mesh.up(timeout=args.timeout, sidecars=not args.no_mesh, versions=versions_of(args.replicas, args.canary))
+    for name, entry in state.items():
+        print(f"{name:<22} {entry['address'] or '-':<60} pid {entry['pid']}")
+    mode = "services behind Envoy sidecars with mutual TLS" if mesh.with_sidecars() else "services without sidecars (--no-mesh)"
+    print(f"fenlei is up: {mode}, gateway on {mesh.address('gateway')} (state in {mesh.home}); stop it with `fenlei down`")
+    return 0
+
+
+def cmd_mesh(args: argparse.Namespace) -> int:
+    mesh = Mesh(home())
+    if args.action == "apply" and not args.files:
+        raise MeshError("name the Istio files to apply, e.g. fenlei mesh apply mesh/istio/fault-abort-classifier.yaml")
+    policy = mesh.reset_policy() if args.action == "reset" else mesh.apply(args.files)
+    applied = ", ".join(str(p) for p in mesh.control.applied()) or "none"
+    running = "the running proxies reloaded it" if mesh.with_sidecars() and mesh.running() else "it applies from the next `fenlei up`"
+    print(f"mesh policy: {len(policy.virtual_services)} VirtualServices, {len(policy.destination_rules)} DestinationRules, "
+          f"{len(policy.authorization)} AuthorizationPolicies; scenarios applied: {applied}; {running}")
     return 0
 
 
@@ -109,9 +137,16 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="fenlei", description="Chinese text classification as a mesh of gRPC services.")
     commands = top.add_subparsers(dest="command", required=True)
 
-    up = commands.add_parser("up", help="start every service on loopback and wait until all are healthy")
+    up = commands.add_parser("up", help="start every service, its sidecar and the gateway on loopback; wait until all are healthy")
     up.add_argument("--timeout", type=float, default=120.0)
+    up.add_argument("--no-mesh", action="store_true", help="no sidecars: services on loopback ports, the gateway calls them directly")
+    up.add_argument("--replicas", action="append", default=[], metavar="SERVICE=N", help="run N instances of a service (version v1)")
+    up.add_argument("--canary", action="append", default=[], metavar="SERVICE", help="also run a v2 instance of a service")
     up.set_defaults(run=cmd_up)
+    mesh = commands.add_parser("mesh", help="apply Istio policy files (mesh/istio/*.yaml) to the running mesh, or reset to the defaults")
+    mesh.add_argument("action", choices=["apply", "reset"])
+    mesh.add_argument("files", nargs="*", type=Path)
+    mesh.set_defaults(run=cmd_mesh)
     commands.add_parser("down", help="stop the services (they drain first)").set_defaults(run=cmd_down)
     status = commands.add_parser("status", help="health of each service")
     status.add_argument("--json", action="store_true")
@@ -162,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.run(args)
-    except (FenleiError, MeshError) as error:
+    except (FenleiError, MeshError, FileNotFoundError) as error:
         print(f"fenlei {args.command}: {error}", file=sys.stderr)
         return 2
     except grpc.RpcError as error:

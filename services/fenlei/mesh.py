@@ -1,11 +1,17 @@
 """The local mesh: every service as a process on loopback and the Envoy gateway in
 front of them, state under FENLEI_HOME.
 
+With sidecars (the default) every service instance listens on a Unix socket that only
+its own Envoy sidecar reaches; sidecars talk mutual TLS with SPIFFE identities and apply
+the policy of mesh/istio/ (fenlei.sidecar). Without (`--no-mesh`), services listen on
+loopback ports and the gateway calls them directly.
+
     <home>/run/mesh.json        pids and addresses of the running processes
-    <home>/run/<service>.json   written by each service once it serves
-    <home>/run/gateway.json     the gateway's Envoy configuration (built at every start)
+    <home>/run/<name>.json      written by each service once it serves
+    <home>/run/gateway.json     the gateway's Envoy bootstrap (built at every start)
     <home>/gateway/             the token signing key (`fenlei token` mints with it)
-    <home>/logs/<service>.log   each process's log
+    <home>/mesh/                the CA, the proxies' configuration, the applied policy
+    <home>/logs/<name>.log      each process's log
 """
 
 from __future__ import annotations
@@ -17,20 +23,22 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-
-import urllib.request
+from typing import Iterable
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fenlei.gateway import config as gateway_config
 from fenlei.gateway.auth import Authority
+from fenlei.sidecar.local import STAGES, ControlPlane, Topology
+from fenlei.sidecar.policy import Policy
 
-STAGES = ("segmenter", "preprocessor", "features", "classifier")
 SERVICES = (*STAGES, "pipeline")
 MODULES = {**{service: f"fenlei.{service}.servicer" for service in SERVICES}, "catalog": "fenlei.gateway.catalog"}
+TRAINER_PROXY = "trainer-sidecar"
 
 
 class MeshError(Exception):
@@ -49,17 +57,31 @@ class Mesh:
     def state_file(self) -> Path:
         return self.run_dir / "mesh.json"
 
+    @property
+    def control(self) -> ControlPlane:
+        return ControlPlane(self.home)
+
     def state(self) -> dict[str, dict]:
         try:
             return json.loads(self.state_file.read_text())
         except FileNotFoundError:
             return {}
 
-    def address(self, service: str = "pipeline") -> str:
+    def address(self, name: str = "pipeline") -> str:
         state = self.state()
-        if service not in state:
-            raise MeshError(f"the mesh under {self.home} is not running; start it with `fenlei up`")
-        return state[service]["address"]
+        if name not in state:
+            raise MeshError(f"the mesh under {self.home} is not running (or has no {name}); start it with `fenlei up`")
+        return state[name]["address"]
+
+    def with_sidecars(self) -> bool:
+        return TRAINER_PROXY in self.state()
+
+    def stage_address(self, stage: str) -> str:
+        """Where a local job (training) reaches a stage: through the trainer's sidecar in
+        the mesh, as a training job's pod would; straight to the service without one."""
+        if self.with_sidecars():
+            return self.control.outbound_address("trainer", stage)
+        return self.address(stage)
 
     def running(self) -> bool:
         state = self.state()
@@ -69,102 +91,173 @@ class Mesh:
         settings = settings or gateway_config.load_gateway_settings()
         return Authority(self.home / "gateway", settings.issuer, settings.audience)
 
-    def up(self, timeout: float = 60.0, extra_env: dict[str, str] | None = None) -> dict[str, dict]:
+    # ------------------------------------------------------------------ start
+    def up(self, timeout: float = 60.0, extra_env: dict[str, str] | None = None, *,
+           sidecars: bool = True, versions: dict[str, list[str]] | None = None) -> dict[str, dict]:  # fmt: skip
+        """Starts everything and returns when all is healthy. versions (with sidecars):
+        service → a version label per instance, e.g. {"classifier": ["v1", "v1"]}."""
         if self.running():
             return self.state()
         self.down()
         (self.home / "logs").mkdir(parents=True, exist_ok=True)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **(extra_env or {}), "FENLEI_HOME": str(self.home.resolve())}
-        state: dict[str, dict] = {}
         try:
-            processes = {service: self._spawn(service, env) for service in (*STAGES, "catalog")}
-            state.update(self._wait_ready(processes, timeout))
-            for service in STAGES:
-                env[f"FENLEI_PIPELINE_{service.upper()}_ADDRESS"] = state[service]["address"]
-            state.update(self._wait_ready({"pipeline": self._spawn("pipeline", env)}, timeout))
-            state["gateway"] = self._start_gateway(state, env, timeout)
+            if sidecars:
+                self._up_with_sidecars(env, timeout, versions or {})
+            else:
+                self._up_direct(env, timeout)
         except BaseException:
-            self._write_state(state)
             self.down()
             raise
-        self._write_state(state)
-        return state
+        return self.state()
 
-    def _start_gateway(self, state: dict[str, dict], env: dict[str, str], timeout: float) -> dict:
-        """Envoy, last: it needs every upstream's address. Ready once its admin says LIVE."""
+    def _up_direct(self, env: dict[str, str], timeout: float) -> None:
+        self._start_apps({name: (MODULES[name], {}) for name in (*STAGES, "catalog")}, env, timeout)
+        stages = {f"FENLEI_PIPELINE_{stage.upper()}_ADDRESS": self.address(stage) for stage in STAGES}
+        self._start_apps({"pipeline": (MODULES["pipeline"], stages)}, env, timeout)
+        upstreams = {name: entry["address"] for name, entry in self.state().items()}
+        self._start_gateway(env, timeout, lambda settings, jwks: gateway_config.build(settings, upstreams, jwks))
+
+    def _up_with_sidecars(self, env: dict[str, str], timeout: float, versions: dict[str, list[str]]) -> None:
+        control = self.control
+        policy = control.policy()  # a broken policy file stops the start before anything runs
+        topology = Topology.plan(versions)
+        control.save_topology(topology)
+        bootstraps = control.write_bootstraps(topology)
         settings = gateway_config.load_gateway_settings(env)
-        upstreams = {service: entry["address"] for service, entry in state.items()}
-        config_file = self.run_dir / "gateway.json"
-        gateway_config.write(config_file, gateway_config.build(settings, upstreams, self.authority(settings).jwks()))
-        admin_file = self.run_dir / "gateway-admin.txt"
-        admin_file.unlink(missing_ok=True)
-        log = open(self.home / "logs" / "gateway.log", "ab")
-        process = subprocess.Popen(
-            [envoy_binary(), "-c", str(config_file), "--admin-address-path", str(admin_file), "--disable-hot-restart",
-             "--concurrency", str(settings.workers), "--log-level", "warning"],
-            env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
-        entry = {"pid": process.pid, "address": "", "admin": ""}
-        deadline = time.monotonic() + timeout
-        while not (admin_file.exists() and admin_file.read_text().strip() and _admin_get(admin_file.read_text().strip(), "/ready") == "LIVE"):
-            if process.poll() is not None:
-                raise MeshError(f"the gateway (envoy) exited with {process.returncode}; see {self.home / 'logs' / 'gateway.log'}")
-            if time.monotonic() > deadline:
-                state["gateway"] = entry
-                raise MeshError(f"the gateway was not ready after {timeout:.0f} s; see {self.home / 'logs' / 'gateway.log'}")
-            time.sleep(0.05)
-        entry["admin"] = admin_file.read_text().strip()
-        listeners = json.loads(_admin_get(entry["admin"], "/listeners?format=json"))
-        port = listeners["listener_statuses"][0]["local_address"]["socket_address"]["port_value"]
-        entry["address"] = f"{settings.host}:{port}"
-        return entry
+        control.push(topology, policy, gateway_config.route_table(settings, policy))
+        proxies = {f"{topology.key(i)}-sidecar": (bootstraps[i.name], i.inbound_port) for i in topology.instances}
+        proxies[TRAINER_PROXY] = (bootstraps["trainer"], None)
+        self._start_proxies(proxies, env, timeout)
 
-    def _spawn(self, service: str, env: dict[str, str]) -> subprocess.Popen:
-        address_file = self.run_dir / f"{service}.json"
-        address_file.unlink(missing_ok=True)
-        service_env = {**env, f"FENLEI_{service.upper()}_ADDRESS_FILE": str(address_file)}
-        log = open(self.home / "logs" / f"{service}.log", "ab")
-        return subprocess.Popen(
-            [sys.executable, "-m", MODULES[service]],
-            env=service_env,
-            stdout=log,
-            stderr=log,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # survives the terminal that ran `fenlei up`
-        )
+        def apps(services: Iterable[str]) -> dict[str, tuple[str, dict[str, str]]]:
+            started = {}
+            for instance in (i for i in topology.instances if i.service in services):
+                prefix = f"FENLEI_{instance.service.upper()}"
+                settings_env = {f"{prefix}_LISTEN": f"unix:{control.app_socket(instance)}"}
+                if instance.service == "pipeline":
+                    settings_env.update({f"{prefix}_{stage.upper()}_ADDRESS": control.outbound_address(instance.name, stage) for stage in STAGES})
+                started[topology.key(instance)] = (MODULES[instance.service], settings_env)
+            return started
 
-    def _wait_ready(self, processes: dict[str, subprocess.Popen], timeout: float) -> dict[str, dict]:
+        self._start_apps(apps((*STAGES, "catalog")), env, timeout)
+        self._start_apps(apps(["pipeline"]), env, timeout)
+        xds = control.proxy_directory("gateway")
+        self._start_gateway(env, timeout, lambda settings, jwks: gateway_config.build(settings, {}, jwks, xds_directory=xds))
+
+    def _start_apps(self, apps: dict[str, tuple[str, dict[str, str]]], env: dict[str, str], timeout: float) -> None:
+        processes = {}
+        for name, (module, settings_env) in apps.items():
+            address_file = self.run_dir / f"{name}.json"
+            address_file.unlink(missing_ok=True)
+            service = module.rsplit(".", 2)[-2] if module.endswith(".servicer") else "catalog"
+            entry_env = {**settings_env, f"FENLEI_{service.upper()}_ADDRESS_FILE": str(address_file)}
+            processes[name] = (self._spawn(name, [sys.executable, "-m", module], {**env, **entry_env}), entry_env, module)
         deadline = time.monotonic() + timeout
-        ready: dict[str, dict] = {}
-        while len(ready) < len(processes):
-            for service, process in processes.items():
-                if service in ready:
-                    continue
+        pending = dict(processes)
+        while pending:
+            for name, (process, entry_env, module) in list(pending.items()):
                 if process.poll() is not None:
-                    ready[service] = {"pid": process.pid, "address": ""}
-                    self._write_state(ready)
-                    raise MeshError(f"{service} exited with {process.returncode}; see {self.home / 'logs' / (service + '.log')}")
-                address_file = self.run_dir / f"{service}.json"
-                if address_file.exists() and health(json.loads(address_file.read_text())["address"]) == "SERVING":
-                    ready[service] = {"pid": process.pid, "address": json.loads(address_file.read_text())["address"]}
-            if time.monotonic() > deadline:
-                for service, process in processes.items():
-                    ready.setdefault(service, {"pid": process.pid, "address": ""})
-                self._write_state(ready)
-                raise MeshError(f"services not ready after {timeout:.0f} s: {sorted(set(processes) - set(ready))}")
+                    raise MeshError(f"{name} exited with {process.returncode}; see {self.home / 'logs' / (name + '.log')}")
+                address_file = self.run_dir / f"{name}.json"
+                if address_file.exists():
+                    address = json.loads(address_file.read_text())["address"]
+                    if health(address) == "SERVING":
+                        self._write_state({name: {"pid": process.pid, "address": address, "module": module, "env": entry_env}})
+                        del pending[name]
+            if pending and time.monotonic() > deadline:
+                self._write_state({name: {"pid": p.pid, "address": ""} for name, (p, _, _) in pending.items()})
+                raise MeshError(f"not ready after {timeout:.0f} s: {sorted(pending)}")
             time.sleep(0.05)
-        return ready
 
+    def _start_proxies(self, proxies: dict[str, tuple[Path, int | None]], env: dict[str, str], timeout: float) -> None:
+        started = {name: self._spawn_envoy(name, bootstrap, env, workers=1) for name, (bootstrap, _) in proxies.items()}
+        for name, (process, admin_file) in started.items():
+            self._write_state({name: {"pid": process.pid, "address": "", "admin": ""}})
+        for name, (process, admin_file) in started.items():
+            admin = self._wait_envoy(name, process, admin_file, timeout)
+            port = proxies[name][1]
+            self._write_state({name: {"pid": process.pid, "address": f"127.0.0.1:{port}" if port else "", "admin": admin}})
+
+    def _start_gateway(self, env: dict[str, str], timeout: float, bootstrap) -> None:  # type: ignore[no-untyped-def]
+        """Envoy, last: it needs every upstream. Ready once its admin says LIVE."""
+        settings = gateway_config.load_gateway_settings(env)
+        config_file = self.run_dir / "gateway.json"
+        gateway_config.write(config_file, bootstrap(settings, self.authority(settings).jwks()))
+        process, admin_file = self._spawn_envoy("gateway", config_file, env, workers=settings.workers)
+        self._write_state({"gateway": {"pid": process.pid, "address": "", "admin": ""}})
+        admin = self._wait_envoy("gateway", process, admin_file, timeout)
+        listeners = json.loads(_admin_get(admin, "/listeners?format=json"))
+        port = listeners["listener_statuses"][0]["local_address"]["socket_address"]["port_value"]
+        self._write_state({"gateway": {"pid": process.pid, "address": f"{settings.host}:{port}", "admin": admin}})
+
+    def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen:
+        log = open(self.home / "logs" / f"{name}.log", "ab")
+        return subprocess.Popen(
+            command, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+            start_new_session=True,  # survives the terminal that ran `fenlei up`
+        )  # fmt: skip
+
+    def _spawn_envoy(self, name: str, bootstrap: Path, env: dict[str, str], workers: int) -> tuple[subprocess.Popen, Path]:
+        admin_file = self.run_dir / f"{name}-admin.txt"
+        admin_file.unlink(missing_ok=True)
+        command = [envoy_binary(), "-c", str(bootstrap), "--admin-address-path", str(admin_file), "--disable-hot-restart",
+                   "--concurrency", str(workers), "--log-level", "warning"]  # fmt: skip
+        return self._spawn(name, command, env), admin_file
+
+    def _wait_envoy(self, name: str, process: subprocess.Popen, admin_file: Path, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            admin = admin_file.read_text().strip() if admin_file.exists() else ""
+            if admin and _admin_get(admin, "/ready") == "LIVE":
+                return admin
+            if process.poll() is not None:
+                raise MeshError(f"{name} (envoy) exited with {process.returncode}; see {self.home / 'logs' / (name + '.log')}")
+            if time.monotonic() > deadline:
+                raise MeshError(f"{name} (envoy) was not ready after {timeout:.0f} s; see {self.home / 'logs' / (name + '.log')}")
+            time.sleep(0.05)
+
+    def restart(self, name: str, timeout: float = 60.0) -> dict:
+        """Starts a stopped service process again, as it was (same socket, same sidecar)."""
+        entry = self.state().get(name)
+        if entry is None or "module" not in entry:
+            raise MeshError(f"no service process named {name!r} in this mesh")
+        if _alive(entry["pid"]):
+            raise MeshError(f"{name} is still running (pid {entry['pid']})")
+        env = {**os.environ, "FENLEI_HOME": str(self.home.resolve())}
+        self._start_apps({name: (entry["module"], {k: v for k, v in entry["env"].items() if not k.endswith("_ADDRESS_FILE")})}, env, timeout)
+        return self.state()[name]
+
+    # ------------------------------------------------------------------ policy
+    def apply(self, files: Iterable[Path]) -> Policy:
+        """Applies Istio files on top of the running policy; proxies reload without restarts."""
+        control = self.control
+        policy = control.apply(files)
+        if self.with_sidecars():
+            settings = gateway_config.load_gateway_settings()
+            control.push(control.topology(), policy, gateway_config.route_table(settings, policy))
+        return policy
+
+    def reset_policy(self) -> Policy:
+        control = self.control
+        policy = control.reset()
+        if self.with_sidecars():
+            control.push(control.topology(), policy, gateway_config.route_table(gateway_config.load_gateway_settings(), policy))
+        return policy
+
+    # ------------------------------------------------------------------ state
     def _write_state(self, state: dict[str, dict]) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         merged = {**self.state(), **state}
-        self.state_file.write_text(json.dumps(merged, indent=2))
+        temporary = self.state_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps(merged, indent=2))
+        os.replace(temporary, self.state_file)
 
     def down(self, grace: float = 15.0) -> list[str]:
-        """SIGTERM every service (they drain), then SIGKILL what is left after `grace` seconds."""
+        """SIGTERM every process (services drain), then SIGKILL what is left after `grace` seconds."""
         state = self.state()
-        pids = {service: entry["pid"] for service, entry in state.items() if _alive(entry["pid"])}
+        pids = {name: entry["pid"] for name, entry in state.items() if _alive(entry["pid"])}
         for pid in pids.values():
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
@@ -178,13 +271,13 @@ class Mesh:
 
     def status(self) -> dict[str, dict]:
         def status_of(entry: dict) -> str:
-            if not (_alive(entry["pid"]) and entry["address"]):
+            if not _alive(entry["pid"]):
                 return "DOWN"
             if "admin" in entry:  # Envoy: its admin readiness, not a gRPC health check
-                return "SERVING" if _admin_get(entry["admin"], "/ready") == "LIVE" else "NOT_SERVING"
-            return health(entry["address"])
+                return "SERVING" if entry["admin"] and _admin_get(entry["admin"], "/ready") == "LIVE" else "NOT_SERVING"
+            return health(entry["address"]) if entry["address"] else "DOWN"
 
-        return {service: {**entry, "status": status_of(entry)} for service, entry in self.state().items()}
+        return {name: {"pid": entry["pid"], "address": entry["address"], "status": status_of(entry)} for name, entry in self.state().items()}
 
 
 def health(address: str, timeout: float = 1.0) -> str:

@@ -23,6 +23,8 @@ from google.protobuf import descriptor as pb_descriptor
 
 from fenlei.gateway.auth import ROLE_CLAIM, role_name, roles_at_least
 from fenlei.runtime.settings import load_settings
+from fenlei.sidecar.envoy import file_source, policy_routes
+from fenlei.sidecar.policy import Policy
 from fenlei.v1 import classifier_pb2, common_pb2, features_pb2, pipeline_pb2, preprocessor_pb2, segmenter_pb2
 
 V1 = Path(pipeline_pb2.__file__).parent
@@ -257,30 +259,66 @@ def _local_replies() -> dict[str, Any]:
     }
 
 
-def build(settings: GatewaySettings, upstreams: dict[str, str], jwks: str) -> dict[str, Any]:
-    """The Envoy bootstrap. upstreams: stage name → address, plus "catalog" (reflection)."""
+def route_table(settings: GatewaySettings, policy: Policy | None = None) -> dict[str, Any]:
+    """Every public method gets its own route (and so its own rate limit). Without a
+    policy, straight to each service; with one (the local mesh), the routes, retries,
+    timeouts, faults and splits of each host's VirtualService."""
     methods = public_methods()
     open_route = {name: _disabled() for name in ("envoy.filters.http.jwt_authn", "envoy.filters.http.grpc_json_transcoder", "envoy.filters.http.rbac")}
-    routes: list[dict[str, Any]] = [
-        {
-            "name": "healthz",
-            "match": {"path": "/healthz"},
-            "direct_response": {"status": 200, "body": {"inline_string": '{"status":"SERVING"}'}},
-            "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"}}],
-            "typed_per_filter_config": open_route,
-        },
-        {
-            "name": "openapi",
-            "match": {"path": "/openapi.json"},
-            "direct_response": {"status": 200, "body": {"filename": str(OPENAPI)}},
-            "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"}}],
-            "typed_per_filter_config": open_route,
-        },
-        *(_route(settings, m.path, m.service, m.path.strip("/").replace("/", ".")) for m in methods),
-        _route(settings, REFLECTION, "catalog", "reflection", prefix=True, stream=True),
-        _route(settings, HEALTH, "pipeline", "health", prefix=True, stream=True),
-        {"name": "unknown", "match": {"prefix": "/"}, "direct_response": {"status": 404, "body": {"inline_string": "no such method or path"}}},
+    calls: list[tuple[str, list[tuple[str, bool]]]] = [
+        *((stage, [(m.path, m.streaming) for m in methods if m.service == stage]) for stage in PUBLIC),
+        ("catalog", [(REFLECTION + "ServerReflectionInfo", True)]),
+        ("pipeline", [(HEALTH + "Check", False), (HEALTH + "Watch", True)]),
     ]
+    routes: list[dict[str, Any]] = []
+    for host, paths in calls:
+        if policy is None:
+            routes += [_route(settings, path, host, path.strip("/").replace("/", "."), stream=streams) for path, streams in paths]
+        else:
+            limit = {"typed_per_filter_config": {"envoy.filters.http.local_ratelimit": _rate_limit(settings, host)}}
+            routes += policy_routes(policy, host, paths=paths, extra=limit, unary_timeout=settings.route_timeout_seconds)
+    return {
+        "name": "gateway",
+        "max_direct_response_body_size_bytes": 1024 * 1024,
+        "virtual_hosts": [
+            {
+                "name": "fenlei",
+                "domains": ["*"],
+                "routes": [
+                    {
+                        "name": "healthz",
+                        "match": {"path": "/healthz"},
+                        "direct_response": {"status": 200, "body": {"inline_string": '{"status":"SERVING"}'}},
+                        "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"}}],
+                        "typed_per_filter_config": open_route,
+                    },
+                    {
+                        "name": "openapi",
+                        "match": {"path": "/openapi.json"},
+                        "direct_response": {"status": 200, "body": {"filename": str(OPENAPI)}},
+                        "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"}}],
+                        "typed_per_filter_config": open_route,
+                    },
+                    *routes,
+                    {"name": "unknown", "match": {"prefix": "/"}, "direct_response": {"status": 404, "body": {"inline_string": "no such method or path"}}},
+                ],
+            }
+        ],
+    }
+
+
+def build(settings: GatewaySettings, upstreams: dict[str, str], jwks: str, *, xds_directory: Path | None = None) -> dict[str, Any]:
+    """The Envoy bootstrap. upstreams: service name → address (with "catalog" for
+    reflection), for a gateway straight to the services. With xds_directory (the local
+    mesh), routes and clusters come from files there instead (rds-gateway.json,
+    cds.json), which `fenlei mesh apply` rewrites while Envoy runs."""
+    methods = public_methods()
+    if xds_directory is None:
+        routing: dict[str, Any] = {"route_config": route_table(settings)}
+        clusters = [_cluster(name, address) for name, address in sorted(upstreams.items())]
+    else:
+        routing = {"rds": {"route_config_name": "gateway", "config_source": file_source(xds_directory / "rds-gateway.json", xds_directory)}}
+        clusters = []
     manager = _typed(
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         stat_prefix="gateway",
@@ -288,11 +326,7 @@ def build(settings: GatewaySettings, upstreams: dict[str, str], jwks: str) -> di
         request_headers_timeout="10s",  # slow headers do not hold a connection
         stream_idle_timeout="300s",
         common_http_protocol_options={"idle_timeout": "300s", "headers_with_underscores_action": "REJECT_REQUEST"},
-        route_config={
-            "name": "fenlei",
-            "max_direct_response_body_size_bytes": 1024 * 1024,
-            "virtual_hosts": [{"name": "fenlei", "domains": ["*"], "routes": routes}],
-        },
+        **routing,
         local_reply_config=_local_replies(),
         http_filters=[
             {"name": "envoy.filters.http.header_mutation", "typed_config": _remember_content_type()},
@@ -307,6 +341,7 @@ def build(settings: GatewaySettings, upstreams: dict[str, str], jwks: str) -> di
         ],
     )
     return {
+        "node": {"id": "gateway", "cluster": "gateway"},
         "admin": {"address": _socket(f"127.0.0.1:{settings.admin_port}")},
         "overload_manager": {
             "resource_monitors": [
@@ -327,8 +362,9 @@ def build(settings: GatewaySettings, upstreams: dict[str, str], jwks: str) -> di
                     "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": manager}]}],
                 }
             ],
-            "clusters": [_cluster(name, address) for name, address in sorted(upstreams.items())],
+            "clusters": clusters,
         },
+        **({"dynamic_resources": {"cds_config": file_source(xds_directory / "cds.json", xds_directory)}} if xds_directory else {}),
     }
 
 

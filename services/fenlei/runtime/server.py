@@ -145,12 +145,14 @@ async def start_server(service: str, settings: ServiceSettings, register: Regist
     served = register(server, settings)
     names = served.names
     reflection.enable_server_reflection([*names, *served.described, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server)
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
-    if port == 0:
-        raise OSError(f"{service}: cannot listen on {settings.host}:{settings.port}")
+    wanted = settings.listen or f"{settings.host}:{settings.port}"
+    port = server.add_insecure_port(wanted)
+    if port == 0 and not settings.listen:
+        raise OSError(f"{service}: cannot listen on {wanted}")
+    address = settings.listen or f"{settings.host}:{port}"
     await health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.start()
-    log.info("listening", extra={"fields": {"address": f"{settings.host}:{port}"}})
+    log.info("listening", extra={"fields": {"address": address}})
 
     await served.load()
     # What load() built lives as long as the process; freezing it keeps full collections
@@ -162,14 +164,14 @@ async def start_server(service: str, settings: ServiceSettings, register: Regist
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("serving", extra={"fields": {"services": names}})
     if settings.address_file:
-        _write_address_file(Path(settings.address_file), settings.host, port)
+        _write_address_file(Path(settings.address_file), address)
     return RunningServer(server, health, port, settings.grace_seconds)
 
 
-def _write_address_file(path: Path, host: str, port: int) -> None:
+def _write_address_file(path: Path, address: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"address": f"{host}:{port}", "pid": os.getpid()}))
+    tmp.write_text(json.dumps({"address": address, "pid": os.getpid()}))
     os.replace(tmp, path)
 
 

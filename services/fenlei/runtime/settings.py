@@ -24,6 +24,8 @@ class ServiceSettings:
     host: str = "127.0.0.1"
     # 0 picks a free port; the bound address is written to address_file.
     port: int = 0
+    # A gRPC address to listen on instead of host:port, e.g. unix:/path (behind a sidecar).
+    listen: str = ""
     address_file: str = ""
     log_level: str = "INFO"
     max_message_bytes: int = 16 * 1024 * 1024

@@ -15,7 +15,7 @@ MESSAGE_BYTES = 64 * 1024 * 1024
 
 
 def mesh_streams(mesh: Mesh) -> StageStreams:
-    addresses = StageAddresses(*(mesh.address(stage) for stage in ("segmenter", "preprocessor", "features", "classifier")))
+    addresses = StageAddresses(*(mesh.stage_address(stage) for stage in ("segmenter", "preprocessor", "features", "classifier")))
     return StageStreams(addresses, [("grpc.max_receive_message_length", MESSAGE_BYTES), ("grpc.max_send_message_length", MESSAGE_BYTES)])
 
 

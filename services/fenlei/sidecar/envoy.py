@@ -1,0 +1,388 @@
+"""Envoy resources for the local mesh, built from a Policy and the running instances.
+
+Each proxy reads its routes (RDS) and clusters (CDS) from files in its directory, which
+Envoy watches: `fenlei mesh apply` rewrites the files and every proxy takes the new policy
+without a restart, keeping its open connections. Listeners are static: an instance's
+inbound mTLS port and its outbound Unix sockets never change while it runs.
+
+    app ──unix──► own sidecar (outbound-<host>.sock) ──mTLS──► host's sidecar (inbound port) ──unix──► host app
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from fenlei.sidecar.ca import Identity, spiffe_id
+from fenlei.sidecar.policy import DEFAULT_RETRIES, Destination, HttpRoute, Match, Policy, Retries
+
+INSTANCE_HEADER = "x-fenlei-instance"  # names the instance that answered: for people and tests
+UNIX_PATH_MAX = 107
+
+
+def typed(type_name: str, **fields: Any) -> dict[str, Any]:
+    return {"@type": f"type.googleapis.com/{type_name}", **fields}
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds:.3f}s"
+
+
+def socket_address(host: str, port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def pipe(path: Path) -> dict[str, Any]:
+    if len(str(path)) > UNIX_PATH_MAX:
+        raise ValueError(f"the Unix socket path {path} is longer than {UNIX_PATH_MAX} bytes; use a shorter FENLEI_HOME")
+    return {"pipe": {"path": str(path), "mode": 0o600}}
+
+
+def http2_options(max_requests_per_connection: int | None = None) -> dict[str, Any]:
+    options: dict[str, Any] = {"explicit_http_config": {"http2_protocol_options": {}}}
+    if max_requests_per_connection:
+        options["common_http_protocol_options"] = {"max_requests_per_connection": max_requests_per_connection}
+    return {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": typed("envoy.extensions.upstreams.http.v3.HttpProtocolOptions", **options)}
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One running copy of a service: its app and its sidecar."""
+
+    service: str
+    version: str
+    index: int
+    inbound_port: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.service}-{self.version}-{self.index}"
+
+
+def cluster_name(host: str, version: str = "") -> str:
+    return f"{host}|{version}" if version else host
+
+
+def tls_context(identity: Identity, ca_root: Path) -> dict[str, Any]:
+    return {
+        "tls_certificates": [{"certificate_chain": {"filename": str(identity.cert)}, "private_key": {"filename": str(identity.key)}}],
+        "validation_context": {"trusted_ca": {"filename": str(ca_root)}},
+        "alpn_protocols": ["h2"],
+    }
+
+
+def mesh_clusters(policy: Policy, instances: Iterable[Instance], hosts: Iterable[str], identity: Identity, ca_root: Path) -> list[dict[str, Any]]:
+    """For each host: a cluster of all its instances and one per DestinationRule subset,
+    with the rule's circuit breakers and outlier detection, over mTLS that checks the
+    server is who the host should be."""
+    instances = list(instances)
+    clusters = []
+    for host in sorted(set(hosts)):
+        rule = policy.destination_rules.get(host)
+        members = [i for i in instances if i.service == host]
+        groups = {"": members}
+        if rule:
+            groups.update({version: [i for i in members if i.version == version] for version in rule.subsets.values()})
+        for version, group in groups.items():
+            cluster: dict[str, Any] = {
+                "name": cluster_name(host, version),
+                "type": "STATIC",
+                "connect_timeout": "1s",
+                "load_assignment": {
+                    "cluster_name": cluster_name(host, version),
+                    "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket_address("127.0.0.1", i.inbound_port)}} for i in group]}],
+                },
+                "typed_extension_protocol_options": http2_options(rule.pool.max_requests_per_connection if rule else None),
+            }
+            if rule is None or rule.mutual_tls:
+                context = tls_context(identity, ca_root)
+                context["validation_context"]["match_typed_subject_alt_names"] = [{"san_type": "URI", "matcher": {"exact": spiffe_id(host)}}]
+                cluster["transport_socket"] = {
+                    "name": "envoy.transport_sockets.tls",
+                    "typed_config": typed("envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext", common_tls_context=context, sni=host),
+                }
+            if rule:
+                thresholds = {
+                    key: value
+                    for key, value in (
+                        ("max_connections", rule.pool.max_connections),
+                        ("max_pending_requests", rule.pool.max_pending_requests),
+                        ("max_requests", rule.pool.max_requests),
+                        ("max_retries", rule.pool.max_retries),
+                    )
+                    if value is not None
+                }
+                if thresholds:
+                    cluster["circuit_breakers"] = {"thresholds": [thresholds]}
+                if rule.outlier:
+                    outlier: dict[str, Any] = {
+                        "interval": duration(rule.outlier.interval_seconds),
+                        "base_ejection_time": duration(rule.outlier.base_ejection_seconds),
+                        "max_ejection_percent": rule.outlier.max_ejection_percent,
+                    }
+                    if rule.outlier.consecutive_5xx is not None:
+                        outlier["consecutive_5xx"] = rule.outlier.consecutive_5xx
+                    else:
+                        outlier["enforcing_consecutive_5xx"] = 0
+                    if rule.outlier.consecutive_gateway_errors is not None:
+                        outlier["consecutive_gateway_failure"] = rule.outlier.consecutive_gateway_errors
+                        outlier["enforcing_consecutive_gateway_failure"] = 100
+                    cluster["outlier_detection"] = outlier
+            clusters.append(cluster)
+    return clusters
+
+
+def _retry_policy(retries: Retries) -> dict[str, Any]:
+    policy: dict[str, Any] = {
+        "retry_on": retries.retry_on,
+        "num_retries": retries.attempts,
+        # A retry goes to another instance when there is one, as Istio's does.
+        "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts", "typed_config": typed("envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate")}],
+        "host_selection_retry_max_attempts": 3,
+    }
+    if retries.per_try_timeout_seconds is not None:
+        policy["per_try_timeout"] = duration(retries.per_try_timeout_seconds)
+    return policy
+
+
+def _destinations(policy: Policy, destinations: tuple[Destination, ...]) -> dict[str, Any]:
+    names = [cluster_name(d.host, policy.subset_version(d.host, d.subset)) for d in destinations]
+    if len(destinations) == 1:
+        return {"cluster": names[0]}
+    return {"weighted_clusters": {"clusters": [{"name": n, "weight": d.weight} for n, d in zip(names, destinations) if d.weight]}}
+
+
+def _fault(route: HttpRoute) -> dict[str, Any] | None:
+    fault = route.fault
+    if fault is None:
+        return None
+    config: dict[str, Any] = {}
+    if fault.delay_seconds is not None:
+        config["delay"] = {"fixed_delay": duration(fault.delay_seconds), "percentage": _fraction(fault.delay_percent)}
+    if fault.abort_grpc_status is not None or fault.abort_http_status is not None:
+        abort: dict[str, Any] = {"percentage": _fraction(fault.abort_percent)}
+        if fault.abort_grpc_status is not None:
+            abort["grpc_status"] = fault.abort_grpc_status
+        else:
+            abort["http_status"] = fault.abort_http_status
+        config["abort"] = abort
+    return typed("envoy.extensions.filters.http.fault.v3.HTTPFault", **config)
+
+
+def _fraction(percent: float) -> dict[str, Any]:
+    return {"numerator": round(percent * 10_000), "denominator": "MILLION"}
+
+
+def _header_matchers(headers: tuple[tuple[str, str, str], ...]) -> list[dict[str, Any]]:
+    matchers = []
+    for name, kind, value in headers:
+        matcher = {"safe_regex": {"regex": value}} if kind == "regex" else {kind: value}
+        matchers.append({"name": name, "string_match": matcher})
+    return matchers
+
+
+def policy_routes(policy: Policy, host: str, *, paths: Iterable[tuple[str, bool]] | None = None,
+                  extra: dict[str, Any] | None = None, unary_timeout: float | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """Envoy routes for calls to `host`, from its VirtualService (or Istio's defaults).
+
+    paths: None for a sidecar (match on the rule's own uri); for the gateway, its exact
+    method paths with whether each streams, so every method keeps its own route (and
+    rate limit). Routes carrying streams get no timeout; others the rule's, else
+    unary_timeout. `extra` is merged into every route (per-route filter configs)."""
+    rules = policy.virtual_services.get(host) or (HttpRoute("default", (), (Destination(host),), None, _default_retries(), None),)
+    routes = []
+    for rule in rules:
+        action = _destinations(policy, rule.destinations)
+        if rule.retries:
+            action["retry_policy"] = _retry_policy(rule.retries)
+        action["max_stream_duration"] = {"grpc_timeout_header_max": "0s"}  # the caller's deadline holds
+        per_filter = dict((extra or {}).get("typed_per_filter_config", {}))
+        for match in rule.matches or (None,):
+            for path, streams in (paths if paths is not None else [(None, False)]):
+                if path is not None and match and match.uri and not _uri_matches(match.uri, path):
+                    continue
+                route_match = _route_match(match, path)
+                timeout = 0.0 if streams else (rule.timeout_seconds if rule.timeout_seconds is not None else unary_timeout)
+                route = {
+                    "name": f"{host}.{rule.name}" + (f".{path.strip('/').replace('/', '.')}" if path else ""),
+                    "match": route_match,
+                    "route": {**action, "timeout": duration(timeout or 0.0)},
+                    **{k: v for k, v in (extra or {}).items() if k != "typed_per_filter_config"},
+                }
+                if per_filter:
+                    route["typed_per_filter_config"] = per_filter
+                routes.append(route)
+    return routes
+
+
+def _route_match(match: Match | None, path: str | None = None) -> dict[str, Any]:
+    route_match: dict[str, Any]
+    if path is not None:
+        route_match = {"path": path}
+    elif match and match.uri:
+        kind, value = match.uri
+        route_match = {"safe_regex": {"regex": value}} if kind == "regex" else {"path" if kind == "exact" else "prefix": value}
+    else:
+        route_match = {"prefix": "/"}
+    if match and match.headers:
+        route_match["headers"] = _header_matchers(match.headers)
+    return route_match
+
+
+def _default_retries() -> Retries:
+    return Retries(int(DEFAULT_RETRIES["attempts"]), str(DEFAULT_RETRIES["retryOn"]))
+
+
+def _uri_matches(uri: tuple[str, str], path: str) -> bool:
+    kind, value = uri
+    return path == value if kind == "exact" else path.startswith(value) if kind == "prefix" else re.fullmatch(value, path) is not None
+
+
+def route_configuration(name: str, routes: list[dict[str, Any]], headers: dict[str, str] | None = None) -> dict[str, Any]:
+    config: dict[str, Any] = {"name": name, "virtual_hosts": [{"name": name, "domains": ["*"], "routes": routes}]}
+    if headers:
+        config["response_headers_to_add"] = [{"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"} for k, v in headers.items()]
+    return config
+
+
+def inbound_rbac(policy: Policy, service: str) -> dict[str, Any]:
+    """The service's AuthorizationPolicies as Envoy RBAC. No policy: any mesh peer (mTLS
+    already proved it is one), as in Istio."""
+    rules = policy.authorization.get(service)
+    if rules is None:
+        policies = {"any-peer": {"permissions": [{"any": True}], "principals": [{"authenticated": {"principal_name": {"prefix": "spiffe://"}}}]}}
+    else:
+        policies = {}
+        for index, allow in enumerate(rules):
+            permissions = [
+                {"url_path": {"path": {"prefix": p[:-1]} if p.endswith("*") else {"exact": p}}} for p in allow.paths
+            ] or [{"any": True}]
+            principals = [{"authenticated": {"principal_name": {"exact": p}}} for p in allow.principals] or [
+                {"authenticated": {"principal_name": {"prefix": "spiffe://"}}}
+            ]
+            policies[f"rule-{index}"] = {"permissions": [{"or_rules": {"rules": permissions}}], "principals": principals}
+    return typed("envoy.extensions.filters.http.rbac.v3.RBACPerRoute", rbac={"rules": {"action": "ALLOW", "policies": policies}})
+
+
+def inbound_routes(policy: Policy, instance: Instance) -> dict[str, Any]:
+    """Everything allowed goes to the app. Faults of the service's VirtualService are
+    injected here, by the destination's sidecar, so that the caller's proxy sees them as
+    real failures and its retries apply (Istio injects them in the caller's proxy, where
+    its own retries never see an injected abort)."""
+    rbac = inbound_rbac(policy, instance.service)
+    to_app = {"cluster": "app", "timeout": "0s", "max_stream_duration": {"grpc_timeout_header_max": "0s"}}
+    routes = []
+    for rule in policy.virtual_services.get(instance.service, ()):
+        fault = _fault(rule)
+        versions = {policy.subset_version(d.host, d.subset) for d in rule.destinations}
+        if fault is None or not ({"", instance.version} & versions):
+            continue
+        for index, match in enumerate(rule.matches or (None,)):
+            routes.append({
+                "name": f"fault.{rule.name}.{index}",
+                "match": _route_match(match),
+                "route": to_app,
+                "typed_per_filter_config": {"envoy.filters.http.rbac": rbac, "envoy.filters.http.fault": fault},
+            })  # fmt: skip
+    routes.append({"name": "app", "match": {"prefix": "/"}, "route": to_app, "typed_per_filter_config": {"envoy.filters.http.rbac": rbac}})
+    return route_configuration("inbound", routes, {INSTANCE_HEADER: instance.name})
+
+
+def _rds(name: str, directory: Path) -> dict[str, Any]:
+    return {"route_config_name": name, "config_source": file_source(directory / f"rds-{name}.json", directory)}
+
+
+def file_source(path: Path, directory: Path) -> dict[str, Any]:
+    return {"path_config_source": {"path": str(path), "watched_directory": {"path": str(directory)}}, "resource_api_version": "V3"}
+
+
+def _manager(stat_prefix: str, route_name: str, directory: Path, filters: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": typed(
+            "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            stat_prefix=stat_prefix,
+            codec_type="HTTP2",
+            rds=_rds(route_name, directory),
+            http_filters=[*filters, {"name": "envoy.filters.http.router", "typed_config": typed("envoy.extensions.filters.http.router.v3.Router")}],
+        ),
+    }
+
+
+FAULT_FILTER = {"name": "envoy.filters.http.fault", "typed_config": typed("envoy.extensions.filters.http.fault.v3.HTTPFault")}
+# Denies everything unless the route's RBACPerRoute allows it.
+DENY_BY_DEFAULT = {"name": "envoy.filters.http.rbac", "typed_config": typed("envoy.extensions.filters.http.rbac.v3.RBAC", rules={"action": "ALLOW", "policies": {}})}
+
+
+def outbound_socket(directory: Path, host: str) -> Path:
+    return directory / f"out-{host}.sock"
+
+
+def sidecar_bootstrap(name: str, directory: Path, identity: Identity, ca_root: Path, *, inbound: tuple[int, Path] | None, outbound: Iterable[str]) -> dict[str, Any]:
+    """inbound: (mTLS port, the app's Unix socket), or None for a client-only proxy.
+    outbound: the hosts the app calls, each through a Unix socket of this proxy."""
+    listeners = []
+    clusters = []
+    if inbound is not None:
+        port, app_socket = inbound
+        tls = typed(
+            "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            require_client_certificate=True,
+            common_tls_context=tls_context(identity, ca_root),
+        )
+        listeners.append(
+            {
+                "name": "inbound",
+                "address": socket_address("127.0.0.1", port),
+                "filter_chains": [
+                    {
+                        "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": tls},
+                        "filters": [_manager("inbound", "inbound", directory, [DENY_BY_DEFAULT, FAULT_FILTER])],
+                    }
+                ],
+            }
+        )
+        clusters.append(
+            {
+                "name": "app",
+                "type": "STATIC",
+                "connect_timeout": "1s",
+                "load_assignment": {"cluster_name": "app", "endpoints": [{"lb_endpoints": [{"endpoint": {"address": pipe(app_socket)}}]}]},
+                "typed_extension_protocol_options": http2_options(),
+            }
+        )
+    for host in outbound:
+        listeners.append(
+            {
+                "name": f"outbound-{host}",
+                "address": pipe(outbound_socket(directory, host)),
+                "filter_chains": [{"filters": [_manager(f"outbound_{host}", f"outbound-{host}", directory, [])]}],
+            }
+        )
+    return {
+        "node": {"id": name, "cluster": name.rsplit("-", 2)[0]},
+        "admin": {"address": socket_address("127.0.0.1", 0)},
+        "static_resources": {"listeners": listeners, "clusters": clusters},
+        "dynamic_resources": {"cds_config": file_source(directory / "cds.json", directory)},
+    }
+
+
+def write_resources(directory: Path, version: int, kind: str, resources: list[dict[str, Any]], file_name: str) -> None:
+    """A DiscoveryResponse file, replaced atomically (Envoy watches for the move)."""
+    type_url = {"cds": "envoy.config.cluster.v3.Cluster", "rds": "envoy.config.route.v3.RouteConfiguration"}[kind]
+    body = {"version_info": str(version), "resources": [{"@type": f"type.googleapis.com/{type_url}", **r} for r in resources]}
+    directory.mkdir(parents=True, exist_ok=True)
+    temporary = directory / f".{file_name}.tmp"
+    temporary.write_text(json.dumps(body, indent=1))
+    os.replace(temporary, directory / file_name)
+
+
+def write_bootstrap(directory: Path, bootstrap: dict[str, Any]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "bootstrap.json"
+    path.write_text(json.dumps(bootstrap, indent=1))
+    return path

@@ -1,0 +1,159 @@
+"""The local mesh's control plane: which instances run, where each proxy's files are,
+and turning the Istio policy into those files (as istiod pushes xDS to sidecars).
+
+    <home>/mesh/ca/                      the CA and every workload's certificate
+    <home>/mesh/applied.json             scenario files applied on top of the defaults
+    <home>/mesh/topology.json            instances and their inbound ports
+    <home>/mesh/proxies/<proxy>/         bootstrap.json, cds.json, rds-*.json, out-*.sock
+    <home>/mesh/apps/<instance>.sock     where an app listens (only its sidecar connects)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable
+
+from fenlei.gateway.config import PUBLIC
+from fenlei.sidecar import envoy
+from fenlei.sidecar.ca import CertificateAuthority, Identity
+from fenlei.sidecar.envoy import Instance
+from fenlei.sidecar.policy import Policy, load
+
+STAGES = ("segmenter", "preprocessor", "features", "classifier")
+SERVED = (*STAGES, "pipeline", "catalog")
+# Who calls whom: the outbound side of each client's proxy.
+CALLS = {"pipeline": STAGES, "trainer": STAGES, "gateway": (*PUBLIC, "catalog")}
+REPOSITORY_POLICY = Path(__file__).resolve().parents[3] / "mesh" / "istio"
+# The defaults every mesh starts with; the other files in mesh/istio are scenarios.
+BASE_POLICY = ("peer-authentication.yaml", "destination-rule-all-mtls.yaml", "virtual-service-all-v1.yaml", "authorization-policies.yaml")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Topology:
+    instances: list[Instance]
+
+    @classmethod
+    def plan(cls, versions: dict[str, list[str]]) -> "Topology":
+        """versions: service → one version label per instance (default one v1 each)."""
+        instances = []
+        for service in SERVED:
+            counts: dict[str, int] = {}
+            for version in versions.get(service, ["v1"]):
+                instances.append(Instance(service, version, counts.get(version, 0), free_port()))
+                counts[version] = counts.get(version, 0) + 1
+        return cls(instances)
+
+    def of(self, service: str) -> list[Instance]:
+        return [i for i in self.instances if i.service == service]
+
+    def key(self, instance: Instance) -> str:
+        """The state name: the service itself for its first v1 instance."""
+        return instance.service if (instance.version, instance.index) == ("v1", 0) else instance.name
+
+
+class ControlPlane:
+    def __init__(self, home: Path, policy_directory: Path | None = None) -> None:
+        self.root = home / "mesh"
+        self.policy_directory = policy_directory or Path(os.environ.get("FENLEI_MESH_POLICY", REPOSITORY_POLICY))
+        self.ca = CertificateAuthority(self.root / "ca")
+
+    # ------------------------------------------------------------------ files
+    def proxy_directory(self, proxy: str) -> Path:
+        return self.root / "proxies" / proxy
+
+    def app_socket(self, instance: Instance) -> Path:
+        return self.root / "apps" / f"{instance.name}.sock"
+
+    def outbound_address(self, proxy: str, host: str) -> str:
+        return f"unix:{envoy.outbound_socket(self.proxy_directory(proxy), host)}"
+
+    def save_topology(self, topology: Topology) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "topology.json").write_text(json.dumps([asdict(i) for i in topology.instances], indent=1))
+
+    def topology(self) -> Topology:
+        return Topology([Instance(**entry) for entry in json.loads((self.root / "topology.json").read_text())])
+
+    # ------------------------------------------------------------------ policy
+    def applied(self) -> list[Path]:
+        try:
+            return [Path(p) for p in json.loads((self.root / "applied.json").read_text())]
+        except FileNotFoundError:
+            return []
+
+    def policy(self, extra: Iterable[Path] = ()) -> Policy:
+        base = [self.policy_directory / name for name in BASE_POLICY]
+        missing = [str(p) for p in base if not p.exists()]
+        if missing:
+            raise FileNotFoundError(f"the mesh policy files are missing: {', '.join(missing)} (set FENLEI_MESH_POLICY to mesh/istio)")
+        return load([*base, *self.applied(), *extra])
+
+    def apply(self, files: Iterable[Path]) -> Policy:
+        """Checks the files against the rest of the policy first: a bad file changes nothing."""
+        files = [Path(f).resolve() for f in files]
+        policy = self.policy(files)
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "applied.json").write_text(json.dumps([str(p) for p in [*self.applied(), *files]]))
+        return policy
+
+    def reset(self) -> Policy:
+        (self.root / "applied.json").unlink(missing_ok=True)
+        return self.policy()
+
+    # ------------------------------------------------------------------ proxies
+    def identity(self, account: str) -> Identity:
+        return self.ca.issue(account)
+
+    def sidecars(self, topology: Topology) -> dict[str, dict]:
+        """proxy name → (bootstrap, account): one per instance, plus the trainer's."""
+        proxies = {}
+        for instance in topology.instances:
+            directory = self.proxy_directory(instance.name)
+            identity = self.identity(instance.service)
+            proxies[instance.name] = envoy.sidecar_bootstrap(
+                instance.name, directory, identity, self.ca.root,
+                inbound=(instance.inbound_port, self.app_socket(instance)), outbound=CALLS.get(instance.service, ()),
+            )  # fmt: skip
+        directory = self.proxy_directory("trainer")
+        proxies["trainer"] = envoy.sidecar_bootstrap("trainer", directory, self.identity("trainer"), self.ca.root, inbound=None, outbound=CALLS["trainer"])
+        return proxies
+
+    def write_bootstraps(self, topology: Topology) -> dict[str, Path]:
+        (self.root / "apps").mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root / "apps", 0o700)  # only this user (the sidecars) reaches the apps
+        return {name: envoy.write_bootstrap(self.proxy_directory(name), bootstrap) for name, bootstrap in self.sidecars(topology).items()}
+
+    def push(self, topology: Topology, policy: Policy, gateway_routes: dict | None = None) -> None:
+        """Writes every proxy's clusters and routes (what istiod's push does)."""
+        version = int.from_bytes(os.urandom(4), "big")
+        clients = {instance.name: instance.service for instance in topology.instances if instance.service in CALLS}
+        clients["trainer"] = "trainer"
+        for instance in topology.instances:
+            directory = self.proxy_directory(instance.name)
+            envoy.write_resources(directory, version, "rds", [envoy.inbound_routes(policy, instance)], "rds-inbound.json")
+        for proxy, account in [*clients.items(), ("gateway", "gateway")]:
+            directory = self.proxy_directory(proxy)
+            hosts = CALLS["gateway" if proxy == "gateway" else account]
+            clusters = envoy.mesh_clusters(policy, topology.instances, hosts, self.identity(account), self.ca.root)
+            envoy.write_resources(directory, version, "cds", clusters, "cds.json")
+            if proxy == "gateway":
+                if gateway_routes is not None:
+                    envoy.write_resources(directory, version, "rds", [gateway_routes], "rds-gateway.json")
+                continue
+            for host in hosts:
+                routes = envoy.route_configuration(f"outbound-{host}", envoy.policy_routes(policy, host))
+                envoy.write_resources(directory, version, "rds", [routes], f"rds-outbound-{host}.json")
+        for instance in topology.instances:  # client-only proxies have no inbound routes; apps without outbound have no CDS
+            directory = self.proxy_directory(instance.name)
+            if instance.name not in clients:
+                envoy.write_resources(directory, version, "cds", [], "cds.json")
