@@ -42,7 +42,8 @@ What it does, and what it deliberately does not:
   asyncio client, a subclass): ``error.code()`` is the ``grpc.StatusCode``,
   ``error.details()`` the message. Nothing is wrapped. Bad arguments to these methods
   (a str where a list of texts is expected, retries out of range, ...) raise TypeError or
-  ValueError before any call. A call on a closed client raises ValueError (gRPC's).
+  ValueError before any call. A call on a closed client raises ValueError (gRPC's, or
+  ``grpc.aio.UsageError`` from an asyncio stub obtained before the close).
 * Messages up to 16 MiB each way, the services' limit (``max_message_bytes``).
 """
 
@@ -149,7 +150,7 @@ def service_config(
 def channel_options(
     retries: int = 3, *, initial_backoff: float = 0.1, max_backoff: float = 5.0, backoff_multiplier: float = 2.0
 ) -> list[tuple[str, Any]]:
-    """The channel options both clients use (extra ``options=`` are appended after them)."""
+    """The channel options both clients use (a client's ``options=`` override them)."""
     return [
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -380,9 +381,10 @@ class _Base:
         self.target = target
         self.retries = retries
         self._defaults = _Defaults(timeout, token, metadata)
-        self._options = channel_options(
+        # gRPC takes the first value of a repeated key: the caller's options go first to win.
+        self._options = list(options) + channel_options(
             retries, initial_backoff=initial_backoff, max_backoff=max_backoff, backoff_multiplier=backoff_multiplier
-        ) + list(options)
+        )
         if tls is None or tls is False:
             self._credentials: grpc.ChannelCredentials | None = None
         elif tls is True:
@@ -404,8 +406,9 @@ class _Base:
         token, deadline (when the call passes no ``timeout=``), retries and limits."""
         if service not in SERVICES:
             raise KeyError(f"no service {service!r}; the services are {', '.join(SERVICES)}")
+        channel = self.channel  # the asyncio client's raises once closed
         if service not in self._stubs:
-            self._stubs[service] = SERVICES[service][1](self.channel)
+            self._stubs[service] = SERVICES[service][1](channel)
         return self._stubs[service]
 
     @property
@@ -450,7 +453,7 @@ class Client(_Base):
         tls: None/False for plaintext, True for TLS with the system roots, or
             ``grpc.ChannelCredentials`` (e.g. ``grpc.ssl_channel_credentials(ca)``).
         metadata: extra (key, value) pairs sent with every call.
-        options: extra gRPC channel options, after the client's own.
+        options: extra gRPC channel options; they override the client's own.
         initial_backoff, max_backoff, backoff_multiplier: the retry backoff (seconds).
 
     Failed calls raise ``grpc.RpcError`` unchanged.
@@ -584,8 +587,9 @@ class Client(_Base):
 
 class AsyncClient(_Base):
     """The asyncio client: the same surface as ``Client`` with coroutines, and
-    ``classify_stream`` an async iterator. Create and use it in one event loop; close it
-    with ``await client.close()`` or ``async with``. Failed calls raise
+    ``classify_stream`` an async iterator. Its channel is made at first use and belongs to
+    that event loop: use a client in one loop only. Close it with ``await client.close()``
+    or ``async with``. Failed calls raise
     ``grpc.aio.AioRpcError`` (a ``grpc.RpcError``) unchanged.
 
     The generated stubs (``client.pipeline``, ``client.stub(name)``, ...) are asyncio
@@ -610,27 +614,37 @@ class AsyncClient(_Base):
             target, token=token, timeout=timeout, retries=retries, tls=tls, metadata=metadata, options=options,
             initial_backoff=initial_backoff, max_backoff=max_backoff, backoff_multiplier=backoff_multiplier,
         )  # fmt: skip
-        interceptors = [
-            _AioUnaryUnary(self._defaults),
-            _AioUnaryStream(self._defaults),
-            _AioStreamUnary(self._defaults),
-            _AioStreamStream(self._defaults),
-        ]
-        if self._credentials is None:
-            self._channel = grpc.aio.insecure_channel(target, options=self._options, interceptors=interceptors)
-        else:
-            self._channel = grpc.aio.secure_channel(
-                target, self._credentials, options=self._options, interceptors=interceptors
-            )
+        self._channel: grpc.aio.Channel | None = None
+        self._closed = False
 
     @property
     def channel(self) -> grpc.aio.Channel:
-        """The channel (with the token/deadline interceptors), for stubs of your own."""
+        """The channel (with the token/deadline interceptors), for stubs of your own.
+
+        Made at first use: an asyncio channel belongs to the event loop it was made in,
+        so the client may be constructed anywhere but must be used in one loop."""
+        if self._closed:
+            raise ValueError("the client is closed")
+        if self._channel is None:
+            interceptors = [
+                _AioUnaryUnary(self._defaults),
+                _AioUnaryStream(self._defaults),
+                _AioStreamUnary(self._defaults),
+                _AioStreamStream(self._defaults),
+            ]
+            if self._credentials is None:
+                self._channel = grpc.aio.insecure_channel(self.target, options=self._options, interceptors=interceptors)
+            else:
+                self._channel = grpc.aio.secure_channel(
+                    self.target, self._credentials, options=self._options, interceptors=interceptors
+                )
         return self._channel
 
     async def close(self, grace: float | None = None) -> None:
         """Closes the channel; calls still in flight after ``grace`` seconds are cancelled."""
-        await self._channel.close(grace)
+        self._closed = True
+        if self._channel is not None:
+            await self._channel.close(grace)
 
     async def __aenter__(self) -> "AsyncClient":
         return self

@@ -293,3 +293,14 @@ def test_unreachable_target_is_unavailable(fake):
         with pytest.raises(grpc.RpcError) as failure:
             client.classify("x")
     assert failure.value.code() == UNAVAILABLE
+
+
+def test_a_large_request_is_not_retried_with_the_default_retry_buffer(fake):
+    # The counterpart of test_a_large_request_is_still_retried: the buffer option is what makes it work
+    # (and a client's options= override the client's own).
+    fake.servicer.failures = [UNAVAILABLE]
+    with client_for(fake, options=[("grpc.per_rpc_retry_buffer_size", 256 << 10)]) as client:
+        with pytest.raises(grpc.RpcError) as failure:
+            client.classify("字" * (1 << 20))
+    assert failure.value.code() == UNAVAILABLE
+    assert fake.servicer.count("Classify") == 1

@@ -7,8 +7,8 @@ This costs a quarter of a new call per batch (see DESIGN.md) and pipelines batch
 
 When a stream fails, the stage was working on the oldest pending batch, so only that
 batch gets the error; the batches behind it were never processed and are resent on a
-fresh stream. A transient failure (UNAVAILABLE: a stage restarted, a replica killed)
-resends the oldest batch too, since stages are idempotent.
+fresh stream. A broken stream (UNAVAILABLE, CANCELLED, or INTERNAL from a reset: a stage
+restarted, a replica killed) resends the oldest batch too, since stages are idempotent.
 
 Payloads are bytes: protobuf messages merge when concatenated, so a stage's answer
 (documents in field 1) plus the next stage's header (model, options) is that stage's
@@ -40,17 +40,25 @@ class _Pending:
 @dataclass
 class _Stream:
     call: grpc.aio.StreamStreamCall
+    opened: float
     pending: collections.deque[_Pending] = field(default_factory=collections.deque)
     reader: asyncio.Task[None] | None = None
 
 
 class OrderedStream:
-    def __init__(self, channel: grpc.aio.Channel, method: str) -> None:
+    """`width` streams used in turn, so that a stage with several replicas gets work on
+    each (a proxy balances streams, not the messages inside one). A stream older than
+    `max_age_seconds` takes no new batches: it is closed once its answers are in and a
+    fresh one opens, which may land on a replica that started since."""
+
+    def __init__(self, channel: grpc.aio.Channel, method: str, width: int = 2, max_age_seconds: float = 10.0) -> None:
         # No serializers: bytes in, bytes out.
         self._open_call = channel.stream_stream(method)
         self.method = method
-        self._stream: _Stream | None = None
-        self._write_lock = asyncio.Lock()
+        self.max_age_seconds = max_age_seconds
+        self._slots: list[_Stream | None] = [None] * width
+        self._locks = [asyncio.Lock() for _ in range(width)]
+        self._turn = 0
 
     async def call(self, payload: bytes) -> bytes:
         item = _Pending(payload, asyncio.get_running_loop().create_future())
@@ -58,11 +66,16 @@ class OrderedStream:
         return await item.future
 
     async def _send(self, item: _Pending) -> None:
-        async with self._write_lock:
-            stream = self._stream
+        slot, self._turn = self._turn, (self._turn + 1) % len(self._slots)
+        async with self._locks[slot]:
+            stream = self._slots[slot]
+            now = asyncio.get_running_loop().time()
+            if stream is not None and now - stream.opened > self.max_age_seconds:
+                asyncio.ensure_future(self._finish(stream))
+                stream = None
             if stream is None:
-                stream = self._stream = _Stream(self._open_call())
-                stream.reader = asyncio.create_task(self._read(stream))
+                stream = self._slots[slot] = _Stream(self._open_call(), now)
+                stream.reader = asyncio.create_task(self._read(stream, slot))
             stream.pending.append(item)
             # Once queued, the payload must go out even if this caller is cancelled: grpc
             # cancels the whole call when a write is cancelled, and an entry the stage never
@@ -76,13 +89,20 @@ class OrderedStream:
                 raise
 
     @staticmethod
+    async def _finish(stream: _Stream) -> None:
+        try:
+            await stream.call.done_writing()
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            pass  # already broken: its reader settles what was pending
+
+    @staticmethod
     async def _write(stream: _Stream, payload: bytes) -> None:
         try:
             await stream.call.write(payload)
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
             pass  # the reader sees the failure and settles every pending batch
 
-    async def _read(self, stream: _Stream) -> None:
+    async def _read(self, stream: _Stream, slot: int) -> None:
         error: grpc.aio.AioRpcError | None = None
         try:
             async for response in stream.call:
@@ -96,8 +116,10 @@ class OrderedStream:
                 raise  # the reader itself was cancelled (shutdown)
             details = f"{self.method}: the stream was cancelled"
             error = grpc.aio.AioRpcError(grpc.StatusCode.CANCELLED, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
-        if self._stream is stream:
-            self._stream = None
+        if self._slots[slot] is stream:
+            self._slots[slot] = None
+        if error is None and not stream.pending:
+            return  # closed after its last answer (retired for age, or shut down)
         if error is None:
             details = f"{self.method}: the stream ended with {len(stream.pending)} batches unanswered"
             error = grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
@@ -105,7 +127,10 @@ class OrderedStream:
 
     async def _recover(self, stream: _Stream, error: grpc.aio.AioRpcError) -> None:
         pending = stream.pending
-        transient = error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+        # A stream that broke (a replica killed under a proxy gives RST_STREAM, seen as
+        # INTERNAL) is no verdict on the batch at its head: that one is resent too, with a
+        # bound, so a stage that keeps failing a batch still answers it with the error.
+        transient = error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL)
         if pending and not transient:
             head = pending.popleft()
             if not head.future.done():
@@ -122,8 +147,9 @@ class OrderedStream:
                 await self._send(item)
 
     async def close(self) -> None:
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            await stream.call.done_writing()
+        streams = [stream for stream in self._slots if stream is not None]
+        self._slots = [None] * len(self._slots)
+        for stream in streams:
+            await self._finish(stream)
             if stream.reader is not None:
                 await stream.reader
