@@ -61,7 +61,7 @@ def in_process(train: Corpus, test: Corpus) -> tuple[float, list[str]]:
     return median_rate(len(test.texts), predict)
 
 
-async def stream_classify(address: str, texts: Sequence[str], version: str) -> list[str]:
+async def stream_classify(address: str, texts: Sequence[str], version: str, metadata: Sequence[tuple[str, str]] = ()) -> list[str]:
     async with grpc.aio.insecure_channel(address) as channel:
         stub = pipeline_pb2_grpc.PipelineStub(channel)
 
@@ -74,10 +74,10 @@ async def stream_classify(address: str, texts: Sequence[str], version: str) -> l
                     top_k=1,
                 )
 
-        return [p.labels[0].label async for answer in stub.ClassifyStream(requests()) for p in answer.predictions]
+        return [p.labels[0].label async for answer in stub.ClassifyStream(requests(), metadata=metadata) for p in answer.predictions]
 
 
-async def unary_latencies(address: str, texts: Sequence[str], calls: int, concurrency: int) -> tuple[list[float], float]:
+async def unary_latencies(address: str, texts: Sequence[str], calls: int, concurrency: int, metadata: Sequence[tuple[str, str]] = ()) -> tuple[list[float], float]:
     """Per-call latencies in ms and calls per second with `concurrency` callers."""
     async with grpc.aio.insecure_channel(address) as channel:
         stub = pipeline_pb2_grpc.PipelineStub(channel)
@@ -86,11 +86,11 @@ async def unary_latencies(address: str, texts: Sequence[str], calls: int, concur
         async def caller(offset: int) -> None:
             for i in range(offset, calls, concurrency):
                 started = time.perf_counter()
-                await stub.Classify(pipeline_pb2.ClassifyRequest(text=texts[i % len(texts)], model=MODEL, top_k=1))
+                await stub.Classify(pipeline_pb2.ClassifyRequest(text=texts[i % len(texts)], model=MODEL, top_k=1), metadata=metadata)
                 latencies.append((time.perf_counter() - started) * 1000)
 
         for i in range(20):  # warm up the streams
-            await stub.Classify(pipeline_pb2.ClassifyRequest(text=texts[i], model=MODEL))
+            await stub.Classify(pipeline_pb2.ClassifyRequest(text=texts[i], model=MODEL), metadata=metadata)
         started = time.perf_counter()
         await asyncio.gather(*(caller(offset) for offset in range(concurrency)))
         return latencies, calls / (time.perf_counter() - started)
@@ -176,7 +176,8 @@ def run_bench(args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory(prefix="fenlei-bench-") as scratch:
         mesh = Mesh(Path(scratch))
-        mesh.up(extra_env={"FENLEI_GATEWAY_PORT": "0"})  # never in the way of a running mesh
+        quiet_gateway = {"FENLEI_GATEWAY_PORT": "0"}  # never in the way of a running mesh
+        mesh.up(extra_env=quiet_gateway, sidecars=False)
         try:
             report = asyncio.run(train_corpus(mesh, TrainingSpec(name=MODEL), train, test))
             address = mesh.address()
@@ -206,6 +207,22 @@ def run_bench(args: argparse.Namespace) -> int:
             print("gateway:    " + ", ".join(
                 f"{name.replace('_', ' ')} p50 {figures[name + '_p50_ms']:.2f} ms (p99 {figures[name + '_p99_ms']:.2f})" for name in by_path
             ), flush=True)
+            # The mesh's cost: the same model through the gateway, without and with sidecars.
+            for mode, sidecars in (("direct", False), ("mesh", True)):
+                if sidecars:
+                    mesh.down()
+                    mesh.up(extra_env=quiet_gateway, sidecars=True)
+                metadata = [("authorization", f"Bearer {mesh.authority().mint('viewer')}")]
+                gateway = mesh.address("gateway")
+                rate, labels = median_rate(len(test.texts), lambda: asyncio.run(stream_classify(gateway, test.texts, report.version, metadata)))
+                latencies, _ = asyncio.run(unary_latencies(gateway, test.texts, args.unary_calls, 1, metadata))
+                figures[f"{mode}_stream_docs_per_s"] = rate
+                figures[f"{mode}_unary_p50_ms"] = percentile(latencies, 0.5)
+                figures[f"{mode}_identical_predictions"] = labels == inproc_labels
+            figures["mesh_stream_ratio"] = figures["mesh_stream_docs_per_s"] / figures["direct_stream_docs_per_s"]
+            print(f"mesh:       ClassifyStream {figures['mesh_stream_docs_per_s']:,.0f} docs/s with sidecars vs "
+                  f"{figures['direct_stream_docs_per_s']:,.0f} without (ratio {figures['mesh_stream_ratio']:.2f}); unary p50 "
+                  f"{figures['mesh_unary_p50_ms']:.2f} ms vs {figures['direct_unary_p50_ms']:.2f} ms (both through the gateway)", flush=True)
         finally:
             mesh.down()
 
