@@ -134,7 +134,7 @@ STATUS_DEFINITIONS = {
 ERROR_RESPONSE = {
     "description": (
         "An error as a google.rpc.Status, for every non-2xx answer: from a service, and from the gateway itself "
-        "(400 a bad request, 401 no or a bad token, 403 a role too low for the method, 404 no such path, "
+        "(400 a bad request, 401 no or a bad token, 403 a role too low for the method or a token for another audience, 404 no such path, "
         "413 a body too large, 429 the rate limit, 500, 503 a service down, 504 a timeout)."
     ),
     "schema": {"$ref": "#/definitions/rpcStatus"},

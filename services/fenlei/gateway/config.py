@@ -23,7 +23,7 @@ from google.protobuf import descriptor as pb_descriptor
 
 from fenlei.gateway.auth import ROLE_CLAIM, role_name, roles_at_least
 from fenlei.runtime.settings import load_settings
-from fenlei.sidecar.envoy import file_source, policy_routes
+from fenlei.sidecar.envoy import deadline, file_source, policy_routes
 from fenlei.sidecar.policy import Policy
 from fenlei.v1 import classifier_pb2, common_pb2, features_pb2, pipeline_pb2, preprocessor_pb2, segmenter_pb2
 
@@ -149,8 +149,7 @@ def _route(settings: GatewaySettings, path: str, cluster: str, name: str, *, pre
         "match": {"prefix" if prefix else "path": path},
         "route": {
             "cluster": cluster,
-            "timeout": "0s" if stream else f"{settings.route_timeout_seconds}s",
-            "max_stream_duration": {"grpc_timeout_header_max": "0s"},  # honour the caller's deadline
+            **deadline(None if stream else settings.route_timeout_seconds),
         },
         "typed_per_filter_config": {"envoy.filters.http.local_ratelimit": _rate_limit(settings, name)},
     }
@@ -277,6 +276,10 @@ def route_table(settings: GatewaySettings, policy: Policy | None = None) -> dict
         else:
             limit = {"typed_per_filter_config": {"envoy.filters.http.local_ratelimit": _rate_limit(settings, host)}}
             routes += policy_routes(policy, host, paths=paths, extra=limit, unary_timeout=settings.route_timeout_seconds)
+    streaming = {path for _, paths in calls for path, streams in paths if streams}
+    for route in routes:
+        if route["match"].get("path") in streaming:
+            route.setdefault("typed_per_filter_config", {})["envoy.filters.http.buffer"] = _disabled()
     return {
         "name": "gateway",
         "max_direct_response_body_size_bytes": 1024 * 1024,
@@ -332,6 +335,12 @@ def build(settings: GatewaySettings, upstreams: dict[str, str], jwks: str, *, xd
             {"name": "envoy.filters.http.header_mutation", "typed_config": _remember_content_type()},
             {"name": "envoy.filters.http.jwt_authn", "typed_config": _jwt_authn(settings, jwks)},
             {"name": "envoy.filters.http.grpc_json_transcoder", "typed_config": _transcoder(settings)},
+            # A unary request is whole and within the limit (413) before the router opens
+            # anything upstream, so a body the transcoder rejects never reaches a service.
+            {
+                "name": "envoy.filters.http.buffer",
+                "typed_config": _typed("envoy.extensions.filters.http.buffer.v3.Buffer", max_request_bytes=settings.max_request_bytes),
+            },
             {"name": "envoy.filters.http.rbac", "typed_config": _rbac(methods, settings.anonymous)},
             {
                 "name": "envoy.filters.http.local_ratelimit",

@@ -136,6 +136,15 @@ def mesh_clusters(policy: Policy, instances: Iterable[Instance], hosts: Iterable
     return clusters
 
 
+def deadline(seconds: float | None) -> dict[str, Any]:
+    """Route fields for an overall time limit. The limit is a maximum stream duration, not
+    Envoy's route timeout, so it ends the call with DEADLINE_EXCEEDED (a route timeout
+    reaches gRPC callers as UNAVAILABLE, which clients retry); a caller's shorter
+    grpc-timeout wins. None or 0: no limit but the caller's own (streams)."""
+    limit = {"max_stream_duration": duration(seconds), "grpc_timeout_header_max": duration(seconds)} if seconds else {"grpc_timeout_header_max": "0s"}
+    return {"timeout": "0s", "max_stream_duration": limit}
+
+
 def _retry_policy(retries: Retries) -> dict[str, Any]:
     policy: dict[str, Any] = {
         "retry_on": retries.retry_on,
@@ -199,7 +208,6 @@ def policy_routes(policy: Policy, host: str, *, paths: Iterable[tuple[str, bool]
         action = _destinations(policy, rule.destinations)
         if rule.retries:
             action["retry_policy"] = _retry_policy(rule.retries)
-        action["max_stream_duration"] = {"grpc_timeout_header_max": "0s"}  # the caller's deadline holds
         per_filter = dict((extra or {}).get("typed_per_filter_config", {}))
         for match in rule.matches or (None,):
             for path, streams in (paths if paths is not None else [(None, False)]):
@@ -210,7 +218,7 @@ def policy_routes(policy: Policy, host: str, *, paths: Iterable[tuple[str, bool]
                 route = {
                     "name": f"{host}.{rule.name}" + (f".{path.strip('/').replace('/', '.')}" if path else ""),
                     "match": route_match,
-                    "route": {**action, "timeout": duration(timeout or 0.0)},
+                    "route": {**action, **deadline(timeout)},
                     **{k: v for k, v in (extra or {}).items() if k != "typed_per_filter_config"},
                 }
                 if per_filter:
@@ -274,7 +282,7 @@ def inbound_routes(policy: Policy, instance: Instance) -> dict[str, Any]:
     real failures and its retries apply (Istio injects them in the caller's proxy, where
     its own retries never see an injected abort)."""
     rbac = inbound_rbac(policy, instance.service)
-    to_app = {"cluster": "app", "timeout": "0s", "max_stream_duration": {"grpc_timeout_header_max": "0s"}}
+    to_app = {"cluster": "app", **deadline(None)}
     routes = []
     for rule in policy.virtual_services.get(instance.service, ()):
         fault = _fault(rule)

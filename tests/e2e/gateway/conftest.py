@@ -1,0 +1,194 @@
+"""Fixtures for the gateway's end-to-end tests: the session mesh's Envoy (`gateway`) and
+private Envoys built by the test from the same config builder (`private_gateway`).
+
+This directory sits under tests/e2e so that the session `mesh` (and `tools`) of
+tests/e2e/conftest.py are visible here; test modules import nothing but fixtures.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import grpc
+import jwt
+import pytest
+
+from fenlei.gateway import config as gateway_config
+from fenlei.gateway.auth import Authority
+from fenlei.mesh import envoy_binary
+
+TIMEOUT = 30.0  # a hang guard, not a speed assertion
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def lines(self) -> list[Any]:
+        """A streaming answer: newline-delimited JSON."""
+        return [json.loads(line) for line in self.body.decode("utf-8").splitlines() if line.strip()]
+
+    def status_body(self) -> dict[str, Any]:
+        """The google.rpc.Status JSON body every error must carry; fails if it is not one."""
+        assert self.headers.get("content-type", "").startswith("application/json"), (self.status, self.headers, self.body[:300])
+        body = self.json()
+        assert isinstance(body, dict) and isinstance(body.get("code"), int) and isinstance(body.get("message"), str), body
+        assert set(body) <= {"code", "message", "details"}, body
+        return body
+
+
+@dataclass
+class Gateway:
+    address: str
+    admin: str
+    authority: Authority
+    channels: list[grpc.Channel] = field(default_factory=list)
+
+    def token(self, role: str = "viewer") -> str:
+        return self.authority.mint(role, ttl_seconds=600)
+
+    def craft(self, key: Any = None, **claims: Any) -> str:
+        """A token signed with the home's key (or `key`), claims overridden by `claims`."""
+        now = int(time.time())
+        payload = {"iss": self.authority.issuer, "aud": self.authority.audience, "sub": "t", "iat": now, "exp": now + 600, "role": "viewer"}
+        payload.update(claims)
+        payload = {k: v for k, v in payload.items() if v is not None}
+        return jwt.encode(payload, key or self.authority._private_key(), algorithm="RS256", headers={"kid": "fenlei-local"})
+
+    def rest(
+        self,
+        path: str,
+        body: Any = None,
+        *,
+        token: str | None = "viewer",
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        method: str = "POST",
+    ) -> Reply:
+        """token: a role name to mint for, a token itself, or None for no authorization header."""
+        data = raw if raw is not None else (b"" if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8"))
+        sent = {"content-type": "application/json", **(headers or {})}
+        if token is not None:
+            sent["authorization"] = f"Bearer {self.token(token) if token in ('viewer', 'trainer', 'admin') else token}"
+        host, port = self.address.rsplit(":", 1)
+        connection = http.client.HTTPConnection(host, int(port), timeout=TIMEOUT)
+        try:
+            connection.request(method, path, body=data if method != "GET" else None, headers=sent)
+            answer = connection.getresponse()
+            return Reply(answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read())
+        finally:
+            connection.close()
+
+    def channel(self) -> grpc.Channel:
+        channel = grpc.insecure_channel(
+            self.address, options=[("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
+        )
+        self.channels.append(channel)
+        return channel
+
+    def metadata(self, role: str | None = "viewer") -> list[tuple[str, str]]:
+        return [] if role is None else [("authorization", f"Bearer {self.token(role) if role in ('viewer', 'trainer', 'admin') else role}")]
+
+    def admin_get(self, path: str) -> str:
+        host, port = self.admin.rsplit(":", 1)
+        connection = http.client.HTTPConnection(host, int(port), timeout=TIMEOUT)
+        try:
+            connection.request("GET", path)
+            return connection.getresponse().read().decode()
+        finally:
+            connection.close()
+
+    def stats(self) -> dict[str, int]:
+        counters = {}
+        for line in self.admin_get("/stats").splitlines():
+            name, _, value = line.partition(": ")
+            if value.strip().lstrip("-").isdigit():
+                counters[name] = int(value)
+        return counters
+
+    def upstream_requests(self, cluster: str = "pipeline") -> int:
+        return self.stats().get(f"cluster.{cluster}.upstream_rq_total", 0)
+
+    def close(self) -> None:
+        for channel in self.channels:
+            channel.close()
+
+
+@pytest.fixture(scope="session")
+def gateway(mesh) -> Iterator[Gateway]:
+    """The session mesh's gateway (started by `fenlei up`)."""
+    entry = mesh.state["gateway"]
+    settings = gateway_config.GatewaySettings()
+    found = Gateway(entry["address"], entry["admin"], Authority(mesh.home / "gateway", settings.issuer, settings.audience))
+    yield found
+    found.close()
+
+
+@pytest.fixture
+def private_gateway(mesh, gateway, tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
+    """start(upstreams={...overrides}, **GatewaySettings fields) → a Gateway: an Envoy of
+    the test's own, built with fenlei.gateway.config.build in front of the session mesh's
+    services (overridable per upstream), on port 0. Stopped when the test ends."""
+    started: list[tuple[subprocess.Popen, Gateway]] = []
+
+    def start(upstreams: dict[str, str] | None = None, **overrides: Any) -> Gateway:
+        index = len(started)
+        settings = gateway_config.GatewaySettings(**{"port": 0, "admin_port": 0, "workers": 2, **overrides})
+        addresses = {name: entry["address"] for name, entry in mesh.state.items() if name != "gateway"}
+        addresses.update(upstreams or {})
+        config_file = tmp_path / f"gateway-{index}.json"
+        gateway_config.write(config_file, gateway_config.build(settings, addresses, gateway.authority.jwks()))
+        admin_file = tmp_path / f"gateway-{index}-admin.txt"
+        log = tmp_path / f"gateway-{index}.log"
+        with open(log, "ab") as handle:
+            process = subprocess.Popen(
+                [envoy_binary(), "-c", str(config_file), "--admin-address-path", str(admin_file), "--disable-hot-restart",
+                 "--base-id", str(10_000 + os.getpid() % 10_000 * 10 + index), "--concurrency", str(settings.workers),
+                 "--log-level", "warning"],
+                stdout=handle, stderr=handle, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        private = Gateway("", "", gateway.authority)
+        started.append((process, private))
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"the private envoy exited with {process.returncode}:\n{log.read_text(errors='replace')}")
+            admin = admin_file.read_text().strip() if admin_file.exists() else ""
+            if admin:
+                private.admin = admin
+                try:
+                    if private.admin_get("/ready").strip() == "LIVE":
+                        break
+                except OSError:
+                    pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"the private envoy was not ready:\n{log.read_text(errors='replace')}")
+            time.sleep(0.05)
+        listeners = json.loads(private.admin_get("/listeners?format=json"))
+        port = listeners["listener_statuses"][0]["local_address"]["socket_address"]["port_value"]
+        private.address = f"127.0.0.1:{port}"
+        return private
+
+    try:
+        yield start
+    finally:
+        for process, private in started:
+            private.close()
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)

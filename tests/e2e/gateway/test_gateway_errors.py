@@ -1,0 +1,175 @@
+"""The gateway's error table: each gRPC status a service (or Envoy) gives reaches a REST
+caller as its HTTP status with a google.rpc.Status JSON body, and a gRPC caller through
+the gateway as the same status; requests the gateway itself refuses never reach a service."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import grpc
+import pytest
+
+from fenlei.v1 import common_pb2, features_pb2, features_pb2_grpc, pipeline_pb2, pipeline_pb2_grpc
+
+GOOD = "姚明率领火箭队击败湖人"
+TIMEOUT = 30
+
+INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED, UNAVAILABLE, DEADLINE_EXCEEDED, UNAUTHENTICATED, PERMISSION_DENIED = 3, 5, 8, 14, 4, 16, 7
+
+
+def grpc_error(call, *args, **kwargs) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as failure:
+        call(*args, **kwargs)
+    return failure.value
+
+
+def classify_grpc(gateway, role="viewer", timeout=TIMEOUT, **fields):
+    stub = pipeline_pb2_grpc.PipelineStub(gateway.channel())
+    return stub.Classify(pipeline_pb2.ClassifyRequest(**fields), metadata=gateway.metadata(role), timeout=timeout)
+
+
+# ---------------------------------------------------------------- statuses from the services
+
+
+SERVICE_ROWS = {
+    "empty-text": ({"text": "", "model": "news"}, 400, INVALID_ARGUMENT, grpc.StatusCode.INVALID_ARGUMENT, "no text"),
+    "unknown-model": ({"text": GOOD, "model": "nope"}, 404, NOT_FOUND, grpc.StatusCode.NOT_FOUND, "no model named 'nope'"),
+    # 100,001 characters: over the services' document limit, well under the 1 MiB body limit
+    "long-document": ({"text": "中" * 100_001, "model": "news"}, 429, RESOURCE_EXHAUSTED, grpc.StatusCode.RESOURCE_EXHAUSTED, "100,001"),
+}
+
+
+@pytest.mark.parametrize("row", sorted(SERVICE_ROWS))
+def test_service_errors_over_rest_and_grpc(mesh, gateway, row) -> None:
+    fields, http_status, code, grpc_code, fragment = SERVICE_ROWS[row]
+    body = json.dumps(fields, ensure_ascii=False).encode()
+    assert len(body) < 1 << 20
+    before = gateway.upstream_requests()
+    reply = gateway.rest("/v1/classify", raw=body)
+    assert reply.status == http_status, (reply.status, reply.body[:300])
+    status = reply.status_body()
+    assert status["code"] == code and fragment in status["message"], status
+    assert gateway.upstream_requests() == before + 1  # the service answered, not the gateway
+
+    error = grpc_error(classify_grpc, gateway, **fields)
+    assert error.code() == grpc_code and fragment in error.details(), (error.code(), error.details())
+    direct = grpc_error(mesh.pipeline.Classify, pipeline_pb2.ClassifyRequest(**fields), timeout=TIMEOUT)
+    assert (direct.code(), direct.details()) == (error.code(), error.details())
+    assert status["message"] == direct.details()
+
+
+def test_client_deadline_gives_504_and_deadline_exceeded(gateway) -> None:
+    # grpc-timeout 1m is one millisecond: shorter than the route timeout, so it wins
+    reply = gateway.rest("/v1/classify:batch", {"documents": [{"id": str(i), "text": GOOD * 20} for i in range(200)], "model": "news"},
+                         headers={"grpc-timeout": "1m"})  # fmt: skip
+    assert reply.status == 504, (reply.status, reply.body[:300])
+    assert reply.status_body()["code"] == DEADLINE_EXCEEDED
+    error = grpc_error(classify_grpc, gateway, text=GOOD, model="news", timeout=0.001)
+    assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_route_timeout_gives_504_and_deadline_exceeded(private_gateway) -> None:
+    """A private gateway whose unary route timeout (1 ms) is shorter than the call."""
+    gateway = private_gateway(route_timeout_seconds=0.001)
+    batch = {"documents": [{"id": str(i), "text": GOOD * 20} for i in range(200)], "model": "news"}
+    reply = gateway.rest("/v1/classify:batch", batch)
+    assert reply.status == 504, (reply.status, reply.body[:300])
+    assert reply.status_body()["code"] == DEADLINE_EXCEEDED
+    stub = pipeline_pb2_grpc.PipelineStub(gateway.channel())
+    request = pipeline_pb2.ClassifyBatchRequest(documents=[common_pb2.Document(**d) for d in batch["documents"]], model="news")
+    error = grpc_error(stub.ClassifyBatch, request, metadata=gateway.metadata(), timeout=TIMEOUT)
+    assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED, (error.code(), error.details())
+
+
+def test_upstream_down_gives_503_and_unavailable(private_gateway) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{probe.getsockname()[1]}"
+    gateway = private_gateway(upstreams={"pipeline": closed})
+    reply = gateway.rest("/v1/classify", {"text": GOOD, "model": "news"})
+    assert reply.status == 503, (reply.status, reply.body[:300])
+    assert reply.status_body()["code"] == UNAVAILABLE
+    error = grpc_error(classify_grpc, gateway, text=GOOD, model="news")
+    assert error.code() == grpc.StatusCode.UNAVAILABLE, (error.code(), error.details())
+    # the other services behind the same gateway still answer
+    ok = gateway.rest("/v1/segmenter:segment", {"documents": [{"id": "a", "text": GOOD}]})
+    assert ok.status == 200 and ok.json()["documents"][0]["tokens"], ok.body[:300]
+
+
+def test_no_token_gives_401_and_unauthenticated(gateway) -> None:
+    before = gateway.upstream_requests()
+    reply = gateway.rest("/v1/classify", {"text": GOOD, "model": "news"}, token=None)
+    assert reply.status == 401 and reply.status_body()["code"] == UNAUTHENTICATED, reply.body
+    error = grpc_error(classify_grpc, gateway, role=None, text=GOOD, model="news")
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert gateway.upstream_requests() == before
+
+
+def test_viewer_fitting_gives_403_and_permission_denied(gateway) -> None:
+    before = gateway.upstream_requests("features")
+    reply = gateway.rest("/v1/features:fit", [{"documents": [], "model": {"name": "x", "version": "v1"}}], token="viewer")
+    assert reply.status == 403 and reply.status_body()["code"] == PERMISSION_DENIED, reply.body
+    stub = features_pb2_grpc.FeaturesStub(gateway.channel())
+    error = grpc_error(stub.Fit, iter([features_pb2.FitRequest()]), metadata=gateway.metadata("viewer"), timeout=TIMEOUT)
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert gateway.upstream_requests("features") == before
+
+
+# ---------------------------------------------------------------- refused by the gateway itself
+
+
+REFUSED = {
+    "malformed-json": ("/v1/classify", b'{"text": "a", "model":', 400, INVALID_ARGUMENT),
+    "wrong-type": ("/v1/classify", '{"text": "姚明", "model": "news", "topK": "x"}'.encode(), 400, INVALID_ARGUMENT),
+    "invalid-utf8": ("/v1/classify", b'{"text": "\xff\xfe\xe4\xb8", "model": "news"}', 400, INVALID_ARGUMENT),
+    # 2 MB of valid JSON: over the gateway's 1 MiB max_request_bytes
+    "too-large": ("/v1/classify", json.dumps({"text": "中" * 700_000, "model": "news"}, ensure_ascii=False).encode(), 413, RESOURCE_EXHAUSTED),
+    "too-large-batch": (
+        "/v1/classify:batch",
+        json.dumps({"documents": [{"id": str(i), "text": GOOD * 20} for i in range(3500)], "model": "news"}, ensure_ascii=False).encode(),
+        413,
+        RESOURCE_EXHAUSTED,
+    ),
+    "unknown-path": ("/v1/nothing-here", b"{}", 404, NOT_FOUND),
+    "unknown-query-parameter": ("/v1/classify?colour=red", '{"text": "姚明", "model": "news"}'.encode(), 400, INVALID_ARGUMENT),
+}
+
+
+@pytest.mark.parametrize("row", sorted(REFUSED))
+def test_refused_before_any_service(mesh, gateway, row) -> None:
+    path, body, http_status, code = REFUSED[row]
+    if http_status == 413:
+        assert len(body) > 2_000_000
+    clusters = ("pipeline", "segmenter", "preprocessor", "features", "classifier")
+    before = {cluster: gateway.upstream_requests(cluster) for cluster in clusters}
+    log_before = mesh.log("pipeline").stat().st_size
+    reply = gateway.rest(path, raw=body)
+    assert reply.status == http_status, (reply.status, reply.body[:300])
+    assert reply.status_body()["code"] == code
+    assert {cluster: gateway.upstream_requests(cluster) for cluster in clusters} == before, "a service was called"
+    assert mesh.log("pipeline").stat().st_size == log_before
+    # and the gateway still serves
+    assert gateway.rest("/v1/classify", {"text": GOOD, "model": "news"}).status == 200
+
+
+# ---------------------------------------------------------------- messages survive byte-exact
+
+
+ECHOED = {
+    "unknown-label": ({"text": GOOD, "model": "news", "labels": ["体育🏀", "财经💰"]}, 404, grpc.StatusCode.NOT_FOUND, "体育🏀"),
+    "bad-model-name": ({"text": GOOD, "model": "新闻😀"}, 400, grpc.StatusCode.INVALID_ARGUMENT, "新闻😀"),
+}
+
+
+@pytest.mark.parametrize("row", sorted(ECHOED))
+def test_chinese_and_emoji_in_an_error_message_survive(mesh, gateway, row) -> None:
+    fields, http_status, grpc_code, echoed = ECHOED[row]
+    direct = grpc_error(mesh.pipeline.Classify, pipeline_pb2.ClassifyRequest(**fields), timeout=TIMEOUT)
+    assert direct.code() == grpc_code and echoed in direct.details(), direct.details()
+    through = grpc_error(classify_grpc, gateway, **fields)
+    assert through.code() == grpc_code
+    assert through.details().encode("utf-8") == direct.details().encode("utf-8")
+    reply = gateway.rest("/v1/classify", fields)
+    assert reply.status == http_status
+    assert reply.status_body()["message"].encode("utf-8") == direct.details().encode("utf-8")
