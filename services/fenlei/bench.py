@@ -18,7 +18,7 @@ import grpc
 from fenlei.classifier.core import ClassifierConfig, ClassifierTrainer
 from fenlei.features.core import FeatureConfig, FeatureFitter
 from fenlei.mesh import Mesh
-from fenlei.preprocessor.core import PreprocessConfig, Preprocessor
+from fenlei.preprocessor.core import Preprocessor
 from fenlei.segmenter.core import SegmentConfig, Segmenter
 from fenlei.training.core import Corpus, TrainingSpec, evaluate, read_corpus
 from fenlei.training.run import train_corpus
@@ -42,10 +42,11 @@ def median_rate(count: int, run: Callable[[], Any]) -> tuple[float, Any]:
 def in_process(train: Corpus, test: Corpus) -> tuple[float, list[str]]:
     """Fits and predicts with the cores directly: no gRPC, no serialization."""
     segmenter, preprocessor = Segmenter(), Preprocessor()
-    segment_config, preprocess_config = SegmentConfig(), PreprocessConfig()
+    defaults = TrainingSpec(name=MODEL)  # what `fenlei train` uses
 
     def terms(texts: Sequence[str]) -> list[list[str]]:
-        return preprocessor.process([s.tokens for s in segmenter.segment(texts, segment_config)], preprocess_config)
+        segmented = segmenter.segment(texts, defaults.segment)
+        return preprocessor.process([s.tokens for s in segmented], defaults.preprocess, [s.tags for s in segmented])
 
     fitter = FeatureFitter(FeatureConfig())
     train_terms = terms(train.texts)

@@ -156,7 +156,8 @@ def test_config_json_round_trip():
     data = config.to_json()
     assert data["extra_stopwords"] == ["乙", "甲"] and data["word_ngrams"] == [1, 3] and data["char_ngrams"] == [0, 0]
     assert PreprocessConfig.from_json(json.loads(json.dumps(data))) == config
-    assert PreprocessConfig.from_json({}) == PreprocessConfig()
+    # a model saved before tag terms existed keeps working as it did: without them
+    assert PreprocessConfig.from_json({}) == PreprocessConfig(tag_terms=False)
     assert set(data) == set(PreprocessConfig().to_json())
 
 
@@ -204,3 +205,12 @@ def test_load_reports_damage(tmp_path):
     (tmp_path / "preprocessor.json").write_text('{"word_ngrams": [3, 1]}')
     with pytest.raises(ArtifactError, match="bad preprocessor.json"):
         PreprocessConfig.load(tmp_path)
+
+
+def test_tag_terms_add_one_term_per_tag(pre):
+    tokens, tags = ["姚明", "率领", "火箭队", "！"], ["nr", "v", "n", "x"]
+    with_tags = pre.process([tokens], PreprocessConfig(), [tags])[0]
+    without = pre.process([tokens], PreprocessConfig(tag_terms=False), [tags])[0]
+    assert with_tags == without + ["¶nr", "¶v", "¶n", "¶x"]  # punctuation's class too
+    assert pre.process([tokens], PreprocessConfig())[0] == without  # no tags given: nothing added
+    assert "¶n" not in pre.process([["¶n"]], PreprocessConfig())[0]  # the mark is reserved

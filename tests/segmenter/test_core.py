@@ -146,7 +146,7 @@ def test_bad_characters_are_refused(segmenter, config):
 def test_config_json_round_trip():
     config = SegmentConfig(mode=Mode.SEARCH, hmm=False, user_words=("杭研大厦", "C++"))
     data = config.to_json()
-    assert data == {"mode": "search", "hmm": False, "pos_tags": False, "user_words": ["C++", "杭研大厦"]}
+    assert data == {"mode": "search", "hmm": False, "pos_tags": False, "feature_tags": False, "user_words": ["C++", "杭研大厦"]}
     assert SegmentConfig.from_json(json.loads(json.dumps(data))) == config
     assert SegmentConfig.from_json({}) == SegmentConfig()
 
@@ -191,3 +191,15 @@ def test_load_reports_damage(tmp_path):
     (tmp_path / "segmenter.json").write_text('{"mode": "fast"}')
     with pytest.raises(ArtifactError, match="bad segmenter.json"):
         SegmentConfig.load(tmp_path)
+
+
+def test_feature_tags_come_with_jiebas_tokens(segmenter):
+    texts = ["姚明率领火箭队击败湖人", "沪指放量大涨 券商股集体涨停", "iPhone 15发布，售价5999元起", "型号70-119的零件"]
+    plain = segmenter.segment(texts, SegmentConfig())
+    tagged = segmenter.segment(texts, SegmentConfig(feature_tags=True))
+    for untagged, result in zip(plain, tagged):
+        assert result.tokens == untagged.tokens  # the tagger never changes the segmentation
+        assert len(result.tags) == len(result.tokens) and all(result.tags)
+    assert tagged[0].tags[:2] == ["nr", "v"]  # 姚明 a person's name, 率领 a verb
+    with pytest.raises(InvalidInput, match="feature_tags"):
+        SegmentConfig(mode=Mode.SEARCH, feature_tags=True)

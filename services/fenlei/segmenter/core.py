@@ -84,16 +84,19 @@ class SegmentConfig:
     mode: Mode = Mode.ACCURATE
     hmm: bool = True
     pos_tags: bool = False
+    # Word classes from jieba-rs's tagger, as features: about as fast as cutting alone.
+    feature_tags: bool = False
     user_words: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.mode, Mode):
             raise InvalidInput(f"segment mode must be one of {_mode_names()}, not {self.mode!r}")
-        for name in ("hmm", "pos_tags"):
+        for name in ("hmm", "pos_tags", "feature_tags"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidInput(f"segmenter option {name} must be true or false, not {getattr(self, name)!r}")
-        if self.pos_tags and self.mode is not Mode.ACCURATE:
-            raise InvalidInput(f"part-of-speech tags need accurate mode, not {self.mode.value}: drop pos_tags or the mode")
+        for name in ("pos_tags", "feature_tags"):
+            if getattr(self, name) and self.mode is not Mode.ACCURATE:
+                raise InvalidInput(f"part-of-speech tags need accurate mode, not {self.mode.value}: drop {name} or the mode")
         if isinstance(self.user_words, (str, bytes)) or not isinstance(self.user_words, (tuple, list)):
             raise InvalidInput(f"user_words must be a list of words, not {type(self.user_words).__name__}")
         words = tuple(sorted({_check_word(word) for word in self.user_words}))
@@ -102,15 +105,22 @@ class SegmentConfig:
         object.__setattr__(self, "user_words", words)
 
     def to_json(self) -> dict[str, Any]:
-        return {"mode": self.mode.value, "hmm": self.hmm, "pos_tags": self.pos_tags, "user_words": list(self.user_words)}
+        return {
+            "mode": self.mode.value,
+            "hmm": self.hmm,
+            "pos_tags": self.pos_tags,
+            "feature_tags": self.feature_tags,
+            "user_words": list(self.user_words),
+        }
 
     @classmethod
     def from_json(cls, data: Any) -> SegmentConfig:
         if not isinstance(data, dict):
             raise InvalidInput(f"segmenter configuration must be a JSON object, not {type(data).__name__}")
-        unknown = sorted(set(data) - {"mode", "hmm", "pos_tags", "user_words"})
+        known = ("mode", "hmm", "pos_tags", "feature_tags", "user_words")
+        unknown = sorted(set(data) - set(known))
         if unknown:
-            raise InvalidInput(f"unknown segmenter option(s) {', '.join(unknown)}; known: mode, hmm, pos_tags, user_words")
+            raise InvalidInput(f"unknown segmenter option(s) {', '.join(unknown)}; known: {', '.join(known)}")
         values = dict(data)
         if "mode" in values:
             try:
@@ -232,14 +242,21 @@ class Segmenter:
         needs_jieba = _NEEDS_JIEBA_SEARCH_SPLITTING if search and dictionary.splits_in_search else _NEEDS_JIEBA[config.hmm, search]
         results = []
         for position, text in enumerate(texts):
+            tags: list[str] = []
             if not text or text.isspace():
                 tokens = []
             elif rust_cut is not None and needs_jieba.search(text) is None:
-                tokens = rust_cut(text)
+                if config.feature_tags:  # jieba-rs tags what its cut gives: one pass for both
+                    pairs = dictionary.rust.tag(text, config.hmm)
+                    tokens, tags = [word for word, _ in pairs], [tag for _, tag in pairs]
+                else:
+                    tokens = rust_cut(text)
             else:
                 _check_text(position, text)
                 tokens = python_cut(text)
-            results.append(Segmented(tokens, []))
+                if config.feature_tags:
+                    tags = [dictionary.rust.tag(token, False)[0][1] for token in tokens]
+            results.append(Segmented(tokens, tags))
         return results
 
     def _tag(self, dictionary: _Dictionary, position: int, text: str, hmm: bool) -> Segmented:

@@ -32,7 +32,7 @@ def config_of(request: segmenter_pb2.SegmentRequest, models: LoadedModels[Segmen
     changes: dict = {"user_words": config.user_words + tuple(options.user_words)}
     if options.mode in MODES:
         changes["mode"] = MODES[options.mode]
-    for name in ("hmm", "pos_tags"):
+    for name in ("hmm", "pos_tags", "feature_tags"):
         if options.HasField(name):
             changes[name] = getattr(options, name)
     return dataclasses.replace(config, **changes)

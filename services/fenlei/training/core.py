@@ -102,10 +102,14 @@ def stratified_split(corpus: Corpus, test_fraction: float, seed: int) -> tuple[C
     return corpus.subset(sorted(train)), corpus.subset(sorted(test))
 
 
+# Word classes as features (the preprocessor's tag_terms): see PreprocessConfig.
+DEFAULT_SEGMENT = SegmentConfig(feature_tags=True)
+
+
 @dataclass
 class TrainingSpec:
     name: str
-    segment: SegmentConfig = field(default_factory=SegmentConfig)
+    segment: SegmentConfig = DEFAULT_SEGMENT
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     # Features and classifier options travel to their services as given (protobuf
     # field values by name, e.g. {"selection": "FEATURE_SELECTION_CHI2", "top_k": 20000}).

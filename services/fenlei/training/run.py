@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from fenlei.mesh import Mesh
 from fenlei.runtime.models import ModelStore
 from fenlei.runtime.stages import StageAddresses, StageStreams
-from fenlei.segmenter.core import SegmentConfig
-from fenlei.training.core import Corpus, Report, TrainingSpec, read_corpus, train
+from fenlei.training.core import DEFAULT_SEGMENT, Corpus, Report, TrainingSpec, read_corpus, train
 from fenlei.training.stages import GrpcStages
 
 MESSAGE_BYTES = 64 * 1024 * 1024
@@ -47,6 +47,6 @@ async def train_file(
     classifier = {"algorithm": f"ALGORITHM_{algorithm.upper()}"} if algorithm else {}
     words = tuple(user_words.read_text(encoding="utf-8").split()) if user_words else ()
     spec = TrainingSpec(
-        name=name, segment=SegmentConfig(user_words=words), classifier=classifier, test_fraction=test_fraction, seed=seed
+        name=name, segment=dataclasses.replace(DEFAULT_SEGMENT, user_words=words), classifier=classifier, test_fraction=test_fraction, seed=seed
     )
     return await train_corpus(mesh, spec, corpus, test)

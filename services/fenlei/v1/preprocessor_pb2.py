@@ -26,7 +26,7 @@ from fenlei.v1 import common_pb2 as fenlei_dot_v1_dot_common__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x66\x65nlei/v1/preprocessor.proto\x12\tfenlei.v1\x1a\x16\x66\x65nlei/v1/common.proto\x1a\x1cgoogle/api/annotations.proto\"&\n\nNgramRange\x12\x0b\n\x03min\x18\x01 \x01(\r\x12\x0b\n\x03max\x18\x02 \x01(\r\"\x82\x04\n\x11PreprocessOptions\x12\x1c\n\x0fnormalize_width\x18\x01 \x01(\x08H\x00\x88\x01\x01\x12\x16\n\tlowercase\x18\x02 \x01(\x08H\x01\x88\x01\x01\x12\x1f\n\x12remove_punctuation\x18\x03 \x01(\x08H\x02\x88\x01\x01\x12\x1a\n\rremove_digits\x18\x04 \x01(\x08H\x03\x88\x01\x01\x12\x18\n\x0bremove_urls\x18\x05 \x01(\x08H\x04\x88\x01\x01\x12\x1a\n\rremove_emails\x18\x06 \x01(\x08H\x05\x88\x01\x01\x12\x1d\n\x10remove_stopwords\x18\x07 \x01(\x08H\x06\x88\x01\x01\x12\x17\n\x0f\x65xtra_stopwords\x18\x08 \x03(\t\x12\x1d\n\x10min_token_length\x18\t \x01(\rH\x07\x88\x01\x01\x12*\n\x0bword_ngrams\x18\n \x01(\x0b\x32\x15.fenlei.v1.NgramRange\x12*\n\x0b\x63har_ngrams\x18\x0b \x01(\x0b\x32\x15.fenlei.v1.NgramRangeB\x12\n\x10_normalize_widthB\x0c\n\n_lowercaseB\x15\n\x13_remove_punctuationB\x10\n\x0e_remove_digitsB\x0e\n\x0c_remove_urlsB\x10\n\x0e_remove_emailsB\x13\n\x11_remove_stopwordsB\x13\n\x11_min_token_length\"\x97\x01\n\x11PreprocessRequest\x12/\n\tdocuments\x18\x01 \x03(\x0b\x32\x1c.fenlei.v1.TokenizedDocument\x12\"\n\x05model\x18\x0e \x01(\x0b\x32\x13.fenlei.v1.ModelRef\x12-\n\x07options\x18\x0f \x01(\x0b\x32\x1c.fenlei.v1.PreprocessOptions\"E\n\x12PreprocessResponse\x12/\n\tdocuments\x18\x01 \x03(\x0b\x32\x1c.fenlei.v1.TokenizedDocument\"\x9d\x01\n\x17PreprocessStreamRequest\x12/\n\tdocuments\x18\x01 \x03(\x0b\x32\x1c.fenlei.v1.TokenizedDocument\x12\"\n\x05model\x18\x0e \x01(\x0b\x32\x13.fenlei.v1.ModelRef\x12-\n\x07options\x18\x0f \x01(\x0b\x32\x1c.fenlei.v1.PreprocessOptions\"K\n\x18PreprocessStreamResponse\x12/\n\tdocuments\x18\x01 \x03(\x0b\x32\x1c.fenlei.v1.TokenizedDocument2\x99\x02\n\x0cPreprocessor\x12u\n\nPreprocess\x12\x1c.fenlei.v1.PreprocessRequest\x1a\x1d.fenlei.v1.PreprocessResponse\"*\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02 \"\x1b/v1/preprocessor:preprocess:\x01*\x12\x91\x01\n\x10PreprocessStream\x12\".fenlei.v1.PreprocessStreamRequest\x1a#.fenlei.v1.PreprocessStreamResponse\"0\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02&\"!/v1/preprocessor:preprocessStream:\x01*(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x66\x65nlei/v1/preprocessor.proto\x12\tfenlei.v1\x1a\x16\x66\x65nlei/v1/common.proto\x1a\x1cgoogle/api/annotations.proto\"&\n\nNgramRange\x12\x0b\n\x03min\x18\x01 \x01(\r\x12\x0b\n\x03max\x18\x02 \x01(\r\"\xa8\x04\n\x11PreprocessOptions\x12\x1c\n\x0fnormalize_width\x18\x01 \x01(\x08H\x00\x88\x01\x01\x12\x16\n\tlowercase\x18\x02 \x01(\x08H\x01\x88\x01\x01\x12\x1f\n\x12remove_punctuation\x18\x03 \x01(\x08H\x02\x88\x01\x01\x12\x1a\n\rremove_digits\x18\x04 \x01(\x08H\x03\x88\x01\x01\x12\x18\n\x0bremove_urls\x18\x05 \x01(\x08H\x04\x88\x01\x01\x12\x1a\n\rremove_emails\x18\x06 \x01(\x08H\x05\x88\x01\x01\x12\x1d\n\x10remove_stopwords\x18\x07 \x01(\x08H\x06\x88\x01\x01\x12\x17\n\x0f\x65xtra_stopwords\x18\x08 \x03(\t\x12\x1d\n\x10min_token_length\x18\t \x01(\rH\x07\x88\x01\x01\x12*\n\x0bword_ngrams\x18\n \x01(\x0b\x32\x15.fenlei.v1.NgramRange\x12*\n\x0b\x63har_ngrams\x18\x0b \x01(\x0b\x32\x15.fenlei.v1.NgramRange\x12\x16\n\ttag_terms\x18\x0c \x01(\x08H\x08\x88\x01\x01\x42\x12\n\x10_normalize_widthB\x0c\n\n_lowercaseB\x15\n\x13_remove_punctuationB\x10\n\x0e_remove_digitsB\x0e\n\x0c_remove_urlsB\x10\n\x0e_remove_emailsB\x13\n\x11_remove_stopwordsB\x13\n\x11_min_token_lengthB\x0c\n\n_tag_terms\"\x97\x01\n\x11PreprocessRequest\x12/\n\tdocuments\x18\x01 \x03(\x0b\x32\x1c.fenlei.v1.TokenizedDocument\x12\"\n\x05model\x18\x0e \x01(\x0b\x32\x13.fenlei.v1.ModelRef\x12-\n\x07options\x18\x0f \x01(\x0b\x32\x1c.fenlei.v1.PreprocessOptions\"E\n\x12PreprocessResponse\x12/\n\tdocuments\x18\x01 \x03(\x0b\x32\x1c.fenlei.v1.TokenizedDocument\"\x9d\x01\n\x17PreprocessStreamRequest\x12/\n\tdocuments\x18\x01 \x03(\x0b\x32\x1c.fenlei.v1.TokenizedDocument\x12\"\n\x05model\x18\x0e \x01(\x0b\x32\x13.fenlei.v1.ModelRef\x12-\n\x07options\x18\x0f \x01(\x0b\x32\x1c.fenlei.v1.PreprocessOptions\"K\n\x18PreprocessStreamResponse\x12/\n\tdocuments\x18\x01 \x03(\x0b\x32\x1c.fenlei.v1.TokenizedDocument2\x99\x02\n\x0cPreprocessor\x12u\n\nPreprocess\x12\x1c.fenlei.v1.PreprocessRequest\x1a\x1d.fenlei.v1.PreprocessResponse\"*\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02 \"\x1b/v1/preprocessor:preprocess:\x01*\x12\x91\x01\n\x10PreprocessStream\x12\".fenlei.v1.PreprocessStreamRequest\x1a#.fenlei.v1.PreprocessStreamResponse\"0\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02&\"!/v1/preprocessor:preprocessStream:\x01*(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,15 +40,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NGRAMRANGE']._serialized_start=97
   _globals['_NGRAMRANGE']._serialized_end=135
   _globals['_PREPROCESSOPTIONS']._serialized_start=138
-  _globals['_PREPROCESSOPTIONS']._serialized_end=652
-  _globals['_PREPROCESSREQUEST']._serialized_start=655
-  _globals['_PREPROCESSREQUEST']._serialized_end=806
-  _globals['_PREPROCESSRESPONSE']._serialized_start=808
-  _globals['_PREPROCESSRESPONSE']._serialized_end=877
-  _globals['_PREPROCESSSTREAMREQUEST']._serialized_start=880
-  _globals['_PREPROCESSSTREAMREQUEST']._serialized_end=1037
-  _globals['_PREPROCESSSTREAMRESPONSE']._serialized_start=1039
-  _globals['_PREPROCESSSTREAMRESPONSE']._serialized_end=1114
-  _globals['_PREPROCESSOR']._serialized_start=1117
-  _globals['_PREPROCESSOR']._serialized_end=1398
+  _globals['_PREPROCESSOPTIONS']._serialized_end=690
+  _globals['_PREPROCESSREQUEST']._serialized_start=693
+  _globals['_PREPROCESSREQUEST']._serialized_end=844
+  _globals['_PREPROCESSRESPONSE']._serialized_start=846
+  _globals['_PREPROCESSRESPONSE']._serialized_end=915
+  _globals['_PREPROCESSSTREAMREQUEST']._serialized_start=918
+  _globals['_PREPROCESSSTREAMREQUEST']._serialized_end=1075
+  _globals['_PREPROCESSSTREAMRESPONSE']._serialized_start=1077
+  _globals['_PREPROCESSSTREAMRESPONSE']._serialized_end=1152
+  _globals['_PREPROCESSOR']._serialized_start=1155
+  _globals['_PREPROCESSOR']._serialized_end=1436
 # @@protoc_insertion_point(module_scope)

@@ -17,7 +17,7 @@ class NgramRange(_message.Message):
     def __init__(self, min: _Optional[int] = ..., max: _Optional[int] = ...) -> None: ...
 
 class PreprocessOptions(_message.Message):
-    __slots__ = ("normalize_width", "lowercase", "remove_punctuation", "remove_digits", "remove_urls", "remove_emails", "remove_stopwords", "extra_stopwords", "min_token_length", "word_ngrams", "char_ngrams")
+    __slots__ = ("normalize_width", "lowercase", "remove_punctuation", "remove_digits", "remove_urls", "remove_emails", "remove_stopwords", "extra_stopwords", "min_token_length", "word_ngrams", "char_ngrams", "tag_terms")
     NORMALIZE_WIDTH_FIELD_NUMBER: _ClassVar[int]
     LOWERCASE_FIELD_NUMBER: _ClassVar[int]
     REMOVE_PUNCTUATION_FIELD_NUMBER: _ClassVar[int]
@@ -29,6 +29,7 @@ class PreprocessOptions(_message.Message):
     MIN_TOKEN_LENGTH_FIELD_NUMBER: _ClassVar[int]
     WORD_NGRAMS_FIELD_NUMBER: _ClassVar[int]
     CHAR_NGRAMS_FIELD_NUMBER: _ClassVar[int]
+    TAG_TERMS_FIELD_NUMBER: _ClassVar[int]
     normalize_width: bool
     lowercase: bool
     remove_punctuation: bool
@@ -40,7 +41,8 @@ class PreprocessOptions(_message.Message):
     min_token_length: int
     word_ngrams: NgramRange
     char_ngrams: NgramRange
-    def __init__(self, normalize_width: _Optional[bool] = ..., lowercase: _Optional[bool] = ..., remove_punctuation: _Optional[bool] = ..., remove_digits: _Optional[bool] = ..., remove_urls: _Optional[bool] = ..., remove_emails: _Optional[bool] = ..., remove_stopwords: _Optional[bool] = ..., extra_stopwords: _Optional[_Iterable[str]] = ..., min_token_length: _Optional[int] = ..., word_ngrams: _Optional[_Union[NgramRange, _Mapping]] = ..., char_ngrams: _Optional[_Union[NgramRange, _Mapping]] = ...) -> None: ...
+    tag_terms: bool
+    def __init__(self, normalize_width: _Optional[bool] = ..., lowercase: _Optional[bool] = ..., remove_punctuation: _Optional[bool] = ..., remove_digits: _Optional[bool] = ..., remove_urls: _Optional[bool] = ..., remove_emails: _Optional[bool] = ..., remove_stopwords: _Optional[bool] = ..., extra_stopwords: _Optional[_Iterable[str]] = ..., min_token_length: _Optional[int] = ..., word_ngrams: _Optional[_Union[NgramRange, _Mapping]] = ..., char_ngrams: _Optional[_Union[NgramRange, _Mapping]] = ..., tag_terms: _Optional[bool] = ...) -> None: ...
 
 class PreprocessRequest(_message.Message):
     __slots__ = ("documents", "model", "options")

@@ -21,16 +21,18 @@ SEGMENT_MODE_FULL: SegmentMode
 SEGMENT_MODE_SEARCH: SegmentMode
 
 class SegmentOptions(_message.Message):
-    __slots__ = ("mode", "hmm", "pos_tags", "user_words")
+    __slots__ = ("mode", "hmm", "pos_tags", "user_words", "feature_tags")
     MODE_FIELD_NUMBER: _ClassVar[int]
     HMM_FIELD_NUMBER: _ClassVar[int]
     POS_TAGS_FIELD_NUMBER: _ClassVar[int]
     USER_WORDS_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_TAGS_FIELD_NUMBER: _ClassVar[int]
     mode: SegmentMode
     hmm: bool
     pos_tags: bool
     user_words: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, mode: _Optional[_Union[SegmentMode, str]] = ..., hmm: _Optional[bool] = ..., pos_tags: _Optional[bool] = ..., user_words: _Optional[_Iterable[str]] = ...) -> None: ...
+    feature_tags: bool
+    def __init__(self, mode: _Optional[_Union[SegmentMode, str]] = ..., hmm: _Optional[bool] = ..., pos_tags: _Optional[bool] = ..., user_words: _Optional[_Iterable[str]] = ..., feature_tags: _Optional[bool] = ...) -> None: ...
 
 class SegmentRequest(_message.Message):
     __slots__ = ("documents", "model", "options")
