@@ -70,7 +70,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("fenlei is not running")
     else:
         for service, entry in status.items():
-            print(f"{service:<13} {entry['address']:<22} {entry['status']}")
+            print(f"{service:<22} {entry['address'] or '-':<60} {entry['status']}")
     healthy = bool(status) and all(entry["status"] == "SERVING" for entry in status.values())
     return 0 if healthy else 1
 
@@ -98,19 +98,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    from fenlei.v1 import common_pb2, pipeline_pb2, pipeline_pb2_grpc
+    from fenlei.client import Client
 
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    with grpc.insecure_channel(Mesh(home()).address()) as channel:
-        answer = pipeline_pb2_grpc.PipelineStub(channel).ClassifyBatch(
-            pipeline_pb2.ClassifyBatchRequest(
-                documents=[common_pb2.Document(id=str(i), text=text) for i, text in enumerate(texts)],
-                model=args.model,
-                version=args.version,
-                top_k=1,
-            ),
-            timeout=args.timeout,
-        )
+    mesh = Mesh(home())
+    # Through the front door, as any client: the gateway, with a viewer token of this mesh.
+    with Client(mesh.address("gateway"), token=mesh.authority().mint("viewer", ttl_seconds=600), timeout=args.timeout) as client:
+        answer = client.classify_batch(texts, model=args.model, version=args.version, top_k=1)
     for prediction in answer.predictions:
         print(f"{prediction.labels[0].label}\t{prediction.labels[0].score:.4f}")
     return 0

