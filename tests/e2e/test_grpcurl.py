@@ -96,15 +96,15 @@ def test_health_check_through_grpcurl(mesh, tools, grpcurl, service) -> None:
 def test_invoke_every_stage_by_hand_and_match_the_pipeline(mesh, grpcurl) -> None:
     """Segment → Preprocess → Transform → Predict with grpcurl, one RPC per service, then
     Pipeline/Classify on the same text: the pipeline answers what the stages answer."""
+    model = {"name": "news", "version": "v1"}
     segmented = call(
         grpcurl, mesh.address("segmenter"), "fenlei.v1.Segmenter/Segment",
-        {"documents": [{"id": "a", "text": "我来到北京清华大学"}, {"id": "b", "text": TEXT}]},
+        {"documents": [{"id": "a", "text": "我来到北京清华大学"}, {"id": "b", "text": TEXT}], "model": model},
     )
     first, second = segmented["documents"]
-    assert first == {"id": "a", "tokens": ["我", "来到", "北京", "清华大学"]}
+    # the model's segmenter settings: jieba's words, and a word class for each (feature_tags)
+    assert first["id"] == "a" and first["tokens"] == ["我", "来到", "北京", "清华大学"] and len(first["tags"]) == 4
     assert second["id"] == "b" and "".join(second["tokens"]) == TEXT
-
-    model = {"name": "news", "version": "v1"}
     preprocessed = call(
         grpcurl, mesh.address("preprocessor"), "fenlei.v1.Preprocessor/Preprocess",
         {"documents": [second], "model": model},
