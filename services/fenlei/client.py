@@ -366,17 +366,17 @@ def _check_stream_items(items: Any) -> None:
 class _Base:
     def __init__(
         self,
-        target: str,
+        target: str = DEFAULT_TARGET,
         *,
-        token: Token,
-        timeout: float,
-        retries: int,
-        tls: Tls,
-        metadata: Metadata,
-        options: Sequence[tuple[str, Any]],
-        initial_backoff: float,
-        max_backoff: float,
-        backoff_multiplier: float,
+        token: Token = None,
+        timeout: float = 10.0,
+        retries: int = 3,
+        tls: Tls = None,
+        metadata: Metadata = (),
+        options: Sequence[tuple[str, Any]] = (),
+        initial_backoff: float = 0.1,
+        max_backoff: float = 5.0,
+        backoff_multiplier: float = 2.0,
     ) -> None:
         self.target = target
         self.retries = retries
@@ -394,6 +394,10 @@ class _Base:
         else:
             raise TypeError(f"tls must be None, a bool or grpc.ChannelCredentials, not {type(tls).__name__}")
         self._stubs: dict[str, Any] = {}
+        self._open()
+
+    def _open(self) -> None:  # overridden: make (or prepare) the channel
+        raise NotImplementedError
 
     @property
     def timeout(self) -> float:
@@ -459,28 +463,11 @@ class Client(_Base):
     Failed calls raise ``grpc.RpcError`` unchanged.
     """
 
-    def __init__(
-        self,
-        target: str = DEFAULT_TARGET,
-        *,
-        token: Token = None,
-        timeout: float = 10.0,
-        retries: int = 3,
-        tls: Tls = None,
-        metadata: Metadata = (),
-        options: Sequence[tuple[str, Any]] = (),
-        initial_backoff: float = 0.1,
-        max_backoff: float = 5.0,
-        backoff_multiplier: float = 2.0,
-    ) -> None:
-        super().__init__(
-            target, token=token, timeout=timeout, retries=retries, tls=tls, metadata=metadata, options=options,
-            initial_backoff=initial_backoff, max_backoff=max_backoff, backoff_multiplier=backoff_multiplier,
-        )  # fmt: skip
+    def _open(self) -> None:
         if self._credentials is None:
-            self._raw_channel = grpc.insecure_channel(target, options=self._options)
+            self._raw_channel = grpc.insecure_channel(self.target, options=self._options)
         else:
-            self._raw_channel = grpc.secure_channel(target, self._credentials, options=self._options)
+            self._raw_channel = grpc.secure_channel(self.target, self._credentials, options=self._options)
         self._channel = grpc.intercept_channel(self._raw_channel, _SyncInterceptor(self._defaults))
 
     @property
@@ -596,25 +583,8 @@ class AsyncClient(_Base):
     stubs: ``await client.segmenter.Segment(request)``.
     """
 
-    def __init__(
-        self,
-        target: str = DEFAULT_TARGET,
-        *,
-        token: Token = None,
-        timeout: float = 10.0,
-        retries: int = 3,
-        tls: Tls = None,
-        metadata: Metadata = (),
-        options: Sequence[tuple[str, Any]] = (),
-        initial_backoff: float = 0.1,
-        max_backoff: float = 5.0,
-        backoff_multiplier: float = 2.0,
-    ) -> None:
-        super().__init__(
-            target, token=token, timeout=timeout, retries=retries, tls=tls, metadata=metadata, options=options,
-            initial_backoff=initial_backoff, max_backoff=max_backoff, backoff_multiplier=backoff_multiplier,
-        )  # fmt: skip
-        self._channel: grpc.aio.Channel | None = None
+    def _open(self) -> None:
+        self._channel: grpc.aio.Channel | None = None  # made at first use, in the caller's loop
         self._closed = False
 
     @property

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import re
 import signal
 import subprocess
@@ -27,6 +26,7 @@ from typing import Any, Callable, Iterator
 
 import grpc
 import pytest
+from testkit import RequestQueue, wait_for
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fenlei.v1 import (
@@ -92,18 +92,6 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = HANG_GUARD, interval: float = 0.05) -> Any:
-    """Polls until condition() is truthy and returns its value; fails naming `what`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(interval)
-
-
 def read_state(home: Path) -> dict[str, dict]:
     try:
         return json.loads((home / "run" / "mesh.json").read_text())
@@ -133,28 +121,6 @@ def stop_mesh(home: Path) -> list[int]:
             except ProcessLookupError:
                 pass
     return survivors
-
-
-class RequestQueue:
-    """A request iterator for a streaming call that the test feeds one message at a time."""
-
-    _END = object()
-
-    def __init__(self) -> None:
-        self._queue: queue.Queue[Any] = queue.Queue()
-
-    def put(self, message: Any) -> None:
-        self._queue.put(message)
-
-    def close(self) -> None:
-        self._queue.put(self._END)
-
-    def __iter__(self) -> Iterator[Any]:
-        while True:
-            item = self._queue.get()
-            if item is self._END:
-                return
-            yield item
 
 
 @dataclass

@@ -17,6 +17,7 @@ from typing import Any, Callable, Coroutine, Iterator, Sequence
 
 import grpc
 import pytest
+from testkit import RequestQueue, wait_for
 
 from fenlei.runtime.models import ModelStore
 from fenlei.runtime.server import RunningServer, start_server
@@ -163,44 +164,6 @@ def helpers() -> SimpleNamespace:
         documents=documents,
         reserve=reserve,
     )
-
-
-class RequestQueue:
-    """A request iterator for a streaming call that the test feeds one message at a time."""
-
-    _END = object()
-
-    def __init__(self) -> None:
-        import queue
-
-        self._queue: "queue.Queue[Any]" = queue.Queue()
-
-    def put(self, message: Any) -> None:
-        self._queue.put(message)
-
-    def close(self) -> None:
-        self._queue.put(self._END)
-
-    def __iter__(self) -> Iterator[Any]:
-        while True:
-            item = self._queue.get()
-            if item is self._END:
-                return
-            yield item
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    """Polls until condition() is truthy and returns its value; fails naming `what`."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture(scope="session")
