@@ -1,0 +1,805 @@
+"""The Kubernetes and Istio manifests of mesh/: they build, they are valid, and they say
+what fenlei needs.
+
+- `kubectl kustomize` builds the base and every overlay;
+- every Kubernetes object validates against the Kubernetes 1.32 schema
+  (kubernetes-validate, strict: an unknown field is an error);
+- every Istio object (mesh/istio and the builds) validates against Istio's own CRD
+  schema (../shared/schemas/istio-crds.gen.yaml, the served version), made strict the
+  same way (a misspelt field is an error, as with `kubectl apply --validate=strict`);
+- routes, subsets, hosts, principals and method paths name things that exist: Services,
+  DestinationRule subsets, Deployments, ServiceAccounts, methods of the contract;
+- workloads run non-root on a read-only root filesystem, drop every capability, have
+  gRPC probes and resources;
+- the local mesh's translator (fenlei.sidecar.policy) accepts every Istio file;
+- and each check catches a deliberate mistake, so none of them is vacuous.
+
+Every check returns a list of problems; the tests assert it is empty.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from google.protobuf.descriptor import ServiceDescriptor
+from grpc_health.v1 import health_pb2
+from grpc_reflection.v1alpha import reflection_pb2
+
+from fenlei.v1 import classifier_pb2, features_pb2, pipeline_pb2, preprocessor_pb2, segmenter_pb2
+
+REPO = Path(__file__).resolve().parents[2]
+MESH = REPO / "mesh"
+K8S = MESH / "k8s"
+ISTIO = MESH / "istio"
+ISTIO_CRDS = REPO.parent / "shared" / "schemas" / "istio-crds.gen.yaml"
+KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
+KUBERNETES_VERSION = "1.32.0"
+NAMESPACE = "fenlei"
+PORT = 50051
+
+BUILDS = ("base", "overlays/local", "overlays/istio", "overlays/istio-canary")
+ISTIO_BUILDS = ("overlays/istio", "overlays/istio-canary")
+# The default policy the local mesh starts with (fenlei.sidecar.local.BASE_POLICY) and
+# the scenarios applied on top of it, one at a time.
+DEFAULT_POLICY = ("peer-authentication.yaml", "destination-rule-all-mtls.yaml", "virtual-service-all-v1.yaml", "authorization-policies.yaml")
+SCENARIOS = (
+    "virtual-service-pipeline-90-10.yaml",
+    "virtual-service-pipeline-iphone-v2.yaml",
+    "fault-delay-classifier.yaml",
+    "fault-abort-classifier.yaml",
+)
+
+# ---------------------------------------------------------------- the contract
+
+SERVICES = ("segmenter", "preprocessor", "features", "classifier", "pipeline", "catalog")
+STAGES = ("segmenter", "preprocessor", "features", "classifier", "pipeline")  # autoscaled
+PUBLIC: dict[str, ServiceDescriptor] = {
+    "segmenter": segmenter_pb2.DESCRIPTOR.services_by_name["Segmenter"],
+    "preprocessor": preprocessor_pb2.DESCRIPTOR.services_by_name["Preprocessor"],
+    "features": features_pb2.DESCRIPTOR.services_by_name["Features"],
+    "classifier": classifier_pb2.DESCRIPTOR.services_by_name["Classifier"],
+    "pipeline": pipeline_pb2.DESCRIPTOR.services_by_name["Pipeline"],
+}
+HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"]
+REFLECTION = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
+MODULES = {**{s: f"fenlei.{s}.servicer" for s in PUBLIC}, "catalog": "fenlei.gateway.catalog"}
+# Stages whose Fit writes model artifacts: the model volume is writable there only.
+WRITERS = {"features", "classifier"}
+
+
+def paths_of(service: ServiceDescriptor, streaming: bool | None = None) -> set[str]:
+    return {
+        f"/{service.full_name}/{m.name}"
+        for m in service.methods
+        if streaming is None or (m.client_streaming or m.server_streaming) == streaming
+    }
+
+
+def served_paths(app: str) -> set[str]:
+    """Every method a server of `app` answers: its own service, health, reflection."""
+    own = paths_of(PUBLIC[app]) if app in PUBLIC else set()
+    return own | paths_of(HEALTH) | paths_of(REFLECTION)
+
+
+# What the mesh carries to each host (the gateway routes health to the pipeline and
+# reflection to the catalog), and which of it is long-lived.
+CARRIED = {**{app: paths_of(PUBLIC[app]) for app in PUBLIC}, "catalog": paths_of(REFLECTION)}
+CARRIED["pipeline"] |= paths_of(HEALTH)
+LONG_LIVED = {app: {p for p in paths if p in paths_of(PUBLIC.get(app, REFLECTION), True) | paths_of(HEALTH, True) | paths_of(REFLECTION, True)} for app, paths in CARRIED.items()}
+
+# Calls fenlei makes, which the AuthorizationPolicies must allow (caller account → paths).
+REQUIRED_CALLS = {
+    "pipeline": {
+        "/fenlei.v1.Segmenter/SegmentStream", "/fenlei.v1.Preprocessor/PreprocessStream",
+        "/fenlei.v1.Features/TransformStream", "/fenlei.v1.Features/DescribeFeatures", "/fenlei.v1.Classifier/PredictStream",
+    },
+    "trainer": {
+        "/fenlei.v1.Segmenter/SegmentStream", "/fenlei.v1.Preprocessor/PreprocessStream",
+        "/fenlei.v1.Features/TransformStream", "/fenlei.v1.Classifier/PredictStream",
+        "/fenlei.v1.Features/Fit", "/fenlei.v1.Classifier/Fit",
+    },
+    "gateway": {p for app in PUBLIC for p in paths_of(PUBLIC[app])} | {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"},
+}  # fmt: skip
+GRPC_RETRY_ON = {"cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable"}
+
+# ---------------------------------------------------------------- loading
+
+Obj = dict[str, Any]
+
+
+@functools.lru_cache(maxsize=None)
+def _kustomize(directory: str) -> tuple[str, str]:
+    result = subprocess.run([KUBECTL, "kustomize", directory], capture_output=True, text=True, timeout=60)
+    return result.stdout, result.stderr if result.returncode else ""
+
+
+def build(directory: Path) -> list[Obj]:
+    output, error = _kustomize(str(directory))
+    if error:
+        raise AssertionError(f"kubectl kustomize {directory} failed: {error}")
+    return [d for d in yaml.safe_load_all(output) if d]
+
+
+def read(files: Iterable[Path]) -> list[Obj]:
+    return [d for f in files for d in yaml.safe_load_all(f.read_text(encoding="utf-8")) if d]
+
+
+def istio_files(root: Path = ISTIO) -> list[Path]:
+    return sorted(p for p in root.glob("*.yaml") if p.name != "kustomization.yaml")
+
+
+def is_istio(obj: Obj) -> bool:
+    return str(obj.get("apiVersion", "")).split("/")[0].endswith(".istio.io")
+
+
+def name(obj: Obj) -> str:
+    return f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
+
+
+def of_kind(objects: Iterable[Obj], kind: str) -> list[Obj]:
+    return [o for o in objects if o.get("kind") == kind]
+
+
+# ---------------------------------------------------------------- schemas
+
+
+def kubernetes_problems(objects: Iterable[Obj]) -> list[str]:
+    problems = []
+    for obj in objects:
+        if is_istio(obj):
+            continue
+        try:
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            problems.append(f"{name(obj)}: {'.'.join(map(str, error.path))}: {error.message}")
+        except kubernetes_validate.SchemaNotFoundError as error:
+            problems.append(f"{name(obj)}: {error.message}")
+    return problems
+
+
+def _strict(schema: Any) -> Any:
+    """An OpenAPI v3 CRD schema as a JSON schema that refuses unknown fields (what the API
+    server's strict field validation does; pruning would drop them silently)."""
+    if isinstance(schema, list):
+        return [_strict(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    strict = {k: _strict(v) for k, v in schema.items()}
+    if strict.get("x-kubernetes-int-or-string"):
+        strict.pop("type", None)
+        strict.setdefault("anyOf", [{"type": "integer"}, {"type": "string"}])
+    if "properties" in strict and "additionalProperties" not in strict and not strict.get("x-kubernetes-preserve-unknown-fields"):
+        strict["additionalProperties"] = False
+    return strict
+
+
+@functools.lru_cache(maxsize=1)
+def istio_schemas() -> dict[tuple[str, str], jsonschema.protocols.Validator]:
+    """(apiVersion, kind) → a validator, for every served version of every Istio CRD."""
+    validators = {}
+    for crd in yaml.safe_load_all(ISTIO_CRDS.read_text(encoding="utf-8")):
+        if not crd or crd.get("kind") != "CustomResourceDefinition":
+            continue
+        group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+        for version in crd["spec"]["versions"]:
+            if not version.get("served"):
+                continue
+            schema = _strict(version["schema"]["openAPIV3Schema"])
+            schema["properties"].update(
+                apiVersion={"type": "string"},
+                kind={"type": "string"},
+                metadata={
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},
+                        "namespace": {"type": "string"},
+                        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+                    },
+                    "required": ["name"],
+                    "additionalProperties": False,
+                },
+            )
+            schema["required"] = sorted({*schema.get("required", []), "spec", "metadata"})
+            validators[(f"{group}/{version['name']}", kind)] = jsonschema.Draft7Validator(schema)
+    return validators
+
+
+def istio_problems(objects: Iterable[Obj]) -> list[str]:
+    problems = []
+    schemas = istio_schemas()
+    for obj in objects:
+        if not is_istio(obj):
+            continue
+        validator = schemas.get((obj.get("apiVersion"), obj.get("kind")))
+        if validator is None:
+            problems.append(f"{name(obj)}: no served Istio CRD for {obj.get('apiVersion')} {obj.get('kind')}")
+            continue
+        for error in validator.iter_errors(obj):
+            problems.append(f"{name(obj)}: {'.'.join(map(str, error.absolute_path)) or '(top)'}: {error.message}")
+        if obj.get("metadata", {}).get("namespace", NAMESPACE) != NAMESPACE:
+            problems.append(f"{name(obj)}: not in namespace {NAMESPACE}")
+    return problems
+
+
+# ---------------------------------------------------------------- references between objects
+
+
+def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def _pod_labels(objects: Iterable[Obj]) -> list[dict[str, str]]:
+    return [d["spec"]["template"]["metadata"].get("labels", {}) for d in of_kind(objects, "Deployment")]
+
+
+def _uri_matches(uri: dict[str, str], path: str) -> bool:
+    if "exact" in uri:
+        return path == uri["exact"]
+    if "prefix" in uri:
+        return path.startswith(uri["prefix"])
+    return re.fullmatch(uri["regex"], path) is not None
+
+
+def reference_problems(k8s: list[Obj], istio: list[Obj], *, deployed: list[Obj] | None = None) -> list[str]:
+    """Istio objects against the Kubernetes objects they talk about. `deployed`: where
+    subsets must find their Deployments (default: k8s itself)."""
+    problems: list[str] = []
+    services = {s["metadata"]["name"]: s for s in of_kind(k8s, "Service")}
+    accounts = {a["metadata"]["name"] for a in of_kind(k8s, "ServiceAccount")}
+    pods = _pod_labels(deployed if deployed is not None else k8s)
+    apps = {labels.get("app") for labels in _pod_labels(k8s)}
+    subsets: dict[str, dict[str, dict[str, str]]] = {}
+    gateways = {g["metadata"]["name"] for g in of_kind(istio, "Gateway")}
+
+    for rule in of_kind(istio, "DestinationRule"):
+        host = rule["spec"].get("host")
+        if host not in services:
+            problems.append(f"{name(rule)}: host {host!r} is not a Service")
+        if host in subsets:
+            problems.append(f"{name(rule)}: a second DestinationRule for host {host!r}")
+        subsets[host] = {s["name"]: s.get("labels", {}) for s in rule["spec"].get("subsets", [])}
+        for subset, labels in subsets[host].items():
+            if not any(_selects({"app": host, **labels}, pod) for pod in pods):
+                problems.append(f"{name(rule)}: subset {subset} ({labels}) selects no Deployment of app {host}")
+        if rule["spec"].get("trafficPolicy", {}).get("tls", {}).get("mode") != "ISTIO_MUTUAL":
+            problems.append(f"{name(rule)}: trafficPolicy.tls.mode is not ISTIO_MUTUAL")
+
+    for service in of_kind(istio, "VirtualService"):
+        spec = service["spec"]
+        ingress = bool(spec.get("gateways"))
+        for gateway in spec.get("gateways", []):
+            if gateway not in gateways and gateway != "mesh":
+                problems.append(f"{name(service)}: gateway {gateway!r} is not a Gateway")
+        hosts = spec.get("hosts", [])
+        if not ingress:
+            for host in hosts:
+                if host not in services:
+                    problems.append(f"{name(service)}: host {host!r} is not a Service")
+        for index, route in enumerate(spec.get("http", [])):
+            where = f"{name(service)} http[{index}] ({route.get('name')})"
+            for destination in (r["destination"] for r in route.get("route", [])):
+                host, subset = destination.get("host"), destination.get("subset")
+                if host not in services:
+                    problems.append(f"{where}: destination host {host!r} is not a Service")
+                    continue
+                if subset and subset not in subsets.get(host, {}):
+                    problems.append(f"{where}: subset {subset!r} of {host} is in no DestinationRule")
+                elif subset and not any(_selects({"app": host, **subsets[host][subset]}, pod) for pod in pods):
+                    problems.append(f"{where}: subset {subset!r} of {host} selects no Deployment")
+                port = destination.get("port", {}).get("number")
+                if port is not None and port not in {p["port"] for p in services[host]["spec"]["ports"]}:
+                    problems.append(f"{where}: {host} has no port {port}")
+            retries = route.get("retries")
+            if not ingress and (not retries or not retries.get("attempts") or not GRPC_RETRY_ON & set(str(retries.get("retryOn", "")).split(","))):
+                problems.append(f"{where}: no retries on a gRPC condition ({', '.join(sorted(GRPC_RETRY_ON))})")
+        if not ingress:
+            for host in hosts:
+                problems += _stream_timeout_problems(service, host)
+
+    for policy in of_kind(istio, "AuthorizationPolicy"):
+        spec = policy["spec"]
+        app = spec.get("selector", {}).get("matchLabels", {}).get("app")
+        if app not in apps:
+            problems.append(f"{name(policy)}: selector app={app!r} selects no Deployment")
+        if spec.get("action", "ALLOW") != "ALLOW":
+            problems.append(f"{name(policy)}: action {spec.get('action')} (fenlei's policies ALLOW)")
+        for rule in spec.get("rules", []):
+            for source in rule.get("from", []):
+                for principal in source["source"].get("principals", []):
+                    match = re.fullmatch(r"cluster\.local/ns/([a-z0-9-]+)/sa/([a-z0-9-]+)", principal)
+                    if not match or match.group(1) != NAMESPACE or match.group(2) not in accounts:
+                        problems.append(f"{name(policy)}: principal {principal!r} is not a ServiceAccount of namespace {NAMESPACE}")
+            for target in rule.get("to", []):
+                for path in target["operation"].get("paths", []):
+                    if path not in served_paths(app or ""):
+                        problems.append(f"{name(policy)}: path {path!r} is not a method that {app} serves")
+    problems += _required_call_problems(of_kind(istio, "AuthorizationPolicy"))
+    return problems
+
+
+def _stream_timeout_problems(service: Obj, host: str) -> list[str]:
+    """No route a long-lived call can take may have a timeout: for each such method, every
+    rule it could reach (up to the first that takes it whatever the headers) has timeout
+    0s or none."""
+    problems = []
+    for path in sorted(LONG_LIVED.get(host, ())):
+        taken: list[list[tuple[str, str]]] = []  # header conditions earlier rules take this path under
+        for index, route in enumerate(service["spec"].get("http", [])):
+            matches = route.get("match") or [{}]
+            reachable = [
+                m for m in matches
+                if ("uri" not in m or _uri_matches(m["uri"], path))
+                and not any(all(c in _conditions(m) for c in earlier) for earlier in taken)
+            ]  # fmt: skip
+            if not reachable:
+                continue
+            if route.get("timeout", "0s") not in ("0s", "0ms"):
+                problems.append(f"{name(service)} http[{index}] ({route.get('name')}): {path} is long-lived but the route has timeout {route['timeout']}")
+            taken += [_conditions(m) for m in reachable]
+            if [] in taken:
+                break
+    return problems
+
+
+def _conditions(match: Obj) -> list[tuple[str, str]]:
+    return sorted((header, repr(condition)) for header, condition in match.get("headers", {}).items())
+
+
+def _required_call_problems(policies: list[Obj]) -> list[str]:
+    if not policies:
+        return []
+    allowed = {
+        (principal.rsplit("/", 1)[-1], path)
+        for policy in policies
+        for rule in policy["spec"].get("rules", [])
+        for source in rule.get("from", [])
+        for principal in source["source"].get("principals", [])
+        for target in rule.get("to", [])
+        for path in target["operation"].get("paths", [])
+    }
+    return [f"{caller} may not call {path}, which fenlei needs" for caller, paths in REQUIRED_CALLS.items() for path in sorted(paths) if (caller, path) not in allowed]
+
+
+def coverage_problems(objects: list[Obj]) -> list[str]:
+    """An Istio build covers every service: a DestinationRule, a VirtualService and an
+    AuthorizationPolicy each, STRICT mutual TLS, injection on the namespace."""
+    problems = []
+    for kind, key in (("DestinationRule", lambda o: o["spec"]["host"]), ("VirtualService", lambda o: o["spec"]["hosts"][0]),
+                      ("AuthorizationPolicy", lambda o: o["spec"]["selector"]["matchLabels"]["app"])):  # fmt: skip
+        covered = {key(o) for o in of_kind(objects, kind) if not o["spec"].get("gateways")}
+        problems += [f"no {kind} for {s}" for s in SERVICES if s not in covered]
+    if not any(p["spec"].get("mtls", {}).get("mode") == "STRICT" and "selector" not in p["spec"] for p in of_kind(objects, "PeerAuthentication")):
+        problems.append("no namespace-wide STRICT PeerAuthentication")
+    if not any(n["metadata"].get("labels", {}).get("istio-injection") == "enabled" for n in of_kind(objects, "Namespace")):
+        problems.append("namespace fenlei is not labelled istio-injection: enabled")
+    return problems
+
+
+# ---------------------------------------------------------------- workloads
+
+
+def _container_problems(where: str, container: Obj, pod: Obj) -> list[str]:
+    problems = []
+    context, pod_context = container.get("securityContext", {}), pod.get("securityContext", {})
+
+    def setting(key: str) -> Any:
+        return context.get(key, pod_context.get(key))
+
+    if setting("runAsNonRoot") is not True:
+        problems.append(f"{where}: runAsNonRoot is not true")
+    if setting("runAsUser") in (None, 0):
+        problems.append(f"{where}: no non-zero runAsUser")
+    if context.get("readOnlyRootFilesystem") is not True:
+        problems.append(f"{where}: root filesystem is not read-only")
+    if context.get("allowPrivilegeEscalation") is not False:
+        problems.append(f"{where}: allowPrivilegeEscalation is not false")
+    if "ALL" not in context.get("capabilities", {}).get("drop", []) or context.get("capabilities", {}).get("add"):
+        problems.append(f"{where}: capabilities do not drop ALL (or add some)")
+    if (setting("seccompProfile") or {}).get("type") != "RuntimeDefault":
+        problems.append(f"{where}: seccompProfile is not RuntimeDefault")
+    resources = container.get("resources", {})
+    for part in ("requests", "limits"):
+        missing = {"cpu", "memory"} - set(resources.get(part, {}))
+        if missing:
+            problems.append(f"{where}: no {part} for {', '.join(sorted(missing))}")
+    return problems
+
+
+def workload_problems(objects: list[Obj]) -> list[str]:
+    problems = []
+    services = {s["metadata"]["name"]: s for s in of_kind(objects, "Service")}
+    accounts = {a["metadata"]["name"] for a in of_kind(objects, "ServiceAccount")}
+    claims = {c["metadata"]["name"]: c for c in of_kind(objects, "PersistentVolumeClaim")}
+    config_maps = {c["metadata"]["name"] for c in of_kind(objects, "ConfigMap")}
+    deployments = {d["metadata"]["name"]: d for d in of_kind(objects, "Deployment")}
+    pods = _pod_labels(objects)
+    for deployment in deployments.values():
+        where = name(deployment)
+        spec = deployment["spec"]
+        pod = spec["template"]["spec"]
+        labels = spec["template"]["metadata"].get("labels", {})
+        app = labels.get("app")
+        if not app or not labels.get("version"):
+            problems.append(f"{where}: pods have no app and version labels")
+        if not _selects(spec["selector"].get("matchLabels", {}), labels) or "version" not in spec["selector"].get("matchLabels", {}):
+            problems.append(f"{where}: selector does not pick its own pods by app and version")
+        if pod.get("serviceAccountName") not in accounts:
+            problems.append(f"{where}: serviceAccountName {pod.get('serviceAccountName')!r} is not a ServiceAccount")
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        for volume in volumes.values():
+            if "configMap" in volume and volume["configMap"]["name"] not in config_maps:
+                problems.append(f"{where}: ConfigMap {volume['configMap']['name']!r} does not exist")
+            if "persistentVolumeClaim" in volume and volume["persistentVolumeClaim"]["claimName"] not in claims:
+                problems.append(f"{where}: PersistentVolumeClaim {volume['persistentVolumeClaim']['claimName']!r} does not exist")
+        for container in [*pod.get("initContainers", []), *pod["containers"]]:
+            cwhere = f"{where} container {container['name']}"
+            problems += _container_problems(cwhere, container, pod)
+            mounts = {m["mountPath"]: m for m in container.get("volumeMounts", [])}
+            for mount in mounts.values():
+                if mount["name"] not in volumes:
+                    problems.append(f"{cwhere}: mounts unknown volume {mount['name']!r}")
+            if container.get("image") == "auto":
+                continue  # Istio's injected gateway proxy: Istio adds its probes
+            command = container.get("command", [])
+            if command[:2] == ["python", "-m"]:
+                problems += _service_container_problems(cwhere, app or "", container, volumes, mounts, services)
+            elif container in pod["containers"]:
+                for probe in ("readinessProbe", "livenessProbe"):
+                    if probe not in container:
+                        problems.append(f"{cwhere}: no {probe}")
+    for service in of_kind(objects, "Service"):
+        if not any(_selects(service["spec"].get("selector", {}), pod) for pod in pods):
+            problems.append(f"{name(service)}: selects no Deployment's pods")
+        if service["metadata"]["name"] in SERVICES:
+            ports = service["spec"]["ports"]
+            if [(p.get("name"), p.get("port"), p.get("appProtocol")) for p in ports] != [("grpc", PORT, "grpc")]:
+                problems.append(f"{name(service)}: ports are not exactly grpc {PORT} appProtocol grpc")
+    for budget in of_kind(objects, "PodDisruptionBudget"):
+        if not any(_selects(budget["spec"]["selector"].get("matchLabels", {}), pod) for pod in pods):
+            problems.append(f"{name(budget)}: selects no pods")
+    scaled = {h["spec"]["scaleTargetRef"]["name"] for h in of_kind(objects, "HorizontalPodAutoscaler")}
+    problems += [f"HorizontalPodAutoscaler: none for {s}" for s in STAGES if s not in scaled]
+    problems += [f"HorizontalPodAutoscaler: target {t} is not a Deployment" for t in scaled if t not in deployments]
+    problems += [f"Deployment: none for {s}" for s in (*SERVICES, "gateway") if s not in deployments]
+    problems += [f"ServiceAccount: none for {s}" for s in (*SERVICES, "gateway", "trainer") if s not in accounts]
+    return problems
+
+
+def _service_container_problems(where: str, app: str, container: Obj, volumes: dict, mounts: dict, services: dict) -> list[str]:
+    problems = []
+    command = container["command"]
+    if command != ["python", "-m", MODULES.get(app, "?")]:
+        problems.append(f"{where}: command {command} does not start {MODULES.get(app)}")
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    for key, value in (("FENLEI_HOST", "0.0.0.0"), ("FENLEI_PORT", str(PORT)), ("FENLEI_HOME", "/var/lib/fenlei")):
+        if env.get(key) != value:
+            problems.append(f"{where}: {key} is {env.get(key)!r}, not {value!r}")
+    if app == "pipeline":
+        for stage in ("segmenter", "preprocessor", "features", "classifier"):
+            address = env.get(f"FENLEI_PIPELINE_{stage.upper()}_ADDRESS", "")
+            host, _, port = address.partition(":")
+            if host not in services or port != str(PORT):
+                problems.append(f"{where}: FENLEI_PIPELINE_{stage.upper()}_ADDRESS={address!r} is not a Service at port {PORT}")
+    if not any(p.get("containerPort") == PORT for p in container.get("ports", [])):
+        problems.append(f"{where}: no containerPort {PORT}")
+    for probe in ("readinessProbe", "livenessProbe"):
+        if container.get(probe, {}).get("grpc", {}).get("port") != PORT:
+            problems.append(f"{where}: {probe} is not a gRPC probe on port {PORT}")
+    home = mounts.get("/var/lib/fenlei")
+    volume = volumes.get(home["name"], {}) if home else {}
+    if not home or volume.get("persistentVolumeClaim", {}).get("claimName") != "fenlei-models":
+        problems.append(f"{where}: /var/lib/fenlei is not the fenlei-models volume")
+    elif bool(home.get("readOnly")) == (app in WRITERS):
+        problems.append(f"{where}: the model volume should be {'read-write' if app in WRITERS else 'read-only'}")
+    tmp = mounts.get("/tmp")
+    if not tmp or "emptyDir" not in volumes.get(tmp["name"], {}):
+        problems.append(f"{where}: no emptyDir at /tmp")
+    return problems
+
+
+# ---------------------------------------------------------------- the local mesh's translator
+
+
+def translator_problems(root: Path = ISTIO) -> list[str]:
+    from fenlei.sidecar.policy import PolicyError, load
+
+    base = [root / f for f in DEFAULT_POLICY]
+    problems = []
+    for extra in [[], *([root / f] for f in SCENARIOS), [root / "gateway.yaml"]]:
+        try:
+            load([*base, *extra])
+        except (PolicyError, OSError, KeyError, TypeError, ValueError) as error:
+            problems.append(f"{extra[0].name if extra else 'default policy'}: {error}")
+    return problems
+
+
+# ================================================================ tests
+
+
+@pytest.fixture(scope="module")
+def builds() -> dict[str, list[Obj]]:
+    return {b: build(K8S / b) for b in BUILDS}
+
+
+@pytest.fixture(scope="module")
+def repository_istio() -> list[Obj]:
+    return read(istio_files())
+
+
+def test_every_kustomization_builds(builds) -> None:
+    for b, objects in builds.items():
+        assert objects, b
+        assert all(o.get("metadata", {}).get("namespace", NAMESPACE) == NAMESPACE for o in objects), b
+    assert not [o for o in builds["base"] if is_istio(o)], "Istio resources belong to components/istio"
+    assert {name(o) for o in builds["overlays/istio"] if is_istio(o)} == {name(o) for o in read(ISTIO / f for f in (*DEFAULT_POLICY, "gateway.yaml"))}
+
+
+@pytest.mark.parametrize("directory", BUILDS)
+def test_kubernetes_objects_validate(builds, directory) -> None:
+    assert kubernetes_problems(builds[directory]) == []
+
+
+def test_istio_files_validate_against_istio_crds(repository_istio) -> None:
+    assert istio_problems(repository_istio) == []
+    assert {o["kind"] for o in repository_istio} >= {"PeerAuthentication", "DestinationRule", "VirtualService", "AuthorizationPolicy", "Gateway", "EnvoyFilter"}
+
+
+@pytest.mark.parametrize("directory", ISTIO_BUILDS)
+def test_istio_objects_in_builds_validate(builds, directory) -> None:
+    objects = builds[directory]
+    assert [o for o in objects if is_istio(o)]
+    assert istio_problems(objects) == []
+
+
+@pytest.mark.parametrize("directory", ISTIO_BUILDS)
+def test_istio_builds_reference_what_exists(builds, directory) -> None:
+    objects = builds[directory]
+    k8s = [o for o in objects if not is_istio(o)]
+    istio = [o for o in objects if is_istio(o)]
+    # the default routes reach v1 only: they must work without the versions component;
+    # the v2 subset needs the canary build's pipeline-v2
+    routed = [o for o in istio if o["kind"] != "DestinationRule"]
+    assert reference_problems(k8s, routed + [_routed_subsets_only(r, routed) for r in of_kind(istio, "DestinationRule")]) == []
+    assert reference_problems(k8s, istio, deployed=[o for o in builds["overlays/istio-canary"] if not is_istio(o)]) == []
+    assert coverage_problems(objects) == []
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_each_scenario_references_what_exists(builds, scenario) -> None:
+    """A scenario replaces the default VirtualService of its host (same name and host)."""
+    canary = builds["overlays/istio-canary"]
+    k8s = [o for o in canary if not is_istio(o)]
+    defaults = [o for o in canary if is_istio(o)]
+    replacing = read([ISTIO / scenario])
+    assert replacing and all(o["kind"] == "VirtualService" for o in replacing)
+    replaced = {(o["kind"], o["metadata"]["name"]) for o in replacing}
+    for obj in replacing:
+        default = [d for d in of_kind(defaults, "VirtualService") if d["metadata"]["name"] == obj["metadata"]["name"]]
+        assert default and default[0]["spec"]["hosts"] == obj["spec"]["hosts"], f"{scenario} does not replace a default route"
+    applied = [o for o in defaults if (o["kind"], o["metadata"]["name"]) not in replaced] + replacing
+    assert reference_problems(k8s, applied) == []
+
+
+def test_versions_only_with_the_versions_component(builds) -> None:
+    def versions(objects):
+        return {(labels.get("app"), labels.get("version")) for labels in _pod_labels(objects)}
+
+    assert ("pipeline", "v2") in versions(builds["overlays/istio-canary"])
+    for b in ("base", "overlays/local", "overlays/istio"):
+        assert {v for _, v in versions(builds[b])} == {"v1"}, b
+
+
+@pytest.mark.parametrize("directory", BUILDS)
+def test_workloads_are_locked_down_and_probed(builds, directory) -> None:
+    assert workload_problems(builds[directory]) == []
+
+
+def test_tracing_reaches_every_fenlei_deployment(builds) -> None:
+    for b in ISTIO_BUILDS:
+        for deployment in of_kind(builds[b], "Deployment"):
+            if deployment["spec"]["template"]["metadata"]["labels"]["app"] == "ingress":
+                continue
+            env = {e["name"] for e in deployment["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+            assert {"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME", "OTEL_PROPAGATORS"} <= env, (b, name(deployment))
+
+
+def test_the_local_mesh_translates_every_istio_file() -> None:
+    assert translator_problems() == []
+    assert {p.name for p in istio_files()} == {*DEFAULT_POLICY, *SCENARIOS, "gateway.yaml"}, "a new Istio file needs a place in these tests"
+
+
+def test_modules_the_deployments_start_exist() -> None:
+    import importlib.util
+
+    for module in MODULES.values():
+        assert importlib.util.find_spec(module) is not None, module
+
+
+# ---------------------------------------------------------------- the gateway's Envoy
+
+
+def gateway_problems(config_path: Path, services: set[str]) -> list[str]:
+    config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    problems = []
+    manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    filters = {f["name"]: f["typed_config"] for f in manager["http_filters"]}
+    transcoder = filters.get("envoy.filters.http.grpc_json_transcoder", {})
+    if transcoder.get("proto_descriptor") != "/app/services/fenlei/v1/fenlei.binpb":
+        problems.append("the transcoder does not read the image's descriptor set")
+    if set(transcoder.get("services", [])) != {s.full_name for s in PUBLIC.values()}:
+        problems.append(f"the transcoder's services are not the contract's: {transcoder.get('services')}")
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+    for cluster_name, cluster in clusters.items():
+        address = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+        if cluster_name not in services or address["address"] != f"{cluster_name}.{NAMESPACE}.svc.cluster.local" or address["port_value"] != PORT:
+            problems.append(f"cluster {cluster_name} is not Service {cluster_name}:{PORT}")
+    routes = manager["route_config"]["virtual_hosts"][0]["routes"]
+    for path in sorted({p for paths in CARRIED.values() for p in paths} - paths_of(HEALTH, False) - {"/grpc.health.v1.Health/Watch"}):
+        route = next((r for r in routes if r["match"].get("path") == path or path.startswith(r["match"].get("prefix", "\0"))), None)
+        owner = next(app for app, paths in CARRIED.items() if path in paths)
+        if route is None or route.get("route", {}).get("cluster") != owner:
+            problems.append(f"{path} is not routed to {owner}")
+        elif any(path in LONG_LIVED[a] for a in LONG_LIVED) and route["route"].get("timeout") != "0s":
+            problems.append(f"{path} is long-lived but its route has timeout {route['route'].get('timeout')}")
+    return problems
+
+
+def test_gateway_envoy_config_routes_the_contract(builds) -> None:
+    services = {s["metadata"]["name"] for s in of_kind(builds["base"], "Service")}
+    assert gateway_problems(K8S / "gateway" / "envoy.yaml", services) == []
+
+
+def test_gateway_envoy_config_is_valid_for_envoy(tmp_path) -> None:
+    """`envoy --mode validate`, with the image's paths pointed at this checkout."""
+    import json
+
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from jwt.algorithms import RSAAlgorithm
+
+    from fenlei.mesh import envoy_binary
+
+    key = json.loads(RSAAlgorithm.to_jwk(rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()))
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [{**key, "kid": "fenlei", "alg": "RS256"}]}))
+    text = (K8S / "gateway" / "envoy.yaml").read_text(encoding="utf-8")
+    assert "/app/services/fenlei/v1/fenlei.binpb" in text and "/etc/fenlei/jwks/jwks.json" in text
+    text = text.replace("/app/services/fenlei/v1/fenlei.binpb", str(REPO / "services/fenlei/v1/fenlei.binpb"))
+    config = tmp_path / "envoy.yaml"
+    config.write_text(text.replace("/etc/fenlei/jwks/jwks.json", str(jwks)))
+    result = subprocess.run([envoy_binary(), "--mode", "validate", "-c", str(config), "--log-level", "error"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_builds_the_image_the_manifests_assume() -> None:
+    text = (MESH / "Dockerfile").read_text(encoding="utf-8")
+    stages = re.findall(r"^FROM\s+(\S+)", text, re.M)
+    assert len(stages) >= 2 and all(s.startswith("python:3.11-slim") for s in stages), stages
+    assert re.findall(r"^USER\s+(\S+)", text, re.M)[-1].split(":")[0] == "10001"
+    assert re.search(r"^COPY --from=builder /opt/venv /opt/venv$", text, re.M)
+    assert re.search(r"^COPY --from=builder /app/services /app/services$", text, re.M)
+    assert (REPO / "services/fenlei/v1/fenlei.binpb").exists()  # what /app/services/fenlei/v1/fenlei.binpb is
+
+
+# ---------------------------------------------------------------- the checks catch mistakes
+
+
+def _routed_subsets_only(rule: Obj, istio: list[Obj]) -> Obj:
+    """A DestinationRule reduced to the subsets that some VirtualService routes to."""
+    used = {(d["destination"]["host"], d["destination"].get("subset")) for vs in of_kind(istio, "VirtualService") for r in vs["spec"].get("http", []) for d in r.get("route", [])}
+    reduced = copy.deepcopy(rule)
+    reduced["spec"]["subsets"] = [s for s in rule["spec"].get("subsets", []) if (rule["spec"]["host"], s["name"]) in used]
+    return reduced
+
+
+def _find(objects: list[Obj], kind: str, obj_name: str) -> Obj:
+    return next(o for o in objects if o["kind"] == kind and o["metadata"]["name"] == obj_name)
+
+
+def _container(objects: list[Obj], deployment: str) -> Obj:
+    return _find(objects, "Deployment", deployment)["spec"]["template"]["spec"]["containers"][0]
+
+
+def _all_problems(objects: list[Obj]) -> list[str]:
+    k8s = [o for o in objects if not is_istio(o)]
+    istio = [o for o in objects if is_istio(o)]
+    return [*kubernetes_problems(k8s), *istio_problems(istio), *reference_problems(k8s, istio), *workload_problems(k8s), *coverage_problems(objects)]
+
+
+MUTATIONS: dict[str, Callable[[list[Obj]], None]] = {
+    "misspelt subset": lambda o: _find(o, "VirtualService", "classifier")["spec"]["http"][1]["route"][0]["destination"].update(subset="vl"),
+    "unknown host": lambda o: _find(o, "VirtualService", "segmenter")["spec"]["http"][0]["route"][0]["destination"].update(host="segmentor"),
+    "subset selecting nothing": lambda o: _find(o, "DestinationRule", "features")["spec"]["subsets"][0]["labels"].update(version="v3"),
+    "misspelt Istio field": lambda o: _find(o, "VirtualService", "pipeline")["spec"]["http"][1]["retries"].update(retryon="unavailable"),
+    "wrong Istio value type": lambda o: _find(o, "DestinationRule", "pipeline")["spec"]["trafficPolicy"]["connectionPool"]["tcp"].update(maxConnections="many"),
+    "timeout on a stream": lambda o: _find(o, "VirtualService", "classifier")["spec"]["http"][0].update(timeout="15s"),
+    "stream caught by a unary route": lambda o: _find(o, "VirtualService", "features")["spec"]["http"].reverse(),
+    "no gRPC retries": lambda o: _find(o, "VirtualService", "preprocessor")["spec"]["http"][1]["retries"].update(retryOn="5xx"),
+    "unknown principal": lambda o: _find(o, "AuthorizationPolicy", "segmenter")["spec"]["rules"][0]["from"][0]["source"].update(principals=["cluster.local/ns/fenlei/sa/pipline"]),
+    "unknown method": lambda o: _find(o, "AuthorizationPolicy", "classifier")["spec"]["rules"][0]["to"][0]["operation"].update(paths=["/fenlei.v1.Classifier/Predikt"]),
+    "method of another service": lambda o: _find(o, "AuthorizationPolicy", "segmenter")["spec"]["rules"][1]["to"][0]["operation"]["paths"].append("/fenlei.v1.Pipeline/Classify"),
+    "a needed call denied": lambda o: _find(o, "AuthorizationPolicy", "features")["spec"]["rules"][0]["to"][0]["operation"]["paths"].remove("/fenlei.v1.Features/DescribeFeatures"),
+    "no STRICT mTLS": lambda o: _find(o, "PeerAuthentication", "default")["spec"]["mtls"].update(mode="PERMISSIVE"),
+    "writable root filesystem": lambda o: _container(o, "pipeline")["securityContext"].update(readOnlyRootFilesystem=False),
+    "root user": lambda o: _container(o, "catalog")["securityContext"].update(runAsUser=0),
+    "capabilities kept": lambda o: _container(o, "segmenter")["securityContext"]["capabilities"].update(drop=["NET_RAW"]),
+    "HTTP probe on a gRPC service": lambda o: _container(o, "features").update(readinessProbe={"tcpSocket": {"port": PORT}}),
+    "no limits": lambda o: _container(o, "classifier")["resources"].pop("limits"),
+    "writable models in a serving stage": lambda o: next(m for m in _container(o, "preprocessor")["volumeMounts"] if m["name"] == "home").update(readOnly=False),
+    "misspelt Kubernetes field": lambda o: _container(o, "pipeline").update(imagePulPolicy="Always"),
+    "wrong Kubernetes value type": lambda o: _container(o, "segmenter")["ports"][0].update(containerPort="50051"),
+    "pipeline pointed at nothing": lambda o: _container(o, "pipeline")["env"].append({"name": "FENLEI_PIPELINE_FEATURES_ADDRESS", "value": "feature:50051"})
+    or _container(o, "pipeline")["env"].remove(next(e for e in _container(o, "pipeline")["env"] if e.get("value") == "features:50051")),
+    "service port renamed": lambda o: _find(o, "Service", "classifier")["spec"]["ports"][0].update(name="http"),
+    "missing ServiceAccount": lambda o: o.remove(_find(o, "ServiceAccount", "trainer")),
+}
+
+
+# What the problem report must say for each mutation: caught, and for the right reason.
+CAUGHT_AS = {
+    "misspelt subset": "subset 'vl' of classifier is in no DestinationRule",
+    "unknown host": "destination host 'segmentor' is not a Service",
+    "subset selecting nothing": "subset v1 ({'version': 'v3'}) selects no Deployment",
+    "misspelt Istio field": "'retryon' was unexpected",
+    "wrong Istio value type": "'many' is not of type 'integer'",
+    "timeout on a stream": "/fenlei.v1.Classifier/PredictStream is long-lived but the route has timeout 15s",
+    "stream caught by a unary route": "(unary): /fenlei.v1.Features/TransformStream is long-lived",
+    "no gRPC retries": "VirtualService/preprocessor http[1] (unary): no retries on a gRPC condition",
+    "unknown principal": "principal 'cluster.local/ns/fenlei/sa/pipline' is not a ServiceAccount",
+    "unknown method": "path '/fenlei.v1.Classifier/Predikt' is not a method that classifier serves",
+    "method of another service": "path '/fenlei.v1.Pipeline/Classify' is not a method that segmenter serves",
+    "a needed call denied": "pipeline may not call /fenlei.v1.Features/DescribeFeatures",
+    "no STRICT mTLS": "no namespace-wide STRICT PeerAuthentication",
+    "writable root filesystem": "Deployment/pipeline container pipeline: root filesystem is not read-only",
+    "root user": "Deployment/catalog container catalog: no non-zero runAsUser",
+    "capabilities kept": "Deployment/segmenter container segmenter: capabilities do not drop ALL",
+    "HTTP probe on a gRPC service": "readinessProbe is not a gRPC probe on port 50051",
+    "no limits": "Deployment/classifier container classifier: no limits for cpu, memory",
+    "writable models in a serving stage": "Deployment/preprocessor container preprocessor: the model volume should be read-only",
+    "misspelt Kubernetes field": "'imagePulPolicy' was unexpected",
+    "wrong Kubernetes value type": "containerPort: '50051' is not of type 'integer'",
+    "pipeline pointed at nothing": "FENLEI_PIPELINE_FEATURES_ADDRESS='feature:50051' is not a Service",
+    "service port renamed": "Service/classifier: ports are not exactly grpc 50051",
+    "missing ServiceAccount": "ServiceAccount: none for trainer",
+}
+
+
+def test_the_unmutated_canary_build_passes_all_checks(builds) -> None:
+    assert _all_problems(copy.deepcopy(builds["overlays/istio-canary"])) == []
+
+
+def test_every_mutation_says_how_it_is_caught() -> None:
+    assert set(MUTATIONS) == set(CAUGHT_AS)
+
+
+@pytest.mark.parametrize("mutation", sorted(MUTATIONS))
+def test_each_check_catches_a_mistake(builds, mutation) -> None:
+    objects = copy.deepcopy(builds["overlays/istio-canary"])
+    MUTATIONS[mutation](objects)
+    problems = _all_problems(objects)
+    assert any(CAUGHT_AS[mutation] in p for p in problems), f"{mutation}: {problems or 'went unnoticed'}"
+
+
+def test_a_broken_copy_of_the_files_fails(tmp_path) -> None:
+    """End to end on files: a misspelt subset in a copy of mesh/ fails the build's checks
+    and the local mesh's translator alike."""
+    copied = tmp_path / "mesh"
+    shutil.copytree(MESH, copied)
+    routes = copied / "istio" / "virtual-service-all-v1.yaml"
+    text = routes.read_text(encoding="utf-8")
+    assert "{host: classifier, subset: v1}" in text
+    routes.write_text(text.replace("{host: classifier, subset: v1}", "{host: classifier, subset: v1-}", 1), encoding="utf-8")
+    objects = build(copied / "k8s" / "overlays" / "istio")
+    problems = _all_problems(objects)
+    assert any("subset 'v1-' of classifier is in no DestinationRule" in p for p in problems), problems
+    assert translator_problems(copied / "istio")
