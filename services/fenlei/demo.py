@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -57,6 +59,7 @@ def run_demo(mesh: Mesh) -> int:
     request = urllib.request.Request(f"http://{gateway}/v1/classify", data=body.encode(), method="POST")
     with urllib.request.urlopen(request, timeout=30) as reply:
         print(f"\nthrough the gateway (REST/JSON):\n  curl -s -X POST http://{gateway}/v1/classify -d '{body}'\n  {reply.read().decode()}")
-    print(f"\nthe mesh keeps running (model {MODEL} {answer.version}); try `fenlei classify --model {MODEL} 很好用` "
-          "and stop it with `fenlei down`")
+    fenlei = os.path.relpath(Path(sys.executable).parent / "fenlei")
+    print(f"\nthe mesh keeps running (model {MODEL} {answer.version}); try `{fenlei} classify --model {MODEL} 很好用` "
+          f"and stop it with `{fenlei} down`")
     return 0

@@ -49,6 +49,9 @@ class MeshError(Exception):
 class Mesh:
     home: Path
 
+    def __post_init__(self) -> None:
+        self.home = Path(self.home).resolve()  # the proxies' files name paths under it
+
     @property
     def run_dir(self) -> Path:
         return self.home / "run"
