@@ -14,6 +14,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
+from fenlei.runtime.health import Health
 from fenlei.runtime.server import start_server
 from fenlei.segmenter import servicer
 from fenlei.v1 import common_pb2, segmenter_pb2, segmenter_pb2_grpc
@@ -115,7 +116,9 @@ def test_drain_finishes_in_flight_streams_and_refuses_new_calls(servers, helpers
 
         drain = servers.loop.submit(served.running.drain())  # what SIGTERM does
         assert next(watch).status == NOT_SERVING
-        watch.cancel()
+        with pytest.raises(StopIteration):  # the watch ends with the drain instead of holding it
+            next(watch)
+        assert watch.code() == grpc.StatusCode.OK
 
         def refused() -> bool:
             try:
@@ -137,3 +140,38 @@ def test_drain_finishes_in_flight_streams_and_refuses_new_calls(servers, helpers
     finally:
         requests.close()
         watch_channel.close()
+
+
+def test_health_watch_follows_changes_and_unknown_services(loop_thread) -> None:
+    """Watch sends the current status at once, then each change; an unknown service is
+    SERVICE_UNKNOWN and the stream stays open; Check on it is NOT_FOUND."""
+
+    async def scenario() -> list:
+        health = Health()
+        await health.set("", SERVING)
+
+        class Context:
+            async def abort(self, code, details):
+                raise RuntimeError(code, details)
+
+        seen: list = []
+
+        async def watch(service: str) -> None:
+            async for answer in health.Watch(health_pb2.HealthCheckRequest(service=service), Context()):
+                seen.append((service, answer.status))
+
+        watchers = [asyncio.ensure_future(watch("")), asyncio.ensure_future(watch("nope"))]
+        await asyncio.sleep(0.05)
+        await health.set("", NOT_SERVING)
+        await asyncio.sleep(0.05)
+        await health.set("", SERVING)
+        await asyncio.sleep(0.05)
+        with pytest.raises(RuntimeError):
+            await health.Check(health_pb2.HealthCheckRequest(service="nope"), Context())
+        await health.drain()
+        await asyncio.wait_for(asyncio.gather(*watchers), 5)  # both end with the drain
+        return seen
+
+    seen = loop_thread.run(scenario())
+    assert [s for name, s in seen if name == ""] == [SERVING, NOT_SERVING, SERVING, NOT_SERVING]
+    assert [s for name, s in seen if name == "nope"] == [health_pb2.HealthCheckResponse.SERVICE_UNKNOWN]

@@ -23,10 +23,10 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import grpc
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from fenlei.runtime import logging as jsonlog
+from fenlei.runtime.health import Health
 from fenlei.runtime.settings import ServiceSettings
 
 log = logging.getLogger("fenlei.server")
@@ -126,21 +126,21 @@ def channel_options(settings: ServiceSettings) -> list[tuple[str, int]]:
 @dataclass
 class RunningServer:
     server: grpc.aio.Server
-    health: HealthServicer
+    health: Health
     port: int
     grace_seconds: float
 
     async def drain(self) -> None:
         """NOT_SERVING for every service at once, then let in-flight RPCs finish."""
         log.info("draining", extra={"fields": {"grace_seconds": self.grace_seconds}})
-        await self.health.enter_graceful_shutdown()
+        await self.health.drain()
         await self.server.stop(self.grace_seconds)
 
 
 async def start_server(service: str, settings: ServiceSettings, register: Register) -> RunningServer:
     admission = _Admission()
     server = grpc.aio.server(options=channel_options(settings), interceptors=[admission])
-    health = HealthServicer()
+    health = Health()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     served = register(server, settings)
     names = served.names
