@@ -79,6 +79,10 @@ def test_describe_pipeline_and_its_messages(mesh, grpcurl) -> None:
     assert request.returncode == 0, request.stderr
     for field in ("string text = 1;", "string model = 2;", "uint32 top_k = 3;"):
         assert field in request.stdout, request.stdout
+    method = run(grpcurl, address, "describe", "fenlei.v1.Pipeline.ClassifyBatch")
+    assert method.returncode == 0 and "fenlei.v1.Pipeline.ClassifyBatch is a method" in method.stdout, method.stdout + method.stderr
+    unknown = run(grpcurl, address, "describe", "fenlei.v1.Pipeline.Nope")
+    assert unknown.returncode != 0 and "Symbol not found" in unknown.stderr
     # imported files resolve through reflection too
     label_score = run(grpcurl, address, "describe", "fenlei.v1.LabelScore")
     assert label_score.returncode == 0 and "float score = 2;" in label_score.stdout, label_score.stdout + label_score.stderr

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import grpc
+from google.protobuf import descriptor_pool
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -116,6 +117,26 @@ class _Admission(grpc.aio.ServerInterceptor):
         return handler._replace(request_deserializer=None, **{kind: wrapped})
 
 
+class _MethodAwarePool:
+    """The default descriptor pool, plus what protobuf's upb pool does not find: the file
+    of a method's full name (Service.Method), which `grpcurl describe` asks reflection for."""
+
+    def __init__(self) -> None:
+        self._pool = descriptor_pool.Default()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
+
+    def FindFileContainingSymbol(self, symbol: str) -> Any:
+        try:
+            return self._pool.FindFileContainingSymbol(symbol)
+        except KeyError:
+            service, _, method = symbol.rpartition(".")
+            if service and method in self._pool.FindServiceByName(service).methods_by_name:
+                return self._pool.FindFileContainingSymbol(service)
+            raise
+
+
 def channel_options(settings: ServiceSettings) -> list[tuple[str, int]]:
     return [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
@@ -144,7 +165,8 @@ async def start_server(service: str, settings: ServiceSettings, register: Regist
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     served = register(server, settings)
     names = served.names
-    reflection.enable_server_reflection([*names, *served.described, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server)
+    reflected = [*names, *served.described, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
+    reflection.enable_server_reflection(reflected, server, pool=_MethodAwarePool())
     wanted = settings.listen or f"{settings.host}:{settings.port}"
     port = server.add_insecure_port(wanted)
     if port == 0 and not settings.listen:

@@ -37,10 +37,9 @@ def test_list_needs_a_token(gateway) -> None:
 
 
 def test_describe_and_invoke_classify(gateway) -> None:
-    # (the service, not the method symbol: the services' reflection does not resolve
-    # method names, gateway or not)
-    described = grpcurl(gateway, "describe", "fenlei.v1.Pipeline")
+    described = grpcurl(gateway, "describe", "fenlei.v1.Pipeline.Classify")  # a method's full name
     assert described.returncode == 0, described.stderr
+    assert "fenlei.v1.Pipeline.Classify is a method" in described.stdout
     assert "rpc Classify ( .fenlei.v1.ClassifyRequest ) returns ( .fenlei.v1.ClassifyResponse )" in described.stdout
     assert 'post:"/v1/classify"' in described.stdout
     message = grpcurl(gateway, "describe", "fenlei.v1.ClassifyRequest")
