@@ -1,7 +1,7 @@
-"""Regenerate everything derived from protos/: Python stubs (+ .pyi), the descriptor set and the OpenAPI document.
+"""Regenerate everything derived from protos/: Python stubs (+ .pyi), the descriptor set, the OpenAPI document and the Kubernetes gateway's Envoy bootstrap.
 
-    python scripts/gen.py            # write into services/
-    python scripts/gen.py --out DIR  # write into DIR (the drift test compares the two)
+    python scripts/gen.py            # write into services/ (and mesh/k8s/gateway/envoy.yaml)
+    python scripts/gen.py --out DIR  # write into DIR, the bootstrap as DIR/envoy.yaml (the drift test compares)
 
 The descriptor set (services/fenlei/v1/fenlei.binpb, with imports and source info) is
 what Envoy's gRPC-JSON transcoder and `buf lint` read. The OpenAPI (Swagger 2.0) document
@@ -33,6 +33,7 @@ PACKAGE_DIR = Path("fenlei") / "v1"
 DESCRIPTOR_SET = PACKAGE_DIR / "fenlei.binpb"
 DESCRIPTOR_EXTRAS = ["google/rpc/status.proto"]
 SWAGGER = PACKAGE_DIR / "fenlei.swagger.json"
+KUBERNETES_GATEWAY = ROOT / "mesh" / "k8s" / "gateway" / "envoy.yaml"
 SWAGGER_PLUGIN = "protoc-gen-swagger"
 # One merged file; lowerCamelCase property names, as the transcoder prints (and accepts) them.
 SWAGGER_PARAMETER = "allow_merge=true,merge_file_name=fenlei,json_names_for_fields=true"
@@ -195,10 +196,17 @@ def fit_to_gateway(document: dict[str, Any], methods: dict[tuple[str, str], tupl
     return document
 
 
+def write_kubernetes_gateway(target: Path) -> None:
+    """In a fresh interpreter, so that it imports the stubs just written."""
+    subprocess.run([sys.executable, "-m", "fenlei.gateway.kubernetes", str(target)], check=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "services", help="output root (default: services/)")
-    generate(parser.parse_args().out)
+    parser.add_argument("--out", type=Path, help="output root (default: services/, and mesh/ for the bootstrap)")
+    out = parser.parse_args().out
+    generate(out or ROOT / "services")
+    write_kubernetes_gateway(out / "envoy.yaml" if out else KUBERNETES_GATEWAY)
 
 
 if __name__ == "__main__":

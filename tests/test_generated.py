@@ -14,6 +14,8 @@ def test_generated_code_matches_the_protos(tmp_path: Path) -> None:
     subprocess.run([sys.executable, str(REPO / "scripts" / "gen.py"), "--out", str(tmp_path)], check=True, capture_output=True)
     committed = REPO / "services" / "fenlei" / "v1"
     fresh = tmp_path / "fenlei" / "v1"
+    kubernetes_gateway = REPO / "mesh" / "k8s" / "gateway" / "envoy.yaml"
+    assert (tmp_path / "envoy.yaml").read_text() == kubernetes_gateway.read_text(), "regenerate with `python scripts/gen.py`"
     names = sorted(p.name for p in fresh.iterdir())
     assert names == sorted(p.name for p in committed.iterdir() if p.name != "__pycache__")
     _, mismatch, errors = filecmp.cmpfiles(fresh, committed, names, shallow=False)

@@ -65,6 +65,11 @@ class GatewaySettings:
     workers: int = 2
     # Open client connections at most; idle ones are closed after five minutes.
     max_connections: int = 4096
+    # Where Envoy finds its files; empty: this installation's (a container names its own).
+    descriptor_set: str = ""
+    openapi_document: str = ""
+    # A JWKS file to check tokens against; empty: the local token authority's keys, inline.
+    jwks_file: str = ""
 
 
 def load_gateway_settings(environ: Mapping[str, str] | None = None) -> GatewaySettings:
@@ -114,9 +119,11 @@ def _socket(address: str) -> dict[str, Any]:
 
 
 def _cluster(name: str, address: str) -> dict[str, Any]:
+    host = address.rsplit(":", 1)[0]
     return {
         "name": name,
-        "type": "STATIC",
+        # a name (a Kubernetes Service) is resolved and followed; an address is taken as is
+        "type": "STATIC" if host.replace(".", "").isdigit() else "STRICT_DNS",
         "connect_timeout": "1s",
         "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket(address)}}]}]},
         "typed_extension_protocol_options": {
@@ -200,7 +207,7 @@ def _jwt_authn(settings: GatewaySettings, jwks: str) -> dict[str, Any]:
             "fenlei": {
                 "issuer": settings.issuer,
                 "audiences": [settings.audience],
-                "local_jwks": {"inline_string": jwks},
+                "local_jwks": {"filename": settings.jwks_file} if settings.jwks_file else {"inline_string": jwks},
                 "payload_in_metadata": "jwt_payload",
                 "forward": False,  # the services never see the token
             }
@@ -212,7 +219,7 @@ def _jwt_authn(settings: GatewaySettings, jwks: str) -> dict[str, Any]:
 def _transcoder(settings: GatewaySettings) -> dict[str, Any]:
     return _typed(
         "envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
-        proto_descriptor=str(DESCRIPTOR_SET),
+        proto_descriptor=settings.descriptor_set or str(DESCRIPTOR_SET),
         services=[service.full_name for service in PUBLIC.values()],
         print_options={"always_print_primitive_fields": True, "stream_newline_delimited": True},
         convert_grpc_status=True,
@@ -298,7 +305,7 @@ def route_table(settings: GatewaySettings, policy: Policy | None = None) -> dict
                     {
                         "name": "openapi",
                         "match": {"path": "/openapi.json"},
-                        "direct_response": {"status": 200, "body": {"filename": str(OPENAPI)}},
+                        "direct_response": {"status": 200, "body": {"filename": settings.openapi_document or str(OPENAPI)}},
                         "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"}}],
                         "typed_per_filter_config": open_route,
                     },
@@ -310,7 +317,7 @@ def route_table(settings: GatewaySettings, policy: Policy | None = None) -> dict
     }
 
 
-def build(settings: GatewaySettings, upstreams: dict[str, str], jwks: str, *, xds_directory: Path | None = None) -> dict[str, Any]:
+def build(settings: GatewaySettings, upstreams: dict[str, str], jwks: str = "", *, xds_directory: Path | None = None) -> dict[str, Any]:
     """The Envoy bootstrap. upstreams: service name → address (with "catalog" for
     reflection), for a gateway straight to the services. With xds_directory (the local
     mesh), routes and clusters come from files there instead (rds-gateway.json,
