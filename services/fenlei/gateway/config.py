@@ -336,6 +336,9 @@ def build(settings: GatewaySettings, upstreams: dict[str, str], jwks: str = "", 
         request_headers_timeout="10s",  # slow headers do not hold a connection
         stream_idle_timeout="300s",
         common_http_protocol_options={"idle_timeout": "300s", "headers_with_underscores_action": "REJECT_REQUEST"},
+        # A stream answered over HTTP/1.1 has sent 200 before it can fail: its grpc-status
+        # and grpc-message then arrive as chunked trailers, so a REST client can tell.
+        http_protocol_options={"enable_trailers": True},
         **routing,
         local_reply_config=_local_replies(),
         http_filters=[

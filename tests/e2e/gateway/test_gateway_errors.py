@@ -173,3 +173,44 @@ def test_chinese_and_emoji_in_an_error_message_survive(mesh, gateway, row) -> No
     reply = gateway.rest("/v1/classify", fields)
     assert reply.status == http_status
     assert reply.status_body()["message"].encode("utf-8") == direct.details().encode("utf-8")
+
+
+def read_chunked_with_trailers(address: str, path: str, body: bytes, token: str) -> tuple[int, list[bytes], dict[str, str]]:
+    """A raw HTTP/1.1 exchange (http.client hides trailers): status, chunks, trailers."""
+    host, port = address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        head = (f"POST {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\nTE: trailers\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()  # fmt: skip
+        connection.sendall(head + body)
+        raw = b""
+        while chunk := connection.recv(65536):
+            raw += chunk
+    header_block, _, rest = raw.partition(b"\r\n\r\n")
+    status = int(header_block.split(b" ", 2)[1])
+    chunks = []
+    while True:
+        size_line, _, rest = rest.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            break
+        chunks.append(rest[:size])
+        rest = rest[size + 2 :]
+    trailers = dict(line.decode().split(": ", 1) for line in rest.split(b"\r\n") if b": " in line)
+    return status, chunks, trailers
+
+
+def test_a_rest_stream_that_fails_after_its_first_answer_says_so_in_its_trailers(gateway) -> None:
+    """HTTP 200 has gone out with the first line; the failure of message 1 arrives as the
+    grpc-status / grpc-message trailers of the chunked body."""
+    messages = [
+        {"documents": [{"id": "a", "text": "姚明率领火箭队击败湖人"}], "model": "news", "topK": 1},
+        {"documents": [{"id": "b", "text": "   "}], "model": "news"},
+    ]
+    status, chunks, trailers = read_chunked_with_trailers(
+        gateway.address, "/v1/classify:stream", json.dumps(messages, ensure_ascii=False).encode(), gateway.token()
+    )
+    assert status == 200
+    lines = [json.loads(line) for line in b"".join(chunks).decode().splitlines() if line.strip()]
+    assert [p["id"] for line in lines for p in line["predictions"]] == ["a"]
+    assert trailers.get("grpc-status") == "3", trailers
+    assert "stream message 1" in trailers["grpc-message"] and "'b'" in trailers["grpc-message"], trailers
