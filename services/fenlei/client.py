@@ -262,6 +262,8 @@ def _aio_details(defaults: _Defaults, details: grpc.aio.ClientCallDetails) -> gr
     )
 
 
+# One class per kind of call: grpc.aio files an interceptor under the first kind it is,
+# so a single class deriving from all four would see only unary-unary calls.
 class _AioUnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
     def __init__(self, defaults: _Defaults) -> None:
         self.defaults = defaults
