@@ -19,12 +19,17 @@ done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 command="apt-get update && apt-get install --yes --no-install-recommends ${missing[*]}"
+as_root=()
 if [ "$(id -u)" -ne 0 ]; then
-  echo "fenlei needs these Debian packages: ${missing[*]}" >&2
-  echo "install them as root: sudo sh -c '$command'" >&2
-  exit 1
+  if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+    as_root=(sudo -n)  # passwordless sudo: install without asking
+  else
+    echo "fenlei needs these Debian packages: ${missing[*]}" >&2
+    echo "install them as root: sudo sh -c '$command'" >&2
+    exit 1
+  fi
 fi
 echo "installing Debian packages: ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
-apt-get update --quiet --quiet >/dev/null
-apt-get install --quiet --quiet --yes --no-install-recommends "${missing[@]}" >/dev/null
+"${as_root[@]}" apt-get update --quiet --quiet >/dev/null
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install --quiet --quiet --yes --no-install-recommends "${missing[@]}" >/dev/null
