@@ -40,6 +40,7 @@ PUBLIC = {
 }
 REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/"
 CALLER_CONTENT_TYPE = "x-fenlei-caller-content-type"
+RATE_LIMITED = "rate limit exceeded: the gateway's limit for this method (FENLEI_GATEWAY_RATE_LIMIT_PER_SECOND) was reached; retry later"
 HEALTH = "/grpc.health.v1.Health/"
 # Envoy's own replies to REST callers get the google.rpc.Status shape the transcoder
 # gives upstream errors: {"code": <grpc code>, "message": ...}.
@@ -251,18 +252,25 @@ def _local_replies() -> dict[str, Any]:
     """Envoy's own answers to REST callers (a missing token, a rate limit, a bad path) in
     the same JSON shape as a service's error; gRPC callers get grpc-status as usual."""
     not_grpc = {"header_filter": {"header": {"name": CALLER_CONTENT_TYPE, "string_match": {"prefix": "application/grpc"}, "invert_match": True}}}
-    return {
-        "mappers": [
-            {
-                "filter": {"and_filter": {"filters": [{"status_code_filter": {"comparison": {"op": "EQ", "value": {"default_value": status, "runtime_key": f"reply.{status}"}}}}, not_grpc]}},
-                "body_format_override": {
-                    "json_format": {"code": code, "message": "%LOCAL_REPLY_BODY%"},
-                    "content_type": "application/json",
-                },
-            }
-            for status, code in GRPC_CODE_OF_HTTP.items()
-        ]
-    }
+
+    def as_status(code: int) -> dict[str, Any]:
+        return {"json_format": {"code": code, "message": "%LOCAL_REPLY_BODY%"}, "content_type": "application/json"}
+
+    # Envoy's only 429 of its own is the rate limit (a service's RESOURCE_EXHAUSTED is no
+    # local reply), and local_ratelimit says just "local_rate_limited": say why, to both kinds.
+    rate_limited = {"status_code_filter": {"comparison": {"op": "EQ", "value": {"default_value": 429, "runtime_key": "reply.rate_limited"}}}}
+    explained = [
+        {"filter": {"and_filter": {"filters": [rate_limited, not_grpc]}}, "body": {"inline_string": RATE_LIMITED}, "body_format_override": as_status(8)},
+        {"filter": rate_limited, "body": {"inline_string": RATE_LIMITED}},
+    ]
+    by_status = [
+        {
+            "filter": {"and_filter": {"filters": [{"status_code_filter": {"comparison": {"op": "EQ", "value": {"default_value": status, "runtime_key": f"reply.{status}"}}}}, not_grpc]}},
+            "body_format_override": as_status(code),
+        }
+        for status, code in GRPC_CODE_OF_HTTP.items()
+    ]
+    return {"mappers": [*explained, *by_status]}
 
 
 def route_table(settings: GatewaySettings, policy: Policy | None = None) -> dict[str, Any]:
