@@ -328,3 +328,22 @@ def test_a_killed_replica_fails_no_request_is_ejected_and_returns(sidecar_mesh, 
         return stats(inbound, "http.inbound.downstream_rq_completed").get("http.inbound.downstream_rq_completed", 0) > served_before
 
     tools.wait_for(serves_again, "the restarted replica to take traffic again", timeout=60, interval=0.5)
+
+
+def test_a_policy_fenlei_cannot_translate_is_refused_and_changes_nothing(sidecar_mesh, policy, tools) -> None:
+    mirror = policy.write("mirror.yaml", """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: classifier, namespace: fenlei}
+spec:
+  hosts: [classifier]
+  http:
+  - route:
+    - destination: {host: classifier, subset: v1}
+    mirror: {host: classifier, subset: v1}
+""")
+    routes = sidecar_mesh.home / "mesh" / "proxies" / "pipeline-v1-0" / "rds-outbound-classifier.json"
+    before = routes.read_text()
+    refused = tools.cli(sidecar_mesh.home, "mesh", "apply", mirror, timeout=60)
+    assert refused.returncode != 0 and "mirror" in refused.stderr, refused.stdout + refused.stderr
+    assert routes.read_text() == before and sidecar_mesh.mesh.control.applied() == []
