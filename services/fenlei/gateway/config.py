@@ -39,6 +39,7 @@ PUBLIC = {
     "classifier": classifier_pb2.DESCRIPTOR.services_by_name["Classifier"],
 }
 REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/"
+REFLECTION_INFO = REFLECTION + "ServerReflectionInfo"
 CALLER_CONTENT_TYPE = "x-fenlei-caller-content-type"
 RATE_LIMITED = "rate limit exceeded: the gateway's limit for this method (FENLEI_GATEWAY_RATE_LIMIT_PER_SECOND) was reached; retry later"
 HEALTH = "/grpc.health.v1.Health/"
@@ -281,7 +282,7 @@ def route_table(settings: GatewaySettings, policy: Policy | None = None) -> dict
     open_route = {name: _disabled() for name in ("envoy.filters.http.jwt_authn", "envoy.filters.http.grpc_json_transcoder", "envoy.filters.http.rbac")}
     calls: list[tuple[str, list[tuple[str, bool]]]] = [
         *((stage, [(m.path, m.streaming) for m in methods if m.service == stage]) for stage in PUBLIC),
-        ("catalog", [(REFLECTION + "ServerReflectionInfo", True)]),
+        ("catalog", [(REFLECTION_INFO, True)]),
         ("pipeline", [(HEALTH + "Check", False), (HEALTH + "Watch", True)]),
     ]
     routes: list[dict[str, Any]] = []
@@ -293,8 +294,13 @@ def route_table(settings: GatewaySettings, policy: Policy | None = None) -> dict
             routes += policy_routes(policy, host, paths=paths, extra=limit, unary_timeout=settings.route_timeout_seconds)
     streaming = {path for _, paths in calls for path, streams in paths if streams}
     for route in routes:
-        if route["match"].get("path") in streaming:
+        path = route["match"].get("path")
+        if path in streaming:
             route.setdefault("typed_per_filter_config", {})["envoy.filters.http.buffer"] = _disabled()
+        if path == REFLECTION_INFO:
+            # The API's description is as open as /openapi.json: `grpcurl <gateway> list`
+            # works without a token; calling a method still needs one.
+            route["typed_per_filter_config"].update(open_route)
     return {
         "name": "gateway",
         "max_direct_response_body_size_bytes": 1024 * 1024,

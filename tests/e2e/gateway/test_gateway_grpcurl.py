@@ -31,8 +31,13 @@ def test_list_shows_the_five_services(gateway) -> None:
     ], methods.stdout + methods.stderr  # fmt: skip
 
 
-def test_list_needs_a_token(gateway) -> None:
-    refused = grpcurl(gateway, "list", token=None)
+def test_reflection_is_open_but_calls_need_a_token(gateway) -> None:
+    """Like /openapi.json, the API's description needs no token; a call does."""
+    listed = grpcurl(gateway, "list", token=None)
+    assert listed.returncode == 0 and "fenlei.v1.Pipeline" in listed.stdout.split(), listed.stdout + listed.stderr
+    described = grpcurl(gateway, "describe", "fenlei.v1.Pipeline", token=None)
+    assert described.returncode == 0, described.stderr
+    refused = grpcurl(gateway, "fenlei.v1.Pipeline/Classify", data={"text": "北京", "model": "news"}, token=None)
     assert refused.returncode != 0 and "Unauthenticated" in refused.stderr, refused.stdout + refused.stderr
 
 
