@@ -49,7 +49,7 @@ def cmd_mesh(args: argparse.Namespace) -> int:
     if args.action == "apply" and not args.files:
         raise MeshError("name the Istio files to apply, e.g. fenlei mesh apply mesh/istio/fault-abort-classifier.yaml")
     policy = mesh.reset_policy() if args.action == "reset" else mesh.apply(args.files)
-    applied = ", ".join(str(p) for p in mesh.control.applied()) or "none"
+    applied = ", ".join(p.name.split("-", 1)[1] for p in mesh.control.applied()) or "none"
     running = "the running proxies reloaded it" if mesh.with_sidecars() and mesh.running() else "it applies from the next `fenlei up`"
     print(f"mesh policy: {len(policy.virtual_services)} VirtualServices, {len(policy.destination_rules)} DestinationRules, "
           f"{len(policy.authorization)} AuthorizationPolicies; scenarios applied: {applied}; {running}")

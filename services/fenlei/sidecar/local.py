@@ -2,7 +2,7 @@
 and turning the Istio policy into those files (as istiod pushes xDS to sidecars).
 
     <home>/mesh/ca/                      the CA and every workload's certificate
-    <home>/mesh/applied.json             scenario files applied on top of the defaults
+    <home>/mesh/applied/NNN-<file>.yaml  copies of the scenario files applied on top of the defaults
     <home>/mesh/topology.json            instances and their inbound ports
     <home>/mesh/proxies/<proxy>/         bootstrap.json, cds.json, rds-*.json, out-*.sock
     <home>/mesh/apps/<instance>.sock     where an app listens (only its sidecar connects)
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Iterable
@@ -84,11 +85,14 @@ class ControlPlane:
         return Topology([Instance(**entry) for entry in json.loads((self.root / "topology.json").read_text())])
 
     # ------------------------------------------------------------------ policy
+    @property
+    def applied_directory(self) -> Path:
+        return self.root / "applied"
+
     def applied(self) -> list[Path]:
-        try:
-            return [Path(p) for p in json.loads((self.root / "applied.json").read_text())]
-        except FileNotFoundError:
-            return []
+        """Copies of the scenario files applied so far, in order: the policy does not
+        change when the originals are edited or removed later."""
+        return sorted(self.applied_directory.glob("*.yaml")) if self.applied_directory.exists() else []
 
     def policy(self, extra: Iterable[Path] = ()) -> Policy:
         base = [self.policy_directory / name for name in BASE_POLICY]
@@ -99,14 +103,16 @@ class ControlPlane:
 
     def apply(self, files: Iterable[Path]) -> Policy:
         """Checks the files against the rest of the policy first: a bad file changes nothing."""
-        files = [Path(f).resolve() for f in files]
+        files = [Path(f) for f in files]
         policy = self.policy(files)
-        self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / "applied.json").write_text(json.dumps([str(p) for p in [*self.applied(), *files]]))
+        self.applied_directory.mkdir(parents=True, exist_ok=True)
+        start = len(self.applied())
+        for index, path in enumerate(files, start):
+            (self.applied_directory / f"{index:03d}-{path.name}").write_bytes(path.read_bytes())
         return policy
 
     def reset(self) -> Policy:
-        (self.root / "applied.json").unlink(missing_ok=True)
+        shutil.rmtree(self.applied_directory, ignore_errors=True)
         return self.policy()
 
     # ------------------------------------------------------------------ proxies
