@@ -101,21 +101,7 @@ class ClassifierConfig:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ClassifierConfig:
-        if not isinstance(data, dict):
-            raise InvalidInput(f"classifier options must be an object, not {type(data).__name__}")
-        unknown = set(data) - {"algorithm", "regularization", "epochs", "seed"}
-        if unknown:
-            raise InvalidInput(f"unknown classifier options {sorted(unknown)}; known: algorithm, regularization, epochs, seed")
-        values = dict(data)
-        if "algorithm" in values:
-            try:
-                values["algorithm"] = Algorithm(values["algorithm"])
-            except ValueError:
-                raise InvalidInput(
-                    f"algorithm must be one of {[a.value for a in Algorithm]}, not {values['algorithm']!r}"
-                ) from None
-        return cls(**values)
-
+        return artifacts.config_from_json(cls, data, "classifier")
 
 @dataclass(slots=True)
 class Scored:

@@ -64,21 +64,7 @@ class FeatureConfig:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FeatureConfig:
-        if not isinstance(data, dict):
-            raise InvalidInput(f"feature options must be an object, not {type(data).__name__}")
-        unknown = set(data) - {"sublinear_tf", "min_df", "selection", "top_k"}
-        if unknown:
-            raise InvalidInput(f"unknown feature options {sorted(unknown)}; known: sublinear_tf, min_df, selection, top_k")
-        values = dict(data)
-        if "selection" in values:
-            try:
-                values["selection"] = Selection(values["selection"])
-            except ValueError:
-                raise InvalidInput(
-                    f"selection must be one of {[s.value for s in Selection]}, not {values['selection']!r}"
-                ) from None
-        return cls(**values)
-
+        return artifacts.config_from_json(cls, data, "feature")
 
 # Pending per-class entries are merged into the total beyond this many (and beyond the total's size).
 MERGE_AT = 1 << 20

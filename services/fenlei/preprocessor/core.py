@@ -130,13 +130,9 @@ class PreprocessConfig:
 
     @classmethod
     def from_json(cls, data: Any) -> PreprocessConfig:
-        if not isinstance(data, dict):
-            raise InvalidInput(f"preprocessor configuration must be a JSON object, not {type(data).__name__}")
-        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise InvalidInput(f"unknown preprocessor option(s) {', '.join(unknown)}; known: {', '.join(cls.__dataclass_fields__)}")
-        values = {"tag_terms": False, **data}  # models saved before tag terms existed had none
-        return cls(**{name: tuple(value) if isinstance(value, list) else value for name, value in values.items()})
+        if isinstance(data, dict):
+            data = {"tag_terms": False, **data}  # models saved before tag terms existed had none
+        return artifacts.config_from_json(cls, data, "preprocessor")
 
     def save(self, directory: Path) -> Path:
         return artifacts.write_json(directory, PART, self.to_json())

@@ -7,17 +7,46 @@ or restoring a backup of one, can never execute code.
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import hashlib
 import json
 import os
+import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+
+from fenlei.errors import InvalidInput
+
+T = TypeVar("T")
 
 
 class ArtifactError(Exception):
     """An artifact is missing, damaged or of the wrong shape."""
+
+
+def config_from_json(cls: type[T], data: Any, what: str) -> T:
+    """A stage's configuration dataclass from its JSON: unknown keys refused by name, enum
+    fields from their values, lists as the tuples the (frozen, hashable) configs keep."""
+    if not isinstance(data, dict):
+        raise InvalidInput(f"{what} options must be a JSON object, not {type(data).__name__}")
+    known = [field.name for field in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise InvalidInput(f"unknown {what} options {', '.join(unknown)}; known: {', '.join(known)}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, value in data.items():
+        kind = hints[name]
+        if isinstance(kind, type) and issubclass(kind, enum.Enum):
+            try:
+                value = kind(value)
+            except ValueError:
+                raise InvalidInput(f"{name} must be one of {', '.join(str(k.value) for k in kind)}, not {value!r}") from None
+        values[name] = tuple(value) if isinstance(value, list) else value
+    return cls(**values)
 
 
 def write_json(directory: Path, name: str, value: Any) -> Path:

@@ -115,21 +115,7 @@ class SegmentConfig:
 
     @classmethod
     def from_json(cls, data: Any) -> SegmentConfig:
-        if not isinstance(data, dict):
-            raise InvalidInput(f"segmenter configuration must be a JSON object, not {type(data).__name__}")
-        known = ("mode", "hmm", "pos_tags", "feature_tags", "user_words")
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise InvalidInput(f"unknown segmenter option(s) {', '.join(unknown)}; known: {', '.join(known)}")
-        values = dict(data)
-        if "mode" in values:
-            try:
-                values["mode"] = Mode(values["mode"])
-            except ValueError:
-                raise InvalidInput(f"segment mode must be one of {_mode_names()}, not {values['mode']!r}") from None
-        if isinstance(values.get("user_words"), list):
-            values["user_words"] = tuple(values["user_words"])
-        return cls(**values)
+        return artifacts.config_from_json(cls, data, "segmenter")
 
     def save(self, directory: Path) -> Path:
         return artifacts.write_json(directory, PART, self.to_json())
