@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import http.client
 import json
+import shutil
 import statistics
 import tempfile
 import time
@@ -78,7 +79,7 @@ async def stream_classify(address: str, texts: Sequence[str], version: str, meta
         return [p.labels[0].label async for answer in stub.ClassifyStream(requests(), metadata=metadata) for p in answer.predictions]
 
 
-async def unary_latencies(address: str, texts: Sequence[str], calls: int, concurrency: int, metadata: Sequence[tuple[str, str]] = ()) -> tuple[list[float], float]:
+async def unary_latencies(address: str, texts: Sequence[str], calls: int, concurrency: int) -> tuple[list[float], float]:
     """Per-call latencies in ms and calls per second with `concurrency` callers."""
     async with grpc.aio.insecure_channel(address) as channel:
         stub = pipeline_pb2_grpc.PipelineStub(channel)
@@ -87,11 +88,11 @@ async def unary_latencies(address: str, texts: Sequence[str], calls: int, concur
         async def caller(offset: int) -> None:
             for i in range(offset, calls, concurrency):
                 started = time.perf_counter()
-                await stub.Classify(pipeline_pb2.ClassifyRequest(text=texts[i % len(texts)], model=MODEL, top_k=1), metadata=metadata)
+                await stub.Classify(pipeline_pb2.ClassifyRequest(text=texts[i % len(texts)], model=MODEL, top_k=1))
                 latencies.append((time.perf_counter() - started) * 1000)
 
         for i in range(20):  # warm up the streams
-            await stub.Classify(pipeline_pb2.ClassifyRequest(text=texts[i], model=MODEL), metadata=metadata)
+            await stub.Classify(pipeline_pb2.ClassifyRequest(text=texts[i], model=MODEL))
         started = time.perf_counter()
         await asyncio.gather(*(caller(offset) for offset in range(concurrency)))
         return latencies, calls / (time.perf_counter() - started)
@@ -121,15 +122,55 @@ def gateway_latencies(mesh: Mesh, texts: Sequence[str], calls: int) -> dict[str,
             "gateway_grpc": lambda text: through(pipeline_pb2.ClassifyRequest(text=text, model=MODEL, top_k=1), metadata=metadata),
             "gateway_rest": over_rest,
         }
-        latencies: dict[str, list[float]] = {name: [] for name in paths}
-        for i in range(calls + 20):
-            for name, call in paths.items():
-                started = time.perf_counter()
-                call(texts[i % len(texts)])
-                if i >= 20:  # the first calls open connections and streams
-                    latencies[name].append((time.perf_counter() - started) * 1000)
+        latencies = interleaved_latencies(paths, texts, calls)
     rest.close()
     return latencies
+
+
+def interleaved_latencies(paths: dict[str, Callable[[str], Any]], texts: Sequence[str], calls: int) -> dict[str, list[float]]:
+    """Sequential calls in ms, one path after the other in turn, so they share the noise."""
+    latencies: dict[str, list[float]] = {name: [] for name in paths}
+    for i in range(calls + 20):
+        for name, call in paths.items():
+            started = time.perf_counter()
+            call(texts[i % len(texts)])
+            if i >= 20:  # the first calls open connections and streams
+                latencies[name].append((time.perf_counter() - started) * 1000)
+    return latencies
+
+
+def mesh_cost(direct: Mesh, meshed: Mesh, texts: Sequence[str], version: str, calls: int) -> dict[str, Any]:
+    """The same model through each mesh's gateway, one without and one with sidecars,
+    measured in turn: ClassifyStream docs/s (median of rounds) and unary latencies."""
+    targets = {}
+    for mode, mesh in (("direct", direct), ("mesh", meshed)):
+        targets[mode] = (mesh.address("gateway"), [("authorization", f"Bearer {mesh.authority().mint('viewer')}")])
+    rates: dict[str, list[float]] = {mode: [] for mode in targets}
+    labels: dict[str, list[str]] = {}
+    for _ in range(REPEATS):
+        for mode, (gateway, metadata) in targets.items():
+            started = time.perf_counter()
+            labels[mode] = asyncio.run(stream_classify(gateway, texts, version, metadata))
+            rates[mode].append(len(texts) / (time.perf_counter() - started))
+    channels = {mode: grpc.insecure_channel(gateway) for mode, (gateway, _) in targets.items()}
+    try:
+        stubs = {mode: pipeline_pb2_grpc.PipelineStub(channel).Classify for mode, channel in channels.items()}
+        paths = {
+            mode: (lambda text, stub=stubs[mode], metadata=targets[mode][1]: stub(pipeline_pb2.ClassifyRequest(text=text, model=MODEL, top_k=1), metadata=metadata))
+            for mode in targets
+        }  # fmt: skip
+        latencies = interleaved_latencies(paths, texts, calls)
+    finally:
+        for channel in channels.values():
+            channel.close()
+    figures: dict[str, Any] = {}
+    for mode in targets:
+        figures[f"{mode}_stream_docs_per_s"] = statistics.median(rates[mode])
+        figures[f"{mode}_unary_p50_ms"] = percentile(latencies[mode], 0.5)
+        figures[f"{mode}_unary_p99_ms"] = percentile(latencies[mode], 0.99)
+    figures["mesh_stream_ratio"] = figures["mesh_stream_docs_per_s"] / figures["direct_stream_docs_per_s"]
+    figures["mesh_identical_predictions"] = labels["mesh"] == labels["direct"]
+    return figures
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -208,19 +249,14 @@ def run_bench(args: argparse.Namespace) -> int:
             print("gateway:    " + ", ".join(
                 f"{name.replace('_', ' ')} p50 {figures[name + '_p50_ms']:.2f} ms (p99 {figures[name + '_p99_ms']:.2f})" for name in by_path
             ), flush=True)
-            # The mesh's cost: the same model through the gateway, without and with sidecars.
-            for mode, sidecars in (("direct", False), ("mesh", True)):
-                if sidecars:
-                    mesh.down()
-                    mesh.up(extra_env=quiet_gateway, sidecars=True)
-                metadata = [("authorization", f"Bearer {mesh.authority().mint('viewer')}")]
-                gateway = mesh.address("gateway")
-                rate, labels = median_rate(len(test.texts), lambda: asyncio.run(stream_classify(gateway, test.texts, report.version, metadata)))
-                latencies, _ = asyncio.run(unary_latencies(gateway, test.texts, args.unary_calls, 1, metadata))
-                figures[f"{mode}_stream_docs_per_s"] = rate
-                figures[f"{mode}_unary_p50_ms"] = percentile(latencies, 0.5)
-                figures[f"{mode}_identical_predictions"] = labels == inproc_labels
-            figures["mesh_stream_ratio"] = figures["mesh_stream_docs_per_s"] / figures["direct_stream_docs_per_s"]
+            # The mesh's cost: a second mesh, with sidecars, serving a copy of the same model.
+            meshed = Mesh(Path(scratch) / "with-sidecars")
+            shutil.copytree(mesh.home / "models", meshed.home / "models")
+            try:
+                meshed.up(extra_env=quiet_gateway, sidecars=True)
+                figures.update(mesh_cost(mesh, meshed, test.texts, report.version, args.unary_calls))
+            finally:
+                meshed.down()
             print(f"mesh:       ClassifyStream {figures['mesh_stream_docs_per_s']:,.0f} docs/s with sidecars vs "
                   f"{figures['direct_stream_docs_per_s']:,.0f} without (ratio {figures['mesh_stream_ratio']:.2f}); unary p50 "
                   f"{figures['mesh_unary_p50_ms']:.2f} ms vs {figures['direct_unary_p50_ms']:.2f} ms (both through the gateway)", flush=True)
