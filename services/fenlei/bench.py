@@ -18,7 +18,7 @@ import grpc
 
 from fenlei.classifier.core import ClassifierConfig, ClassifierTrainer
 from fenlei.features.core import FeatureConfig, FeatureFitter
-from fenlei.mesh import Mesh
+from fenlei.local.mesh import LocalMesh as Mesh
 from fenlei.preprocessor.core import Preprocessor
 from fenlei.segmenter.core import SegmentConfig, Segmenter
 from fenlei.training.core import Corpus, TrainingSpec, evaluate, read_corpus

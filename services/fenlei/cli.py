@@ -12,7 +12,9 @@ from pathlib import Path
 import grpc
 
 from fenlei.errors import FenleiError
-from fenlei.mesh import Mesh, MeshError
+from fenlei.local.mesh import LocalMesh as Mesh
+from fenlei.local.mesh import MeshError
+from fenlei.services import UnknownWorkload
 
 
 def home() -> Path:
@@ -33,13 +35,13 @@ def versions_of(replicas: list[str], canary: list[str]) -> dict[str, list[str]]:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    if args.no_mesh:
+        print("fenlei up: --no-mesh is now called --no-sidecars (the old name still works)", file=sys.stderr)
     mesh = Mesh(home())
-    if args.no_mesh and (args.replicas or args.canary):
-        raise MeshError("--replicas and --canary need the mesh (leave out --no-mesh)")
-    state = mesh.up(timeout=args.timeout, sidecars=not args.no_mesh, versions=versions_of(args.replicas, args.canary))
-    for name, entry in state.items():
-        print(f"{name:<22} {entry['address'] or '-':<60} pid {entry['pid']}")
-    mode = "services behind Envoy sidecars with mutual TLS" if mesh.with_sidecars() else "services without sidecars (--no-mesh)"
+    processes = mesh.up(timeout=args.timeout, sidecars=not (args.no_sidecars or args.no_mesh), versions=versions_of(args.replicas, args.canary))
+    for name, record in processes.items():
+        print(f"{name:<22} {record.address or '-':<60} pid {record.pid}")
+    mode = "services behind Envoy sidecars with mutual TLS" if mesh.with_sidecars() else "services without sidecars"
     print(f"fenlei is up: {mode}, gateway on {mesh.address('gateway')} (state in {mesh.home}); stop it with `fenlei down`")
     return 0
 
@@ -49,10 +51,11 @@ def cmd_mesh(args: argparse.Namespace) -> int:
     if args.action == "apply" and not args.files:
         raise MeshError("name the Istio files to apply, e.g. fenlei mesh apply mesh/istio/fault-abort-classifier.yaml")
     policy = mesh.reset_policy() if args.action == "reset" else mesh.apply(args.files)
-    applied = ", ".join(p.name.split("-", 1)[1] for p in mesh.control.applied()) or "none"
+    in_effect = policy.files_in_effect()
+    applied = ", ".join(p.name.split("-", 1)[1] for p in mesh.control.applied() if p.name in in_effect) or "none"
     running = "the running proxies reloaded it" if mesh.with_sidecars() and mesh.running() else "it applies from the next `fenlei up`"
     print(f"mesh policy: {len(policy.virtual_services)} VirtualServices, {len(policy.destination_rules)} DestinationRules, "
-          f"{len(policy.authorization)} AuthorizationPolicies; scenarios applied: {applied}; {running}")
+          f"{len(policy.authorization)} AuthorizationPolicies; scenarios in effect: {applied}; {running}")
     return 0
 
 
@@ -69,8 +72,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     elif not status:
         print("fenlei is not running")
     else:
-        for service, entry in status.items():
-            print(f"{service:<22} {entry['address'] or '-':<60} {entry['status']}")
+        for name, entry in status.items():
+            restarts = f"restarts {entry['restarts']}, last {entry['last_exit']}" if entry["restarts"] or entry["last_exit"] else ""
+            print(f"{name:<22} {entry['address'] or '-':<60} {entry['status']:<12} {restarts}".rstrip())
     healthy = bool(status) and all(entry["status"] == "SERVING" for entry in status.values())
     return 0 if healthy else 1
 
@@ -131,9 +135,12 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="fenlei", description="Chinese text classification as a mesh of gRPC services.")
     commands = top.add_subparsers(dest="command", required=True)
 
-    up = commands.add_parser("up", help="start every service, its sidecar and the gateway on loopback; wait until all are healthy")
+    up = commands.add_parser(
+        "up", help="start every service, its sidecar and the gateway on loopback and wait until all are healthy; on a running mesh, scale it"
+    )
     up.add_argument("--timeout", type=float, default=120.0)
-    up.add_argument("--no-mesh", action="store_true", help="no sidecars: services on loopback ports, the gateway calls them directly")
+    up.add_argument("--no-sidecars", action="store_true", help="no sidecars: services on loopback ports, the gateway calls them directly")
+    up.add_argument("--no-mesh", action="store_true", help=argparse.SUPPRESS)  # the old name of --no-sidecars
     up.add_argument("--replicas", action="append", default=[], metavar="SERVICE=N", help="run N instances of a service (version v1)")
     up.add_argument("--canary", action="append", default=[], metavar="SERVICE", help="also run a v2 instance of a service")
     up.set_defaults(run=cmd_up)
@@ -191,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.run(args)
-    except (FenleiError, MeshError, FileNotFoundError) as error:
+    except (FenleiError, MeshError, UnknownWorkload, FileNotFoundError) as error:
         print(f"fenlei {args.command}: {error}", file=sys.stderr)
         return 2
     except grpc.RpcError as error:

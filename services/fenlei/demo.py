@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from fenlei.client import Client
-from fenlei.mesh import Mesh
+from fenlei.local.mesh import LocalMesh as Mesh
 from fenlei.training.core import Corpus, TrainingSpec
 from fenlei.training.run import train_corpus
 

@@ -12,7 +12,7 @@ from fenlei.features import servicer as features_servicer
 from fenlei.pipeline import servicer as pipeline_servicer
 from fenlei.preprocessor import servicer as preprocessor_servicer
 from fenlei.runtime.models import ModelStore
-from fenlei.runtime.stages import StageAddresses, StageStreams
+from fenlei.runtime.stages import StageStreams
 from fenlei.segmenter import servicer as segmenter_servicer
 from fenlei.training.core import Corpus, TrainingSpec, train
 from fenlei.training.stages import GrpcStages
@@ -45,15 +45,15 @@ class InProcessMesh:
                 ("classifier", classifier_servicer),
             )
         }
-        self.addresses = StageAddresses(*(stages[name].address for name in ("segmenter", "preprocessor", "features", "classifier")))
+        self.addresses = {name: stages[name].address for name in ("segmenter", "preprocessor", "features", "classifier")}
         self.features = features_pb2_grpc.FeaturesStub(stages["features"].channel)
 
     def pipeline(self, **settings) -> pipeline_pb2_grpc.PipelineStub:
         fields = dict(
-            segmenter_address=self.addresses.segmenter,
-            preprocessor_address=self.addresses.preprocessor,
-            features_address=self.addresses.features,
-            classifier_address=self.addresses.classifier,
+            segmenter_address=self.addresses["segmenter"],
+            preprocessor_address=self.addresses["preprocessor"],
+            features_address=self.addresses["features"],
+            classifier_address=self.addresses["classifier"],
             stage_batch_documents=3,
             stream_window=2,
         )

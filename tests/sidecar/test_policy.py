@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fenlei.sidecar import envoy
+from fenlei.sidecar import xds
 from fenlei.sidecar.ca import CertificateAuthority
 from fenlei.sidecar.policy import PolicyError, load
 
@@ -69,7 +69,7 @@ def test_destination_rule_and_virtual_service_translate(tmp_path) -> None:
 
 def test_envoy_routes_and_clusters_follow_the_policy(tmp_path) -> None:
     policy = load([write(tmp_path, "dr.yaml", RULE), write(tmp_path, "vs.yaml", ROUTE)])
-    routes = envoy.policy_routes(policy, "classifier")
+    routes = xds.policy_routes(policy, "classifier")
     assert routes[0]["match"]["headers"] == [{"name": "user-agent", "string_match": {"safe_regex": {"regex": ".*iPhone.*"}}}]
     assert routes[0]["route"]["cluster"] == "classifier|v2"
     weighted = routes[1]["route"]["weighted_clusters"]["clusters"]
@@ -78,13 +78,13 @@ def test_envoy_routes_and_clusters_follow_the_policy(tmp_path) -> None:
     assert routes[1]["route"]["max_stream_duration"]["max_stream_duration"] == "2.000s"
     assert "envoy.filters.http.fault" not in routes[1].get("typed_per_filter_config", {})  # injected by the destination
 
-    instances = [envoy.Instance("classifier", "v1", 0, 1001), envoy.Instance("classifier", "v2", 0, 1002)]
-    inbound = envoy.inbound_routes(policy, instances[1])["virtual_hosts"][0]["routes"]
+    instances = [xds.Instance("classifier", "v1", 0, 1001), xds.Instance("classifier", "v2", 0, 1002)]
+    inbound = xds.inbound_routes(policy, instances[1])["virtual_hosts"][0]["routes"]
     abort = inbound[0]["typed_per_filter_config"]["envoy.filters.http.fault"]["abort"]
     assert abort == {"percentage": {"numerator": 250_000, "denominator": "MILLION"}, "grpc_status": 14}
 
     identity = CertificateAuthority(tmp_path / "ca").issue("pipeline")
-    clusters = {c["name"]: c for c in envoy.mesh_clusters(policy, instances, ["classifier"], identity, tmp_path / "ca" / "ca.pem")}
+    clusters = {c["name"]: c for c in xds.mesh_clusters(policy, instances, ["classifier"], identity, tmp_path / "ca" / "ca.pem")}
     assert sorted(clusters) == ["classifier", "classifier|v1", "classifier|v2"]
     assert clusters["classifier|v2"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]["port_value"] == 1002
     assert clusters["classifier"]["circuit_breakers"]["thresholds"][0] == {"max_connections": 4, "max_pending_requests": 2, "max_requests": 8, "max_retries": 3}
@@ -134,7 +134,7 @@ spec: {mtls: {mode: STRICT}}
 """
     policy = load([write(tmp_path, "security.yaml", text)])
     assert policy.strict_mtls
-    rbac = envoy.inbound_rbac(policy, "segmenter")["rbac"]["rules"]["policies"]["rule-0"]
+    rbac = xds.inbound_rbac(policy, "segmenter")["rbac"]["rules"]["policies"]["rule-0"]
     assert rbac["principals"] == [{"authenticated": {"principal_name": {"exact": "spiffe://cluster.local/ns/fenlei/sa/pipeline"}}}]
     assert {"url_path": {"path": {"prefix": "/grpc.health.v1.Health/"}}} in rbac["permissions"][0]["or_rules"]["rules"]
     with pytest.raises(PolicyError, match="PERMISSIVE"):

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import grpc
 
-from fenlei.gateway.config import PUBLIC
+from fenlei import services
 from fenlei.runtime.server import Service, serve
 from fenlei.runtime.settings import ServiceSettings, load_settings
 
-PART = "catalog"
+PART = services.CATALOG.name
 
 
 def register(server: grpc.aio.Server, settings: ServiceSettings) -> Service:
-    return Service([], described=[service.full_name for service in PUBLIC.values()])
+    return Service([], described=[service.full_name for _, service in services.public_services()])
 
 
 def main() -> None:

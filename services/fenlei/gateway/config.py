@@ -21,23 +21,17 @@ from typing import Any, Mapping
 from google.api import annotations_pb2
 from google.protobuf import descriptor as pb_descriptor
 
+from fenlei import services
+from fenlei.envoy.config import deadline, disabled, file_source, socket_address, typed
 from fenlei.gateway.auth import ROLE_CLAIM, role_name, roles_at_least
 from fenlei.runtime.settings import load_settings
-from fenlei.sidecar.envoy import deadline, file_source, policy_routes
 from fenlei.sidecar.policy import Policy
-from fenlei.v1 import classifier_pb2, common_pb2, features_pb2, pipeline_pb2, preprocessor_pb2, segmenter_pb2
+from fenlei.sidecar.xds import policy_routes
+from fenlei.v1 import common_pb2
 
-V1 = Path(pipeline_pb2.__file__).parent
+V1 = Path(common_pb2.__file__).parent
 DESCRIPTOR_SET = V1 / "fenlei.binpb"
 OPENAPI = V1 / "fenlei.swagger.json"
-# The stage that serves each public gRPC service.
-PUBLIC = {
-    "pipeline": pipeline_pb2.DESCRIPTOR.services_by_name["Pipeline"],
-    "segmenter": segmenter_pb2.DESCRIPTOR.services_by_name["Segmenter"],
-    "preprocessor": preprocessor_pb2.DESCRIPTOR.services_by_name["Preprocessor"],
-    "features": features_pb2.DESCRIPTOR.services_by_name["Features"],
-    "classifier": classifier_pb2.DESCRIPTOR.services_by_name["Classifier"],
-}
 REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/"
 REFLECTION_INFO = REFLECTION + "ServerReflectionInfo"
 CALLER_CONTENT_TYPE = "x-fenlei-caller-content-type"
@@ -80,7 +74,7 @@ def load_gateway_settings(environ: Mapping[str, str] | None = None) -> GatewaySe
 
 @dataclass(frozen=True)
 class Method:
-    service: str  # the stage serving it
+    service: str  # the workload serving it (fenlei.services)
     path: str  # /fenlei.v1.Service/Method
     streaming: bool
     role: str
@@ -89,7 +83,7 @@ class Method:
 
 def public_methods() -> list[Method]:
     methods = []
-    for stage, service in PUBLIC.items():
+    for workload, service in services.public_services():
         for method in service.methods:
             options = method.GetOptions()
             role = options.Extensions[common_pb2.required_role]
@@ -97,7 +91,7 @@ def public_methods() -> list[Method]:
                 raise ValueError(f"{method.full_name} names no fenlei.v1.required_role; every public RPC must")
             methods.append(
                 Method(
-                    stage,
+                    workload.name,
                     f"/{service.full_name}/{method.name}",
                     method.client_streaming or method.server_streaming,
                     role_name(role),
@@ -107,17 +101,9 @@ def public_methods() -> list[Method]:
     return methods
 
 
-def _typed(type_name: str, **fields: Any) -> dict[str, Any]:
-    return {"@type": f"type.googleapis.com/{type_name}", **fields}
-
-
-def _disabled() -> dict[str, Any]:
-    return _typed("envoy.config.route.v3.FilterConfig", disabled=True)
-
-
 def _socket(address: str) -> dict[str, Any]:
     host, port = address.rsplit(":", 1)
-    return {"socket_address": {"address": host, "port_value": int(port)}}
+    return socket_address(host, int(port))
 
 
 def _cluster(name: str, address: str) -> dict[str, Any]:
@@ -129,7 +115,7 @@ def _cluster(name: str, address: str) -> dict[str, Any]:
         "connect_timeout": "1s",
         "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket(address)}}]}]},
         "typed_extension_protocol_options": {
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": _typed(
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": typed(
                 "envoy.extensions.upstreams.http.v3.HttpProtocolOptions", explicit_http_config={"http2_protocol_options": {}}
             )
         },
@@ -138,7 +124,7 @@ def _cluster(name: str, address: str) -> dict[str, Any]:
 
 def _rate_limit(settings: GatewaySettings, name: str) -> dict[str, Any]:
     always = {"default_value": {"numerator": 100, "denominator": "HUNDRED"}, "runtime_key": f"rate_limit.{name}"}
-    return _typed(
+    return typed(
         "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
         stat_prefix=f"rate_limit_{name}",
         token_bucket={
@@ -197,13 +183,13 @@ def _rbac(methods: list[Method], anonymous: bool) -> dict[str, Any]:
     # reads as UNIMPLEMENTED: an unknown method is not a permission problem.
     known = [rule for rules in by_role.values() for rule in rules]
     policies["unknown-methods"] = {"permissions": [{"not_rule": paths(known)}], "principals": [{"any": True}]}
-    return _typed("envoy.extensions.filters.http.rbac.v3.RBAC", rules={"action": "ALLOW", "policies": policies})
+    return typed("envoy.extensions.filters.http.rbac.v3.RBAC", rules={"action": "ALLOW", "policies": policies})
 
 
 def _jwt_authn(settings: GatewaySettings, jwks: str) -> dict[str, Any]:
     provider = {"provider_name": "fenlei"}
     requirement = {"requires_any": {"requirements": [provider, {"allow_missing": {}}]}} if settings.anonymous else provider
-    return _typed(
+    return typed(
         "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
         providers={
             "fenlei": {
@@ -219,10 +205,10 @@ def _jwt_authn(settings: GatewaySettings, jwks: str) -> dict[str, Any]:
 
 
 def _transcoder(settings: GatewaySettings) -> dict[str, Any]:
-    return _typed(
+    return typed(
         "envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
         proto_descriptor=settings.descriptor_set or str(DESCRIPTOR_SET),
-        services=[service.full_name for service in PUBLIC.values()],
+        services=[service.full_name for _, service in services.public_services()],
         print_options={"always_print_primitive_fields": True, "stream_newline_delimited": True},
         convert_grpc_status=True,
         request_validation_options={"reject_unknown_method": True, "reject_unknown_query_parameters": True},
@@ -234,7 +220,7 @@ def _transcoder(settings: GatewaySettings) -> dict[str, Any]:
 def _remember_content_type() -> dict[str, Any]:
     """The transcoder rewrites a REST request's content-type to application/grpc, so the
     caller's own is kept in a header of ours (overwritten, never trusted from outside)."""
-    return _typed(
+    return typed(
         "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
         mutations={
             "request_mutations": [
@@ -279,10 +265,10 @@ def route_table(settings: GatewaySettings, policy: Policy | None = None) -> dict
     policy, straight to each service; with one (the local mesh), the routes, retries,
     timeouts, faults and splits of each host's VirtualService."""
     methods = public_methods()
-    open_route = {name: _disabled() for name in ("envoy.filters.http.jwt_authn", "envoy.filters.http.grpc_json_transcoder", "envoy.filters.http.rbac")}
+    open_route = {name: disabled() for name in ("envoy.filters.http.jwt_authn", "envoy.filters.http.grpc_json_transcoder", "envoy.filters.http.rbac")}
     calls: list[tuple[str, list[tuple[str, bool]]]] = [
-        *((stage, [(m.path, m.streaming) for m in methods if m.service == stage]) for stage in PUBLIC),
-        ("catalog", [(REFLECTION_INFO, True)]),
+        *((w.name, [(m.path, m.streaming) for m in methods if m.service == w.name]) for w in services.PUBLIC),
+        (services.CATALOG.name, [(REFLECTION_INFO, True)]),
         ("pipeline", [(HEALTH + "Check", False), (HEALTH + "Watch", True)]),
     ]
     routes: list[dict[str, Any]] = []
@@ -296,7 +282,7 @@ def route_table(settings: GatewaySettings, policy: Policy | None = None) -> dict
     for route in routes:
         path = route["match"].get("path")
         if path in streaming:
-            route.setdefault("typed_per_filter_config", {})["envoy.filters.http.buffer"] = _disabled()
+            route.setdefault("typed_per_filter_config", {})["envoy.filters.http.buffer"] = disabled()
         if path == REFLECTION_INFO:
             # The API's description is as open as /openapi.json: `grpcurl <gateway> list`
             # works without a token; calling a method still needs one.
@@ -343,7 +329,7 @@ def build(settings: GatewaySettings, upstreams: dict[str, str], jwks: str = "", 
     else:
         routing = {"rds": {"route_config_name": "gateway", "config_source": file_source(xds_directory / "rds-gateway.json", xds_directory)}}
         clusters = []
-    manager = _typed(
+    manager = typed(
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         stat_prefix="gateway",
         codec_type="AUTO",  # HTTP/1.1 for REST, h2c for gRPC, on one port
@@ -363,14 +349,14 @@ def build(settings: GatewaySettings, upstreams: dict[str, str], jwks: str = "", 
             # anything upstream, so a body the transcoder rejects never reaches a service.
             {
                 "name": "envoy.filters.http.buffer",
-                "typed_config": _typed("envoy.extensions.filters.http.buffer.v3.Buffer", max_request_bytes=settings.max_request_bytes),
+                "typed_config": typed("envoy.extensions.filters.http.buffer.v3.Buffer", max_request_bytes=settings.max_request_bytes),
             },
             {"name": "envoy.filters.http.rbac", "typed_config": _rbac(methods, settings.anonymous)},
             {
                 "name": "envoy.filters.http.local_ratelimit",
-                "typed_config": _typed("envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit", stat_prefix="rate_limit"),
+                "typed_config": typed("envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit", stat_prefix="rate_limit"),
             },
-            {"name": "envoy.filters.http.router", "typed_config": _typed("envoy.extensions.filters.http.router.v3.Router")},
+            {"name": "envoy.filters.http.router", "typed_config": typed("envoy.extensions.filters.http.router.v3.Router")},
         ],
     )
     return {
@@ -380,7 +366,7 @@ def build(settings: GatewaySettings, upstreams: dict[str, str], jwks: str = "", 
             "resource_monitors": [
                 {
                     "name": "envoy.resource_monitors.global_downstream_max_connections",
-                    "typed_config": _typed(
+                    "typed_config": typed(
                         "envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
                         max_active_downstream_connections=settings.max_connections,
                     ),

@@ -9,6 +9,7 @@ from typing import AsyncIterator
 
 import grpc
 
+from fenlei import services
 from fenlei.errors import FenleiError
 from fenlei.pipeline.core import ModelRouter, split
 from fenlei.runtime import rpc
@@ -16,7 +17,7 @@ from fenlei.runtime.limits import check_documents
 from fenlei.runtime.models import ModelStore
 from fenlei.runtime.server import Service, channel_options, serve
 from fenlei.runtime.settings import ServiceSettings, load_settings
-from fenlei.runtime.stages import StageAddresses, StageStreams
+from fenlei.runtime.stages import StageStreams
 from fenlei.v1 import classifier_pb2, common_pb2, pipeline_pb2, pipeline_pb2_grpc
 
 PART = "pipeline"
@@ -24,6 +25,7 @@ PART = "pipeline"
 
 @dataclasses.dataclass(frozen=True)
 class PipelineSettings(ServiceSettings):
+    # One per stage it calls (fenlei.services): FENLEI_PIPELINE_<STAGE>_ADDRESS.
     segmenter_address: str = "127.0.0.1:50051"
     preprocessor_address: str = "127.0.0.1:50052"
     features_address: str = "127.0.0.1:50053"
@@ -115,9 +117,7 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServicer):
 
 def register(server: grpc.aio.Server, settings: PipelineSettings) -> Service:
     router = ModelRouter(ModelStore(settings.home), settings.default_model)
-    addresses = StageAddresses(
-        settings.segmenter_address, settings.preprocessor_address, settings.features_address, settings.classifier_address
-    )
+    addresses = {stage.name: getattr(settings, f"{stage.name}_address") for stage in services.STAGES}
     stages = StageStreams(addresses, channel_options(settings))
     pipeline_pb2_grpc.add_PipelineServicer_to_server(PipelineServicer(stages, router, settings), server)
     return Service([pipeline_pb2.DESCRIPTOR.services_by_name["Pipeline"].full_name])

@@ -4,11 +4,11 @@ production than in training."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import grpc
 
+from fenlei import services
 from fenlei.runtime.streams import OrderedStream
 from fenlei.v1 import (
     classifier_pb2,
@@ -21,30 +21,21 @@ from fenlei.v1 import (
 )
 
 
-@dataclass(frozen=True)
-class StageAddresses:
-    segmenter: str
-    preprocessor: str
-    features: str
-    classifier: str
-
-
 class StageStreams:
     """One open stream per stage, shared by every caller. Payloads stay serialized from
     stage to stage: an answer's field 1 plus the next request's header is that request."""
 
-    def __init__(self, addresses: StageAddresses, options: Sequence[tuple[str, int]] = ()) -> None:
-        def channel(address: str) -> grpc.aio.Channel:
-            return grpc.aio.insecure_channel(address, options=list(options))
-
-        self.channels = [channel(a) for a in (addresses.segmenter, addresses.preprocessor, addresses.features, addresses.classifier)]
-        segmenter, preprocessor, features, classifier = self.channels
-        self._segment = OrderedStream(segmenter, "/fenlei.v1.Segmenter/SegmentStream")
-        self._preprocess = OrderedStream(preprocessor, "/fenlei.v1.Preprocessor/PreprocessStream")
-        self._transform = OrderedStream(features, "/fenlei.v1.Features/TransformStream")
-        self._predict = OrderedStream(classifier, "/fenlei.v1.Classifier/PredictStream")
-        self.features = features_pb2_grpc.FeaturesStub(features)
-        self.classifier = classifier_pb2_grpc.ClassifierStub(classifier)
+    def __init__(self, addresses: Mapping[str, str], options: Sequence[tuple[str, int]] = ()) -> None:
+        """addresses: stage name → gRPC address, for every stage of fenlei.services.STAGES."""
+        missing = [stage.name for stage in services.STAGES if not addresses.get(stage.name)]
+        if missing:
+            raise ValueError(f"no address for the stage(s) {', '.join(missing)}")
+        self.channels = {stage.name: grpc.aio.insecure_channel(addresses[stage.name], options=list(options)) for stage in services.STAGES}
+        self._segment, self._preprocess, self._transform, self._predict = (
+            OrderedStream(self.channels[stage.name], stage.stream) for stage in services.STAGES
+        )
+        self.features = features_pb2_grpc.FeaturesStub(self.channels["features"])
+        self.classifier = classifier_pb2_grpc.ClassifierStub(self.channels["classifier"])
 
     async def terms(self, documents: Sequence[common_pb2.Document], model: common_pb2.ModelRef) -> bytes:
         """A serialized PreprocessStreamResponse: each document's terms."""
@@ -76,5 +67,5 @@ class StageStreams:
             contribution.feature = name
 
     async def close(self) -> None:
-        for channel in self.channels:
+        for channel in self.channels.values():
             await channel.close()

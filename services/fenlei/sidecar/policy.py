@@ -135,6 +135,11 @@ class Policy:
     authorization: dict[str, list[Allow]] = field(default_factory=dict)  # app → rules (ALLOW)
     strict_mtls: bool = False
     names: dict[tuple[str, str], str] = field(default_factory=dict)  # (kind, name) → host or app
+    origins: dict[tuple[str, str], str] = field(default_factory=dict)  # (kind, name) → the file it came from
+
+    def files_in_effect(self) -> set[str]:
+        """Names of the files that still define a resource (not replaced by a later one)."""
+        return {self.origins[key] for key in self.names}
 
     def subset_version(self, host: str, subset: str) -> str:
         rule = self.destination_rules.get(host)
@@ -291,6 +296,9 @@ def load(files: Iterable[Path], policy: Policy | None = None) -> Policy:
         for index, document in enumerate(yaml.safe_load_all(Path(path).read_text(encoding="utf-8"))):
             if document:
                 _apply(policy, document, f"{Path(path).name}#{index}")
+                kind, name = document.get("kind"), str((document.get("metadata") or {}).get("name", ""))
+                if (kind, name) in policy.names:
+                    policy.origins[(kind, name)] = Path(path).name
     for host, routes in policy.virtual_services.items():
         for route in routes:
             for destination in route.destinations:
@@ -333,8 +341,13 @@ def _apply(policy: Policy, document: dict[str, Any], origin: str) -> None:
         if mode != "STRICT":
             raise PolicyError(f"{where} spec.mtls.mode: the local mesh runs STRICT mutual TLS only, not {mode!r}")
         policy.strict_mtls = True
-    elif kind in ("Gateway", "EnvoyFilter"):
-        return  # the ingress: fenlei up runs its own gateway (fenlei.gateway) in their place
+    elif kind == "Gateway":
+        return  # the ingress: fenlei up runs its own gateway (fenlei.gateway) in its place
+    elif kind == "EnvoyFilter":
+        raise PolicyError(
+            f"{where}: the local mesh does not apply EnvoyFilters (raw Envoy patches); on one machine the gateway's own "
+            "configuration (fenlei.gateway) does what an ingress EnvoyFilter does on a cluster"
+        )
     else:
         raise PolicyError(f"{where}: fenlei's local mesh does not translate kind {kind!r}")
 

@@ -22,7 +22,7 @@ import pytest
 
 from fenlei.gateway import config as gateway_config
 from fenlei.gateway.auth import Authority
-from fenlei.mesh import envoy_binary
+from fenlei.envoy.binary import envoy_binary
 
 TIMEOUT = 30.0  # a hang guard, not a speed assertion
 

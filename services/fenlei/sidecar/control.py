@@ -1,4 +1,4 @@
-"""The local mesh's control plane: which instances run, where each proxy's files are,
+"""The sidecars' control plane: which instances run, where each proxy's files are,
 and turning the Istio policy into those files (as istiod pushes xDS to sidecars).
 
     <home>/mesh/ca/                      the CA and every workload's certificate
@@ -17,16 +17,17 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Iterable
 
-from fenlei.gateway.config import PUBLIC
-from fenlei.sidecar import envoy
+from fenlei import services
+from fenlei.envoy.config import route_configuration, write_bootstrap, write_resources
+from fenlei.sidecar import xds
 from fenlei.sidecar.ca import CertificateAuthority, Identity
-from fenlei.sidecar.envoy import Instance
 from fenlei.sidecar.policy import Policy, load
+from fenlei.sidecar.xds import Instance
 
-STAGES = ("segmenter", "preprocessor", "features", "classifier")
-SERVED = (*STAGES, "pipeline", "catalog")
-# Who calls whom: the outbound side of each client's proxy.
-CALLS = {"pipeline": STAGES, "trainer": STAGES, "gateway": (*PUBLIC, "catalog")}
+# Who calls whom: the outbound side of each client's proxy (the gateway's too).
+CALLS = {**{w.name: w.calls for w in services.WORKLOADS if w.calls}, "gateway": services.GATEWAY_CALLS}
+# Proxies without a server behind them: client-only workloads (the trainer).
+CLIENT_PROXIES = tuple(w.name for w in services.WORKLOADS if not w.serves)
 REPOSITORY_POLICY = Path(__file__).resolve().parents[3] / "mesh" / "istio"
 # The defaults every mesh starts with; the other files in mesh/istio are scenarios.
 BASE_POLICY = ("peer-authentication.yaml", "destination-rule-all-mtls.yaml", "virtual-service-all-v1.yaml", "authorization-policies.yaml")
@@ -41,7 +42,7 @@ class Topology:
         """versions: service → one version label per instance (default one v1 each).
         Inbound ports are 0 until the sidecars have bound them (with_ports)."""
         instances = []
-        for service in SERVED:
+        for service in (w.name for w in services.SERVERS):
             counts: dict[str, int] = {}
             for version in versions.get(service, ["v1"]):
                 instances.append(Instance(service, version, counts.get(version, 0), 0))
@@ -75,7 +76,7 @@ class ControlPlane:
         return self.root / "apps" / f"{instance.name}.sock"
 
     def outbound_address(self, proxy: str, host: str) -> str:
-        return f"unix:{envoy.outbound_socket(self.proxy_directory(proxy), host)}"
+        return f"unix:{xds.outbound_socket(self.proxy_directory(proxy), host)}"
 
     def save_topology(self, topology: Topology) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -120,48 +121,50 @@ class ControlPlane:
         return self.ca.issue(account)
 
     def sidecars(self, topology: Topology) -> dict[str, dict]:
-        """proxy name → (bootstrap, account): one per instance, plus the trainer's."""
+        """proxy name → bootstrap: one per instance, plus one per client-only workload."""
         proxies = {}
         for instance in topology.instances:
             directory = self.proxy_directory(instance.name)
             identity = self.identity(instance.service)
-            proxies[instance.name] = envoy.sidecar_bootstrap(
+            proxies[instance.name] = xds.sidecar_bootstrap(
                 instance.name, directory, identity, self.ca.root,
                 inbound=(instance.inbound_port, self.app_socket(instance)), outbound=CALLS.get(instance.service, ()),
             )  # fmt: skip
-        directory = self.proxy_directory("trainer")
-        proxies["trainer"] = envoy.sidecar_bootstrap("trainer", directory, self.identity("trainer"), self.ca.root, inbound=None, outbound=CALLS["trainer"])
+        for client in CLIENT_PROXIES:
+            directory = self.proxy_directory(client)
+            proxies[client] = xds.sidecar_bootstrap(client, directory, self.identity(client), self.ca.root, inbound=None, outbound=CALLS[client])
         return proxies
 
     def write_bootstraps(self, topology: Topology) -> dict[str, Path]:
         (self.root / "apps").mkdir(parents=True, exist_ok=True)
         os.chmod(self.root / "apps", 0o700)  # only this user (the sidecars) reaches the apps
-        return {name: envoy.write_bootstrap(self.proxy_directory(name), bootstrap) for name, bootstrap in self.sidecars(topology).items()}
+        return {name: write_bootstrap(self.proxy_directory(name), bootstrap) for name, bootstrap in self.sidecars(topology).items()}
 
     def push(self, topology: Topology, policy: Policy, gateway_routes: dict | None = None) -> str:
-        """Writes every proxy's clusters and routes (what istiod's push does). Until the
-        inbound ports are known the clusters are empty: the proxies can start."""
+        """Writes every proxy's clusters and routes (what istiod's push does). An instance
+        whose sidecar has not bound its inbound port yet is in no cluster: the proxies can
+        start before their peers, and a new instance gets traffic once it is there."""
         version = int.from_bytes(os.urandom(4), "big")
         clients = {instance.name: instance.service for instance in topology.instances if instance.service in CALLS}
-        clients["trainer"] = "trainer"
+        clients.update({client: client for client in CLIENT_PROXIES})
         for instance in topology.instances:
             directory = self.proxy_directory(instance.name)
-            envoy.write_resources(directory, version, "rds", [envoy.inbound_routes(policy, instance)], "rds-inbound.json")
+            write_resources(directory, version, "rds", [xds.inbound_routes(policy, instance)], "rds-inbound.json")
         for proxy, account in [*clients.items(), ("gateway", "gateway")]:
             directory = self.proxy_directory(proxy)
             hosts = CALLS["gateway" if proxy == "gateway" else account]
-            bound = all(instance.inbound_port for instance in topology.instances)
-            clusters = envoy.mesh_clusters(policy, topology.instances, hosts, self.identity(account), self.ca.root) if bound else []
-            envoy.write_resources(directory, version, "cds", clusters, "cds.json")
+            bound = [instance for instance in topology.instances if instance.inbound_port]
+            clusters = xds.mesh_clusters(policy, bound, hosts, self.identity(account), self.ca.root)
+            write_resources(directory, version, "cds", clusters, "cds.json")
             if proxy == "gateway":
                 if gateway_routes is not None:
-                    envoy.write_resources(directory, version, "rds", [gateway_routes], "rds-gateway.json")
+                    write_resources(directory, version, "rds", [gateway_routes], "rds-gateway.json")
                 continue
             for host in hosts:
-                routes = envoy.route_configuration(f"outbound-{host}", envoy.policy_routes(policy, host))
-                envoy.write_resources(directory, version, "rds", [routes], f"rds-outbound-{host}.json")
+                routes = route_configuration(f"outbound-{host}", xds.policy_routes(policy, host))
+                write_resources(directory, version, "rds", [routes], f"rds-outbound-{host}.json")
         for instance in topology.instances:  # client-only proxies have no inbound routes; apps without outbound have no CDS
             directory = self.proxy_directory(instance.name)
             if instance.name not in clients:
-                envoy.write_resources(directory, version, "cds", [], "cds.json")
+                write_resources(directory, version, "cds", [], "cds.json")
         return str(version)

@@ -1,0 +1,236 @@
+"""The local mesh as the `fenlei` commands see it: start it (a detached supervisor,
+fenlei.local.supervisor, does the work), ask for changes, read its state, stop it.
+
+    <home>/run/           plan.json, mesh.json (fenlei.local.state), address and admin files
+    <home>/gateway/       the token signing key (`fenlei token` mints with it)
+    <home>/mesh/          the CA, the proxies' configuration, the applied policy (fenlei.sidecar)
+    <home>/logs/<name>.log  each process's log, the supervisor's too
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from fenlei import services
+from fenlei.envoy.admin import Admin
+from fenlei.gateway import config as gateway_config
+from fenlei.gateway.auth import Authority
+from fenlei.local.health import app_health
+from fenlei.local.state import Files, MeshState, Plan, ProcessRecord
+from fenlei.sidecar.control import ControlPlane
+from fenlei.sidecar.policy import Policy
+
+TRAINER = "trainer"
+
+
+class MeshError(Exception):
+    pass
+
+
+@dataclass
+class LocalMesh:
+    home: Path
+
+    def __post_init__(self) -> None:
+        self.home = Path(self.home).resolve()  # the proxies' files name paths under it
+        self.files = Files(self.home)
+
+    @property
+    def control(self) -> ControlPlane:
+        return ControlPlane(self.home)
+
+    # ------------------------------------------------------------------ reading
+    def state(self) -> MeshState | None:
+        return self.files.read_state()
+
+    def processes(self) -> dict[str, ProcessRecord]:
+        state = self.state()
+        return state.processes if state else {}
+
+    def running(self) -> bool:
+        state = self.state()
+        return bool(state and state.supervisor and state.supervisor.alive() and state.phase == "ready")
+
+    def with_sidecars(self) -> bool:
+        state = self.state()
+        return bool(state and state.sidecars)
+
+    def address(self, name: str = "pipeline") -> str:
+        record = self.processes().get(name)
+        if record is None or not record.address:
+            raise MeshError(f"the mesh under {self.home} is not running (or has no {name}); start it with `fenlei up`")
+        return record.address
+
+    def stage_address(self, stage: str) -> str:
+        """Where a local job (training) reaches a stage: through the trainer's sidecar in
+        the mesh, as a training job's pod would; straight to the service without one."""
+        if self.with_sidecars():
+            return self.control.outbound_address(TRAINER, stage)
+        return self.address(stage)
+
+    def gateway_settings(self) -> gateway_config.GatewaySettings:
+        """The gateway's settings as the running mesh was started with; else from the environment."""
+        state = self.state()
+        if state and state.gateway_settings:
+            return gateway_config.GatewaySettings(**state.gateway_settings)
+        return gateway_config.load_gateway_settings()
+
+    def authority(self) -> Authority:
+        settings = self.gateway_settings()
+        return Authority(self.home / "gateway", settings.issuer, settings.audience)
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Every process: pid, address, status (SERVING, NOT_SERVING, DOWN, ...), restarts, last exit."""
+        processes = self.processes()
+        answers: dict[str, str] = {}
+
+        def status_of(record: ProcessRecord) -> str:
+            if record.name in answers:
+                return answers[record.name]
+            if record.state == "backoff" or not record.alive():
+                answer = "DOWN"
+            elif record.kind == "app":
+                answer = app_health(record.address) if record.address else "STARTING"
+            elif not (record.admin and Admin(record.admin).ready()):
+                answer = "NOT_SERVING"
+            elif record.app and status_of(processes[record.app]) != "SERVING":
+                answer = f"NOT_SERVING (its app {record.app} is {status_of(processes[record.app])})"
+            else:
+                answer = "SERVING"
+            answers[record.name] = answer
+            return answer
+
+        return {
+            name: {"pid": r.pid, "address": r.address, "admin": r.admin, "status": status_of(r), "restarts": r.restarts, "last_exit": r.last_exit}
+            for name, r in processes.items()
+        }
+
+    # ------------------------------------------------------------------ starting and changing
+    def up(self, timeout: float = 60.0, extra_env: dict[str, str] | None = None, *, sidecars: bool = True,
+           versions: dict[str, list[str]] | None = None) -> dict[str, ProcessRecord]:  # fmt: skip
+        """Starts the mesh and returns once every process is healthy; on a running mesh,
+        carries out what differs (instances per service). versions (with sidecars):
+        service → a version label per instance, e.g. {"classifier": ["v1", "v1"]}."""
+        versions = versions or {}
+        for service in versions:
+            workload = services.workload(service)
+            if not workload.serves:
+                raise MeshError(f"{service} is not a service with instances (it has no server)")
+        if versions and not sidecars:
+            raise MeshError("replicas and canaries need the sidecars (leave out --no-sidecars)")
+        if self.running():
+            return self._change(sidecars, versions, timeout)
+        self._clear_stale()
+        for directory in (self.home / "logs", self.files.run):
+            directory.mkdir(parents=True, exist_ok=True)
+        self.files.write_plan(Plan(sidecars, versions, timeout, generation=1))
+        env = {**os.environ, **(extra_env or {}), "FENLEI_HOME": str(self.home)}
+        log = open(self.home / "logs" / "supervisor.log", "ab")
+        supervisor = subprocess.Popen(
+            [sys.executable, "-m", "fenlei.local.supervisor", str(self.home)], env=env, stdout=log, stderr=log,
+            stdin=subprocess.DEVNULL, start_new_session=True,  # outlives the terminal that ran `fenlei up`
+        )  # fmt: skip
+        log.close()
+        deadline = time.monotonic() + timeout + 30
+        while True:
+            state = self.state()
+            if state and state.phase == "ready":
+                return state.processes
+            if supervisor.poll() is not None:
+                state = self.state()
+                reason = state.error if state and state.error else f"the supervisor exited with {supervisor.returncode}"
+                raise MeshError(f"{reason}; see {self.home / 'logs'}")
+            if time.monotonic() > deadline:
+                self.down()
+                raise MeshError(f"the mesh did not start within {timeout:.0f} s; see {self.home / 'logs'}")
+            time.sleep(0.05)
+
+    def _change(self, sidecars: bool, versions: dict[str, list[str]], timeout: float) -> dict[str, ProcessRecord]:
+        plan = self.files.read_plan()
+        if sidecars != plan.sidecars:
+            raise MeshError(f"the mesh under {self.home} runs {'with' if plan.sidecars else 'without'} sidecars; `fenlei down` first to change that")
+        current = {service: versions_of for service, versions_of in plan.versions.items()}
+        wanted = {**current, **versions}
+        if wanted == current:
+            return self.processes()
+        self._carry_out(Plan(plan.sidecars, wanted, timeout, plan.generation + 1))
+        return self.processes()
+
+    def _carry_out(self, plan: Plan) -> None:
+        """Hands the supervisor a new plan and waits until it has carried it out."""
+        state = self.state()
+        assert state and state.supervisor
+        self.files.write_plan(plan)
+        state.supervisor.signal(signal.SIGHUP)
+        deadline = time.monotonic() + plan.timeout + 30
+        while True:
+            state = self.state()
+            if state is None or not (state.supervisor and state.supervisor.alive()):
+                raise MeshError(f"the mesh stopped while changing; see {self.home / 'logs' / 'supervisor.log'}")
+            if state.generation >= plan.generation:
+                if state.error:
+                    raise MeshError(state.error)
+                return
+            if time.monotonic() > deadline:
+                raise MeshError(f"the mesh did not carry out the change within {plan.timeout:.0f} s; see {self.home / 'logs'}")
+            time.sleep(0.05)
+
+    def _clear_stale(self) -> None:
+        """After a crash or a reboot: stop what is left of an old mesh (only processes that
+        are provably its own), then forget it."""
+        state = self.state()
+        if state is None:
+            return
+        if state.supervisor and state.supervisor.alive():
+            self.down()
+            return
+        for record in state.processes.values():
+            if record.identity:
+                record.identity.signal(signal.SIGKILL)
+        self.files.state.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ policy
+    def apply(self, files: Iterable[Path]) -> Policy:
+        """Applies Istio files on top of the running policy; returns once every proxy has
+        loaded it (they reload without restarts)."""
+        policy = self.control.apply(files)
+        self._push()
+        return policy
+
+    def reset_policy(self) -> Policy:
+        policy = self.control.reset()
+        self._push()
+        return policy
+
+    def _push(self) -> None:
+        if self.with_sidecars() and self.running():
+            plan = self.files.read_plan()
+            self._carry_out(Plan(plan.sidecars, plan.versions, plan.timeout, plan.generation + 1))
+        # else the next `fenlei up` starts with it
+
+    # ------------------------------------------------------------------ stopping
+    def down(self, grace: float = 30.0) -> list[str]:
+        """Stops the mesh in order (the supervisor drains the gateway, then the services,
+        then the sidecars); returns the names of the processes that were running."""
+        state = self.state()
+        if state is None:
+            return []
+        names = sorted(name for name, record in state.processes.items() if record.alive())
+        if state.supervisor and state.supervisor.signal(signal.SIGTERM):
+            deadline = time.monotonic() + grace + 60
+            while state.supervisor.alive() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            state.supervisor.signal(signal.SIGKILL)
+        for record in state.processes.values():  # what a dead or stuck supervisor left
+            if record.identity:
+                record.identity.signal(signal.SIGKILL)
+        self.files.state.unlink(missing_ok=True)
+        self.files.plan.unlink(missing_ok=True)
+        return names

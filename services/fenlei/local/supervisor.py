@@ -1,0 +1,448 @@
+"""The local mesh's supervisor: one process that starts every service instance, its
+Envoy sidecar and the gateway, keeps the number of instances what was asked for (a
+process that dies is started again, with backoff), carries out changes (scale, policy)
+and stops everything in order.
+
+    python -m fenlei.local.supervisor HOME      (`fenlei up` starts it, detached)
+
+It alone writes the proxies' configuration and <home>/run/mesh.json. The `fenlei`
+commands write <home>/run/plan.json and send SIGHUP for a change, SIGTERM to stop.
+
+Stopping drains from the front: the gateway stops taking connections and its calls in
+flight finish; then each service, callers before the services they call (each drains:
+NOT_SERVING, in-flight calls finish within its grace period); the sidecars go last, so
+that no call in flight loses the proxy it passes through.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from fenlei import services
+from fenlei.envoy.admin import Admin
+from fenlei.envoy.binary import envoy_command
+from fenlei.gateway import config as gateway_config
+from fenlei.gateway.auth import Authority
+from fenlei.local.health import app_health
+from fenlei.local.state import Files, MeshState, Plan, ProcessIdentity, ProcessRecord
+from fenlei.runtime import logging as jsonlog
+from fenlei.sidecar.control import CLIENT_PROXIES, ControlPlane, Topology
+from fenlei.sidecar.xds import Instance
+
+log = logging.getLogger("fenlei.supervisor")
+
+GATEWAY = "gateway"
+# Backoff before the n-th restart in a row: 0.5 s, 1 s, 2 s, ... at most 30 s. A process
+# that ran this long since its last start counts as healthy again.
+BACKOFF_FIRST, BACKOFF_MAX, STABLE_SECONDS = 0.5, 30.0, 30.0
+TICK = 0.1
+
+
+class StartFailed(Exception):
+    pass
+
+
+class Stopping(Exception):
+    """SIGTERM arrived while the supervisor waited for something."""
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: the kernel sends SIGTERM when the supervisor dies, so a
+    killed supervisor leaves no process behind that nobody watches."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def levels(names: Iterable[str]) -> list[list[str]]:
+    """Workloads grouped so that each group only calls workloads of earlier groups."""
+    depth: dict[str, int] = {}
+
+    def of(name: str) -> int:
+        if name not in depth:
+            depth[name] = 1 + max((of(callee) for callee in services.BY_NAME[name].calls), default=-1)
+        return depth[name]
+
+    grouped: dict[int, list[str]] = {}
+    for name in names:
+        grouped.setdefault(of(name), []).append(name)
+    return [grouped[level] for level in sorted(grouped)]
+
+
+class Supervisor:
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.files = Files(home)
+        self.logs = home / "logs"
+        self.plan = self.files.read_plan()
+        self.env = {**os.environ, "FENLEI_HOME": str(home)}
+        self.settings = gateway_config.load_gateway_settings(self.env)
+        self.control = ControlPlane(home)
+        self.state = MeshState(
+            supervisor=ProcessIdentity.of(os.getpid()),
+            sidecars=self.plan.sidecars,
+            gateway_settings=dataclasses.asdict(self.settings),
+        )
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.started_at: dict[str, float] = {}
+        self.failures: dict[str, int] = {}  # restarts in a row, for the backoff
+        self.due: dict[str, float] = {}  # record → when to start it again
+        self.stopping = False
+        self.change_requested = False
+        self.topology: Topology | None = None
+
+    # ------------------------------------------------------------------ main loop
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_change)
+        self.save()
+        try:
+            self.start()
+        except (StartFailed, Stopping, OSError, ValueError) as error:
+            if not isinstance(error, Stopping):
+                log.error("start failed", extra={"fields": {"error": str(error)}})
+                self.state.error = str(error)
+            self.stop()
+            self.state.phase = "failed"  # kept, so that `fenlei up` can say why
+            self.save()
+            return 1
+        self.state.phase, self.state.generation = "ready", self.plan.generation
+        self.save()
+        log.info("ready", extra={"fields": {"processes": sorted(self.state.processes)}})
+        while not self.stopping:
+            self.watch()
+            if self.change_requested:
+                self.change_requested = False
+                self.carry_out_change()
+            time.sleep(TICK)
+        self.stop()
+        return 0
+
+    def _on_stop(self, signum: int, frame: object) -> None:
+        self.stopping = True
+
+    def _on_change(self, signum: int, frame: object) -> None:
+        self.change_requested = True
+
+    def save(self) -> None:
+        self.files.write_state(self.state)
+
+    # ------------------------------------------------------------------ processes
+    def spawn(self, record: ProcessRecord) -> None:
+        log_file = open(self.logs / f"{record.name}.log", "ab")
+        process = subprocess.Popen(
+            list(record.command), env={**self.env, **record.env}, stdout=log_file, stderr=log_file, stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )  # fmt: skip
+        log_file.close()
+        self.children[record.name] = process
+        self.started_at[record.name] = time.monotonic()
+        record.identity = ProcessIdentity.of(process.pid, record.command)
+        record.state = "starting"
+        self.state.processes[record.name] = record
+        self.save()
+
+    def wait_until(self, condition: Callable[[], bool], what: str, timeout: float, watched: Iterable[str] = ()) -> None:
+        deadline = time.monotonic() + timeout
+        watched = list(watched)
+        while not condition():
+            if self.stopping:
+                raise Stopping()
+            for name in watched:
+                if self.children[name].poll() is not None:
+                    raise StartFailed(f"{name} exited with {self.children[name].returncode} while starting; see {self.logs / (name + '.log')}")
+            if time.monotonic() > deadline:
+                raise StartFailed(f"{what} not ready after {timeout:.0f} s; see {self.logs}")
+            time.sleep(0.05)
+
+    def app_record(self, name: str, workload: services.Workload, env: dict[str, str], instance: str = "") -> ProcessRecord:
+        address_file = self.files.run / f"{name}.json"
+        env = {**env, f"FENLEI_{workload.name.upper()}_ADDRESS_FILE": str(address_file)}
+        return ProcessRecord(name, "app", workload.name, instance, command=(sys.executable, "-m", workload.module), env=env)
+
+    def app_ready(self, record: ProcessRecord) -> bool:
+        address_file = Path(record.env[f"FENLEI_{record.service.upper()}_ADDRESS_FILE"])
+        if not address_file.exists():
+            return False
+        address = json.loads(address_file.read_text())["address"]
+        if app_health(address) != "SERVING":
+            return False
+        record.address, record.state = address, "running"
+        return True
+
+    def proxy_ready(self, record: ProcessRecord) -> bool:
+        admin_file = self.files.run / f"{record.name}-admin.txt"
+        admin = admin_file.read_text().strip() if admin_file.exists() else ""
+        if not (admin and Admin(admin).ready()):
+            return False
+        record.admin, record.state = admin, "running"
+        if record.kind == "gateway":
+            record.address = f"{self.settings.host}:{Admin(admin).listener_port()}"
+        elif record.app or record.instance:
+            record.address = f"127.0.0.1:{Admin(admin).listener_port('inbound')}"
+        return True
+
+    def envoy_record(self, name: str, kind: str, bootstrap: Path, *, workers: int = 1, **fields: str) -> ProcessRecord:
+        admin_file = self.files.run / f"{name}-admin.txt"
+        admin_file.unlink(missing_ok=True)
+        command = envoy_command(bootstrap, admin_file, workers=workers, drain_seconds=self.grace)
+        return ProcessRecord(name, kind, command=tuple(command), **fields)
+
+    @property
+    def grace(self) -> float:
+        return float(self.env.get("FENLEI_GRACE_SECONDS", "10"))
+
+    def start_and_wait(self, records: list[ProcessRecord], what: str) -> None:
+        for record in records:
+            self.spawn(record)
+        ready = self.app_ready if records and records[0].kind == "app" else self.proxy_ready
+        self.wait_until(lambda: all(r.state == "running" or ready(r) for r in records), what, self.plan.timeout, [r.name for r in records])
+        self.save()
+
+    # ------------------------------------------------------------------ start
+    def start(self) -> None:
+        for directory in (self.logs, self.files.run):
+            directory.mkdir(parents=True, exist_ok=True)
+        if self.plan.sidecars:
+            self.start_with_sidecars()
+        else:
+            self.start_direct()
+
+    def start_direct(self) -> None:
+        for group in levels(w.name for w in services.SERVERS):
+            records = []
+            for name in group:
+                workload = services.BY_NAME[name]
+                env = {f"FENLEI_{name.upper()}_{callee.upper()}_ADDRESS": self.state.processes[callee].address for callee in workload.calls}
+                records.append(self.app_record(name, workload, env))
+            self.start_and_wait(records, ", ".join(group))
+        upstreams = {w.name: self.state.processes[w.name].address for w in services.SERVERS}
+        self.start_gateway(lambda jwks: gateway_config.build(self.settings, upstreams, jwks))
+
+    def start_with_sidecars(self) -> None:
+        self.control.policy()  # a broken policy file stops the start before anything runs
+        self.topology = Topology.plan(self.plan.versions)
+        self.start_sidecars(self.topology.instances, with_clients=True)
+        clients = [r for r in self.state.processes.values() if r.kind == "proxy" and r.service in {w.name for w in services.WORKLOADS if w.calls}]
+        self.wait_until(lambda: all(Admin(r.admin).has_cluster(services.STAGE_NAMES[-1] + "::") for r in clients), "the sidecars' clusters", self.plan.timeout)
+        self.start_apps(self.topology.instances)
+        xds = self.control.proxy_directory(GATEWAY)
+        self.start_gateway(lambda jwks: gateway_config.build(self.settings, {}, jwks, xds_directory=xds))
+
+    def start_sidecars(self, instances: list[Instance], *, with_clients: bool = False) -> None:
+        """Starts the sidecars of these instances (and the client-only proxies), learns the
+        ports they bound and records them in the topology."""
+        assert self.topology is not None
+        bootstraps = self.control.write_bootstraps(self.topology)
+        self.push()  # every proxy finds its files when it starts
+        records = [
+            self.envoy_record(f"{self.topology.key(i)}-sidecar", "proxy", bootstraps[i.name], service=i.service, instance=i.name, app=self.topology.key(i))
+            for i in instances
+        ]  # fmt: skip
+        if with_clients:
+            records += [self.envoy_record(f"{client}-sidecar", "proxy", bootstraps[client], service=client) for client in CLIENT_PROXIES]
+        self.start_and_wait(records, "the sidecars")
+        ports = {r.instance: int(r.address.rsplit(":", 1)[1]) for r in records if r.instance}
+        self.topology = Topology([dataclasses.replace(i, inbound_port=ports.get(i.name, i.inbound_port)) for i in self.topology.instances])
+        self.control.save_topology(self.topology)
+        self.control.write_bootstraps(self.topology)  # with the bound ports: a restarted sidecar binds its own again
+        self.push()
+
+    def start_apps(self, instances: list[Instance]) -> None:
+        assert self.topology is not None
+        topology = self.topology
+        wanted = {i.name for i in instances}
+        for group in levels(w.name for w in services.SERVERS):
+            records = []
+            for instance in (i for i in topology.instances if i.service in group and i.name in wanted):
+                workload = services.BY_NAME[instance.service]
+                prefix = f"FENLEI_{instance.service.upper()}"
+                env = {f"{prefix}_LISTEN": f"unix:{self.control.app_socket(instance)}"}
+                env.update({f"{prefix}_{callee.upper()}_ADDRESS": self.control.outbound_address(instance.name, callee) for callee in workload.calls})
+                records.append(self.app_record(topology.key(instance), workload, env, instance.name))
+            if records:
+                self.start_and_wait(records, ", ".join(r.name for r in records))
+
+    def start_gateway(self, bootstrap: Callable[[str], dict[str, Any]]) -> None:
+        """bootstrap: JWKS → Envoy configuration, built from self.settings."""
+        config_file = self.files.run / "gateway.json"
+        jwks = Authority(self.home / "gateway", self.settings.issuer, self.settings.audience).jwks()
+        gateway_config.write(config_file, bootstrap(jwks))
+        record = self.envoy_record(GATEWAY, "gateway", config_file, workers=self.settings.workers)
+        self.start_and_wait([record], "the gateway")
+        if self.settings.port == 0:
+            # A restarted gateway must come back on the port its callers know.
+            self.settings = dataclasses.replace(self.settings, port=int(record.address.rsplit(":", 1)[1]))
+            self.state.gateway_settings = dataclasses.asdict(self.settings)
+            gateway_config.write(config_file, bootstrap(jwks))
+            self.save()
+
+    # ------------------------------------------------------------------ policy
+    def push(self) -> str:
+        assert self.topology is not None
+        policy = self.control.policy()
+        return self.control.push(self.topology, policy, gateway_config.route_table(self.settings, policy))
+
+    def push_and_wait(self) -> None:
+        assert self.topology is not None
+        version = self.push()
+        placed = {i.name for i in self.topology.instances}
+        admins = [Admin(r.admin) for r in self.state.processes.values() if r.admin and r.state == "running" and (not r.instance or r.instance in placed)]
+        self.wait_until(lambda: all(a.route_versions() == {version} for a in admins), "the proxies' new configuration", self.plan.timeout)
+
+    # ------------------------------------------------------------------ keeping it running
+    def watch(self) -> None:
+        """Reaps what exited, starts again what is due, and follows what is starting."""
+        now = time.monotonic()
+        for name, process in list(self.children.items()):
+            record = self.state.processes[name]
+            if record.state == "backoff":
+                continue
+            if process.poll() is None:
+                if record.state == "starting" and (self.app_ready if record.kind == "app" else self.proxy_ready)(record):
+                    self.save()
+                continue
+            ran = now - self.started_at[name]
+            self.failures[name] = 1 if ran > STABLE_SECONDS else self.failures.get(name, 0) + 1
+            delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (self.failures[name] - 1))
+            record.state, record.last_exit = "backoff", f"{_exit_text(process.returncode)} at {_now()}"
+            self.due[name] = now + delay
+            log.warning("process exited; starting it again", extra={"fields": {"process": name, "exit": record.last_exit, "in_seconds": delay}})
+            self.save()
+        for name, when in list(self.due.items()):
+            if when <= now:
+                del self.due[name]
+                self.restart(self.state.processes[name])
+
+    def restart(self, record: ProcessRecord) -> None:
+        """Starts a process again as it was: same socket or port, same sidecar."""
+        record.restarts += 1
+        if record.kind == "app":
+            Path(record.env[f"FENLEI_{record.service.upper()}_ADDRESS_FILE"]).unlink(missing_ok=True)
+            if record.address and not record.address.startswith("unix:"):
+                # Without sidecars its callers know its port: keep it.
+                record.env[f"FENLEI_{record.service.upper()}_PORT"] = record.address.rsplit(":", 1)[1]
+        else:
+            (self.files.run / f"{record.name}-admin.txt").unlink(missing_ok=True)
+        self.spawn(record)
+
+    # ------------------------------------------------------------------ changes
+    def carry_out_change(self) -> None:
+        plan = self.files.read_plan()
+        try:
+            if plan.sidecars != self.plan.sidecars:
+                raise StartFailed("the mesh runs " + ("with" if self.plan.sidecars else "without") + " sidecars; `fenlei down` first to change that")
+            self.plan = dataclasses.replace(self.plan, versions=plan.versions, generation=plan.generation)
+            if self.plan.sidecars:
+                self.scale(plan.versions)
+                self.push_and_wait()
+            self.state.error = ""
+        except (StartFailed, OSError, ValueError) as error:
+            log.error("change failed", extra={"fields": {"error": str(error)}})
+            self.state.error = str(error)
+        self.state.generation = plan.generation
+        self.save()
+
+    def scale(self, versions: dict[str, list[str]]) -> None:
+        assert self.topology is not None
+        current = {i.name: i for i in self.topology.instances}
+        wanted = Topology.plan(versions).instances
+        added = [i for i in wanted if i.name not in current]
+        removed = [i for i in self.topology.instances if i.name not in {w.name for w in wanted}]
+        if added:
+            self.topology = Topology([*self.topology.instances, *added])
+            self.start_sidecars(added)
+            self.start_apps(added)
+        if removed:
+            # Out of every proxy's clusters first, then drained: no call is sent to an instance on its way out.
+            self.topology = Topology([i for i in self.topology.instances if i not in removed])
+            self.control.save_topology(self.topology)
+            self.push_and_wait()
+            gone = [self.topology.key(i) for i in removed]
+            self.terminate(gone, self.grace + 5)
+            self.terminate([f"{name}-sidecar" for name in gone], self.grace)
+        log.info("scaled", extra={"fields": {"added": [i.name for i in added], "removed": [i.name for i in removed]}})
+
+    # ------------------------------------------------------------------ stopping
+    def terminate(self, names: list[str], grace: float) -> None:
+        """SIGTERM, then SIGKILL after grace seconds; the records are dropped."""
+        names = [n for n in names if n in self.children]
+        for name in names:
+            self.due.pop(name, None)
+            self.state.processes[name].state = "stopping"
+            if self.children[name].poll() is None:
+                self.children[name].send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while any(self.children[n].poll() is None for n in names) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for name in names:
+            process = self.children.pop(name)
+            if process.poll() is None:
+                log.warning("did not stop within the grace period; killing it", extra={"fields": {"process": name}})
+                process.kill()
+                process.wait()
+            del self.state.processes[name]
+        self.save()
+
+    def stop(self) -> None:
+        self.state.phase = "stopping"
+        self.due.clear()
+        self.save()
+        gateway = self.state.processes.get(GATEWAY)
+        if gateway and gateway.admin and GATEWAY in self.children and self.children[GATEWAY].poll() is None:
+            self.drain_gateway(Admin(gateway.admin))
+        self.terminate([GATEWAY], self.grace)
+        apps = [r for r in self.state.processes.values() if r.kind == "app"]
+        for group in reversed(levels({r.service for r in apps})):
+            self.terminate([r.name for r in apps if r.service in group], self.grace + 5)
+        self.terminate(list(self.children), self.grace)
+        self.clean()
+
+    def drain_gateway(self, admin: Admin) -> None:
+        """No new connections; the calls in flight finish (within the grace period)."""
+        admin.drain_listeners()
+        deadline = time.monotonic() + self.grace
+        while time.monotonic() < deadline:
+            active = admin.stats("http.gateway.downstream_rq_active").get("http.gateway.downstream_rq_active", 0)
+            if not active:
+                return
+            time.sleep(0.05)
+
+    def clean(self) -> None:
+        """Run files and sockets of processes that no longer run."""
+        for path in self.files.run.glob("*"):
+            if path != self.files.state and path != self.files.plan:
+                path.unlink(missing_ok=True)
+        root = self.home / "mesh"
+        for socket in [*root.glob("apps/*.sock"), *root.glob("proxies/*/out-*.sock")]:
+            socket.unlink(missing_ok=True)
+        self.files.state.unlink(missing_ok=True)
+        self.files.plan.unlink(missing_ok=True)
+
+
+def _exit_text(code: int) -> str:
+    return f"signal {signal.Signals(-code).name}" if code < 0 else f"exit {code}"
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def main() -> None:
+    home = Path(sys.argv[1]).resolve()
+    jsonlog.configure("supervisor")
+    sys.exit(Supervisor(home).run())
+
+
+if __name__ == "__main__":
+    main()
