@@ -112,6 +112,7 @@ WORKLOADS: tuple[Workload, ...] = (
         summary="server reflection for the whole public API, behind the gateway",
         module="fenlei.gateway.catalog",
         describes_api=True,
+        autoscale=(2, 2),
         resources=Resources(cpu="50m", memory="128Mi", cpu_limit="500m", memory_limit="256Mi"),
     ),
     Workload(
@@ -129,6 +130,8 @@ PUBLIC: tuple[Workload, ...] = tuple(w for w in WORKLOADS if w.contract)
 CATALOG: Workload = next(w for w in WORKLOADS if w.describes_api)
 # What the gateway calls: every public service and the catalog.
 GATEWAY_CALLS: tuple[str, ...] = (*(w.name for w in PUBLIC), CATALOG.name)
+# The service the gateway fronts: its health is the gateway's (/healthz, grpc.health.v1).
+GATEWAY_FRONT: Workload = BY_NAME["pipeline"]
 
 
 class UnknownWorkload(ValueError):

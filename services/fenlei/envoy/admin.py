@@ -54,5 +54,7 @@ class Admin:
 
     def drain_listeners(self) -> None:
         """Stop accepting connections, tell open ones to close (HTTP/2 GOAWAY), keep
-        serving the requests already in flight."""
+        serving the requests already in flight. The graceful drain marks the open
+        connections for closing; the plain one then closes the listeners at once."""
         self.post("/drain_listeners?graceful")
+        self.post("/drain_listeners")

@@ -120,9 +120,9 @@ class LocalMesh:
         service → a version label per instance, e.g. {"classifier": ["v1", "v1"]}."""
         versions = versions or {}
         for service in versions:
-            workload = services.workload(service)
-            if not workload.serves:
-                raise MeshError(f"{service} is not a service with instances (it has no server)")
+            if not services.workload(service).serves:
+                names = ", ".join(w.name for w in services.SERVERS)
+                raise MeshError(f"{service} is an identity without a server, so it has no instances; fenlei's services are {names}")
         if versions and not sidecars:
             raise MeshError("replicas and canaries need the sidecars (leave out --no-sidecars)")
         if self.running():

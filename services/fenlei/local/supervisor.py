@@ -108,9 +108,9 @@ class Supervisor:
         self.save()
         try:
             self.start()
-        except (StartFailed, Stopping, OSError, ValueError) as error:
+        except Exception as error:  # whatever stops the start is told to `fenlei up`
             if not isinstance(error, Stopping):
-                log.error("start failed", extra={"fields": {"error": str(error)}})
+                log.error("start failed", exc_info=not isinstance(error, StartFailed), extra={"fields": {"error": str(error)}})
                 self.state.error = str(error)
             self.stop()
             self.state.phase = "failed"  # kept, so that `fenlei up` can say why

@@ -105,12 +105,12 @@ class ControlPlane:
     def apply(self, files: Iterable[Path]) -> Policy:
         """Checks the files against the rest of the policy first: a bad file changes nothing."""
         files = [Path(f) for f in files]
-        policy = self.policy(files)
+        self.policy(files)
         self.applied_directory.mkdir(parents=True, exist_ok=True)
         start = len(self.applied())
         for index, path in enumerate(files, start):
             (self.applied_directory / f"{index:03d}-{path.name}").write_bytes(path.read_bytes())
-        return policy
+        return self.policy()  # as read from the copies, which name the files in effect
 
     def reset(self) -> Policy:
         shutil.rmtree(self.applied_directory, ignore_errors=True)
@@ -154,7 +154,9 @@ class ControlPlane:
             directory = self.proxy_directory(proxy)
             hosts = CALLS["gateway" if proxy == "gateway" else account]
             bound = [instance for instance in topology.instances if instance.inbound_port]
-            clusters = xds.mesh_clusters(policy, bound, hosts, self.identity(account), self.ca.root)
+            # The gateway's /healthz is the health of the service it fronts: that cluster is checked.
+            checked = [services.GATEWAY_FRONT.name] if proxy == "gateway" else []
+            clusters = xds.mesh_clusters(policy, bound, hosts, self.identity(account), self.ca.root, health_checked=checked)
             write_resources(directory, version, "cds", clusters, "cds.json")
             if proxy == "gateway":
                 if gateway_routes is not None:
