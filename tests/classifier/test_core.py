@@ -16,7 +16,7 @@ from fenlei.classifier.core import (
     ClassifierTrainer,
     LinearModel,
 )
-from fenlei.errors import InvalidInput, NotFound
+from fenlei.errors import Cancelled, InvalidInput, NotFound
 from fenlei.runtime import artifacts
 
 DIMENSION = 60
@@ -255,3 +255,20 @@ def test_config_json_and_validation():
     ]:
         with pytest.raises(InvalidInput, match=message):
             ClassifierConfig.from_json(bad)
+
+
+def test_finish_stops_when_told_to():
+    X, labels = dataset()
+    asked = []
+
+    def stop_at_the_second_question() -> bool:
+        asked.append(True)
+        return len(asked) == 2
+
+    cases = ((Algorithm.LINEAR_SVM, lambda: True, []), (Algorithm.ENSEMBLE, stop_at_the_second_question, [True] * 2))
+    for algorithm, should_stop, questions in cases:
+        trainer = ClassifierTrainer(ClassifierConfig(algorithm=algorithm), DIMENSION)
+        trainer.add(X, labels)
+        with pytest.raises(Cancelled, match="cancelled: its caller went away"):
+            trainer.finish(should_stop)
+        assert asked == questions  # the ensemble asks between its models and stops when told, not later

@@ -6,7 +6,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.feature_selection import chi2, f_classif, mutual_info_classif
 
-from fenlei.errors import InvalidInput
+from fenlei.errors import Cancelled, InvalidInput
 from fenlei.features import core as features_core
 from fenlei.features.core import FeatureConfig, FeatureFitter, FeatureSpace, Selection
 from fenlei.runtime import artifacts
@@ -210,3 +210,12 @@ def test_config_json_and_validation():
     ]:
         with pytest.raises(InvalidInput, match=message):
             FeatureConfig.from_json(bad)
+
+
+def test_finish_stops_when_told_to():
+    term_lists, labels = corpus()
+    fitter = FeatureFitter(FeatureConfig(selection=Selection.CHI2, top_k=10))
+    fitter.add(term_lists, labels)
+    with pytest.raises(Cancelled, match="cancelled: its caller went away"):
+        fitter.finish(lambda: True)
+    assert fitter.finish(lambda: False).dimension == 10  # a fit told nothing finishes

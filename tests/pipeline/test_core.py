@@ -8,9 +8,8 @@ from fenlei.runtime.models import ModelStore
 
 
 def publish(store: ModelStore, name: str) -> str:
-    version = store.create_version(name)
-    store.publish(name, version, {})
-    return version
+    with store.create_draft(name) as draft:
+        return store.publish(draft, {})
 
 
 def test_router_resolves_default_newest_and_pinned(tmp_path: Path) -> None:

@@ -214,3 +214,9 @@ def test_tag_terms_add_one_term_per_tag(pre):
     assert with_tags == without + ["¶nr", "¶v", "¶n", "¶x"]  # punctuation's class too
     assert pre.process([tokens], PreprocessConfig())[0] == without  # no tags given: nothing added
     assert "¶n" not in pre.process([["¶n"]], PreprocessConfig())[0]  # the mark is reserved
+
+
+def test_a_token_without_a_tag_adds_no_tag_term(pre):
+    tokens, tags = ["姚明", "杭研大厦", "率领"], ["nr", "", " "]
+    terms = pre.process([tokens], PreprocessConfig(), [tags])[0]
+    assert [term for term in terms if term.startswith("¶")] == ["¶nr"]  # never a bare "¶"

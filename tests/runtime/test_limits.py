@@ -32,3 +32,9 @@ def test_good_documents_pass() -> None:
 def test_bad_documents_are_named(documents, error, message) -> None:
     with pytest.raises(error, match=message):
         check_documents(documents, SETTINGS)
+
+
+def test_a_long_document_id_is_quoted_not_copied() -> None:
+    with pytest.raises(InvalidInput) as failure:
+        check_documents([Doc("编号" * 5_000, "")], SETTINGS)
+    assert str(failure.value) == "document '" + "编号" * 19 + "编…' has no text: send at least one non-space character"

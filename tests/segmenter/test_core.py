@@ -8,7 +8,7 @@ import pytest
 
 from fenlei.errors import InvalidInput, LimitExceeded
 from fenlei.runtime.artifacts import ArtifactError
-from fenlei.segmenter.core import MAX_USER_WORDS, Mode, SegmentConfig, Segmenter
+from fenlei.segmenter.core import MAX_USER_WORDS, USER_WORD_TAG, Mode, SegmentConfig, Segmenter
 
 SENTENCES = [
     "我来到北京清华大学",
@@ -115,11 +115,31 @@ def test_pos_tags_equal_posseg(segmenter):
     assert list(zip(tagged.tokens, tagged.tags)) == [("我", "r"), ("来到", "v"), ("北京", "ns"), ("清华大学", "nt")]
 
 
+USER_WORDS = ("杭研大厦", "蓝鲸智云", "北京")  # 北京 is in jieba's dictionary already, as "ns"
+USER_WORD_TEXTS = ["他来到了网易杭研大厦", "蓝鲸智云在北京", "蓝鲸智云的零件70-119"]  # the last one is cut by jieba, not jieba-rs
+
+
 def test_pos_tags_with_user_words(segmenter):
-    (result,) = segmenter.segment(["他来到了网易杭研大厦"], SegmentConfig(pos_tags=True, user_words=("杭研大厦",)))
-    pairs = jieba.posseg.POSTokenizer(jieba_with(("杭研大厦",))).lcut("他来到了网易杭研大厦")
-    assert (result.tokens, result.tags) == ([p.word for p in pairs], [p.flag for p in pairs])
-    assert result.tokens[-1] == "杭研大厦"
+    results = segmenter.segment(USER_WORD_TEXTS, SegmentConfig(pos_tags=True, user_words=USER_WORDS))
+    for text, result in zip(USER_WORD_TEXTS, results):
+        pairs = jieba.posseg.POSTokenizer(jieba_with(USER_WORDS)).lcut(text)
+        assert result.tokens == [p.word for p in pairs]
+        # jieba's own tags, but a user word new to the dictionary is a proper noun, not "x" like punctuation
+        assert result.tags == [USER_WORD_TAG if p.word in ("杭研大厦", "蓝鲸智云") else p.flag for p in pairs], text
+    assert list(zip(results[1].tokens, results[1].tags)) == [("蓝鲸智云", "nz"), ("在", "p"), ("北京", "ns")]
+    # the dictionary shared by every word set is untouched: without user words, jieba's tags
+    (plain,) = segmenter.segment(USER_WORD_TEXTS[:1], SegmentConfig(pos_tags=True))
+    assert plain.tags == [p.flag for p in jieba.posseg.lcut(USER_WORD_TEXTS[0])]
+
+
+def test_feature_tags_of_user_words_are_real_word_classes(segmenter):
+    pos = segmenter.segment(USER_WORD_TEXTS, SegmentConfig(pos_tags=True, user_words=USER_WORDS))
+    features = segmenter.segment(USER_WORD_TEXTS, SegmentConfig(feature_tags=True, user_words=USER_WORDS))
+    for text, tagged, result in zip(USER_WORD_TEXTS, pos, features):
+        assert all(result.tags) and len(result.tags) == len(result.tokens), (text, result)
+        words, jiebas = dict(zip(result.tokens, result.tags)), dict(zip(tagged.tokens, tagged.tags))
+        assert [words[word] for word in USER_WORDS if word in text] == [jiebas[word] for word in USER_WORDS if word in text]
+    assert dict(zip(features[1].tokens, features[1].tags)) == {"蓝鲸智云": "nz", "在": "p", "北京": "ns"}
 
 
 @pytest.mark.parametrize("mode", [Mode.FULL, Mode.SEARCH])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Coroutine, Iterator, Sequence
@@ -19,7 +20,7 @@ import grpc
 import pytest
 from testkit import RequestQueue, wait_for
 
-from fenlei.runtime.models import ModelStore
+from fenlei.runtime.models import Draft, ModelStore
 from fenlei.runtime.server import RunningServer, start_server
 from fenlei.runtime.settings import ServiceSettings
 from fenlei.v1 import common_pb2
@@ -148,9 +149,52 @@ def documents(*texts: str, prefix: str = "d") -> list[common_pb2.Document]:
     return [common_pb2.Document(id=f"{prefix}{i}", text=text) for i, text in enumerate(texts)]
 
 
-def reserve(store: ModelStore, name: str) -> tuple[str, common_pb2.ModelRef]:
-    version = store.create_version(name)
-    return version, common_pb2.ModelRef(name=name, version=version)
+# Drafts by id: leased while the tests run, so publish() can take a ModelRef.
+_DRAFTS: dict[str, Draft] = {}
+
+
+def reserve(store: ModelStore, name: str) -> tuple[Draft, common_pb2.ModelRef]:
+    """A new draft of the model, as training makes one, and the reference that fits into it."""
+    draft = store.create_draft(name)
+    _DRAFTS[draft.id] = draft
+    return draft, common_pb2.ModelRef(name=name, version=draft.id)
+
+
+def publish(store: ModelStore, model: common_pb2.ModelRef) -> common_pb2.ModelRef:
+    """Publishes the reserved draft `model` refers to; returns the reference of the version."""
+    return common_pb2.ModelRef(name=model.name, version=store.publish(_DRAFTS.pop(model.version), {}))
+
+
+def cancel_while_finishing(
+    monkeypatch: pytest.MonkeyPatch, core: type, start_fit: Callable[[], grpc.Future], while_finishing: Callable[[], Any]
+) -> None:
+    """Starts a fit whose `core.finish(should_stop)` runs until it is told to stop, calls
+    while_finishing meanwhile, then cancels the call as a caller that goes away would; fails
+    unless the work was told to stop."""
+    finishing, finished = threading.Event(), threading.Event()
+    told_to_stop: list[bool] = []
+    real_finish = core.finish
+
+    def finish(self: Any, should_stop: Callable[[], bool] = lambda: False) -> Any:
+        finishing.set()
+        deadline = time.monotonic() + TIMEOUT  # a hang guard
+        while not should_stop() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        told_to_stop.append(should_stop())
+        try:
+            return real_finish(self, should_stop)
+        finally:
+            finished.set()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(core, "finish", finish)
+        call = start_fit()
+        assert finishing.wait(TIMEOUT), "the fit never started to finish"
+        while_finishing()
+        call.cancel()
+        assert finished.wait(TIMEOUT)
+    assert told_to_stop == [True], "the fit went on computing after its caller went away"
+    assert call.cancelled()
 
 
 @pytest.fixture(scope="session")
@@ -163,6 +207,8 @@ def helpers() -> SimpleNamespace:
         stream_error=stream_error,
         documents=documents,
         reserve=reserve,
+        publish=publish,
+        cancel_while_finishing=cancel_while_finishing,
     )
 
 

@@ -7,6 +7,7 @@ import grpc
 import pytest
 
 from fenlei.classifier import servicer
+from fenlei.classifier.core import ClassifierTrainer
 from fenlei.v1 import classifier_pb2, classifier_pb2_grpc, common_pb2
 
 DIMENSION = 6
@@ -108,8 +109,8 @@ def test_every_algorithm_fits_and_predicts(stub, helpers, served, algorithm) -> 
         assert scores == sorted(scores, reverse=True)
         if algorithm in PROBABILISTIC:
             assert all(0 <= s <= 1 for s in scores) and sum(scores) == pytest.approx(1, abs=1e-4), scores
-    # the algorithm was really used: the manifest-less part says which
-    part = served.store.version_dir(model.name, model.version) / "classifier"
+    # the algorithm was really used: the draft's part says which
+    part = served.store.draft_dir(model.name, model.version) / "classifier"
     assert any(part.iterdir())
 
 
@@ -166,10 +167,11 @@ def test_predict_stream_answers_each_message_with_its_options(stub, helpers, lr_
 
 def test_versions_on_disk_by_name_and_version(stub, helpers, served) -> None:
     store = served.store
-    v1 = fit(stub, helpers, store, "clf-versions", classifier_pb2.ALGORITHM_LOGISTIC_REGRESSION)
-    store.publish(v1.name, v1.version, {})
-    v2 = fit(stub, helpers, store, "clf-versions", classifier_pb2.ALGORITHM_LOGISTIC_REGRESSION, data=examples(swap=("a", "b")))
-    store.publish(v2.name, v2.version, {})
+    v1 = helpers.publish(store, fit(stub, helpers, store, "clf-versions", classifier_pb2.ALGORITHM_LOGISTIC_REGRESSION))
+    v2 = helpers.publish(
+        store, fit(stub, helpers, store, "clf-versions", classifier_pb2.ALGORITHM_LOGISTIC_REGRESSION, data=examples(swap=("a", "b")))
+    )
+    assert (v1.version, v2.version) == ("v1", "v2")
     probe = [vector("a", id="p")]
     assert predict(stub, helpers, v1, probe)[0].labels[0].label == "a"
     assert predict(stub, helpers, v2, probe)[0].labels[0].label == "b"
@@ -177,11 +179,24 @@ def test_versions_on_disk_by_name_and_version(stub, helpers, served) -> None:
 
 
 def test_fitting_into_a_published_version_is_refused(stub, helpers, served) -> None:
-    model = fit(stub, helpers, served.store, "clf-published", classifier_pb2.ALGORITHM_LOGISTIC_REGRESSION)
-    served.store.publish(model.name, model.version, {})
+    model = helpers.publish(served.store, fit(stub, helpers, served.store, "clf-published", classifier_pb2.ALGORITHM_LOGISTIC_REGRESSION))
     error = helpers.rpc_error(stub.Fit, iter(fit_requests(model, data=examples(swap=("a", "b")))))
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and "published" in error.details(), error.details()
     assert predict(stub, helpers, model, [vector("a", id="p")])[0].labels[0].label == "a"  # unchanged
+
+
+
+def test_a_fit_whose_caller_goes_away_stops_and_writes_nothing(stub, helpers, served, lr_model, monkeypatch) -> None:
+    draft, model = helpers.reserve(served.store, "clf-cancelled")
+    probe = [vector("b", id="p")]
+    helpers.cancel_while_finishing(
+        monkeypatch,
+        ClassifierTrainer,
+        lambda: stub.Fit.future(iter(fit_requests(model)), timeout=helpers.TIMEOUT),
+        lambda: predict(stub, helpers, lr_model, probe),  # the server serves while the fit computes
+    )
+    assert not draft.part("classifier").exists()  # nothing was saved
+    assert predict(stub, helpers, fit(stub, helpers, served.store, "clf-after-cancel"), probe)[0].labels[0].label == "b"
 
 
 def _bad_vector_examples(kind: str) -> list[common_pb2.LabelledVector]:
@@ -215,7 +230,7 @@ def _bad_vector_examples(kind: str) -> list[common_pb2.LabelledVector]:
     ids=['empty-stream', 'no-dimension', 'no-model', 'index-outside-dimension', 'fewer-values-than-indices', 'more-values-than-indices', 'label-not-in-label-set', 'one-class', 'sgd-without-label-set', 'negative-value-for-naive-bayes', 'batch-over-limit'],
 )
 def test_bad_fits(stub, helpers, served, case, code, named) -> None:
-    _, model = helpers.reserve(served.store, f"clf-bad-{case}")
+    draft, model = helpers.reserve(served.store, f"clf-bad-{case}")
     algorithm, data, labels, per_message, dimension = classifier_pb2.ALGORITHM_LOGISTIC_REGRESSION, None, LABELS, 10, DIMENSION
     if case == "no-dimension":
         dimension = 0
@@ -242,7 +257,7 @@ def test_bad_fits(stub, helpers, served, case, code, named) -> None:
         requests[0].ClearField("model")
     error = helpers.rpc_error(stub.Fit, iter(requests))
     assert error.code() == code and named in error.details(), (error.code(), error.details())
-    assert not (served.store.version_dir(model.name, model.version) / "classifier").exists()
+    assert not draft.part("classifier").exists()
 
 
 @pytest.mark.parametrize(

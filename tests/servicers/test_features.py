@@ -9,6 +9,7 @@ import grpc
 import pytest
 
 from fenlei.features import servicer
+from fenlei.features.core import FeatureFitter
 from fenlei.v1 import common_pb2, features_pb2, features_pb2_grpc
 
 CORPUS = [
@@ -149,10 +150,8 @@ def test_transform_stream_answers_in_order(stub, helpers, served) -> None:
 def test_versions_on_disk_by_name_and_version(stub, helpers, served) -> None:
     store = served.store
     other = [(["电影", "导演"], "film"), (["电影", "票房"], "film"), (["手机", "芯片"], "tech"), (["手机", "屏幕"], "tech")]
-    v1, _ = fit(stub, helpers, store, "feat-versions")
-    store.publish("feat-versions", v1.version, {})
-    v2, _ = fit(stub, helpers, store, "feat-versions", corpus=other)
-    store.publish("feat-versions", v2.version, {})
+    v1 = helpers.publish(store, fit(stub, helpers, store, "feat-versions")[0])
+    v2 = helpers.publish(store, fit(stub, helpers, store, "feat-versions", corpus=other)[0])
     assert (v1.version, v2.version) == ("v1", "v2")
     newest = common_pb2.ModelRef(name="feat-versions")
     [in_v1] = transform(stub, helpers, v1, ["电影", "足球"])
@@ -162,10 +161,13 @@ def test_versions_on_disk_by_name_and_version(stub, helpers, served) -> None:
 
 
 def test_fitting_into_a_published_version_is_refused(stub, helpers, served) -> None:
-    model, _ = fit(stub, helpers, served.store, "feat-published")
-    served.store.publish(model.name, model.version, {})
+    draft, _ = fit(stub, helpers, served.store, "feat-published")
+    model = helpers.publish(served.store, draft)
     error = helpers.rpc_error(stub.Fit, iter(fit_requests(model)))
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and "published" in error.details(), error.details()
+    # nor does the draft it was take fits any more
+    error = helpers.rpc_error(stub.Fit, iter(fit_requests(draft)))
+    assert error.code() == grpc.StatusCode.NOT_FOUND and "published or discarded" in error.details(), error.details()
     # the published version is untouched and still serves
     assert transform(stub, helpers, model, ["足球"])[0].indices
 
@@ -184,7 +186,7 @@ def test_fitting_into_a_published_version_is_refused(stub, helpers, served) -> N
     ids=['empty-stream', 'no-model', 'unreserved-version', 'one-class', 'empty-label', 'top-k-without-selection', 'batch-over-limit'],
 )
 def test_bad_fits(stub, helpers, served, case, code, named) -> None:
-    _, model = helpers.reserve(served.store, f"feat-bad-{case}")
+    draft, model = helpers.reserve(served.store, f"feat-bad-{case}")
     requests = fit_requests(model)
     if case == "empty-stream":
         requests = []
@@ -203,7 +205,7 @@ def test_bad_fits(stub, helpers, served, case, code, named) -> None:
     error = helpers.rpc_error(stub.Fit, iter(requests))
     assert error.code() == code and named in error.details(), (error.code(), error.details())
     # nothing was stored for the version
-    assert not (served.store.version_dir(model.name, model.version) / "features").exists()
+    assert not draft.part("features").exists()
 
 
 @pytest.mark.parametrize(
@@ -234,3 +236,16 @@ def test_transform_batch_over_the_limit(stub, helpers, served) -> None:
     )
     assert len(answers) == 1 and error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "stream message 1" in error.details(), error.details()
+
+
+def test_a_fit_whose_caller_goes_away_stops_and_writes_nothing(stub, helpers, served, monkeypatch) -> None:
+    published = helpers.publish(served.store, fit(stub, helpers, served.store, "feat-cancel-other")[0])
+    draft, model = helpers.reserve(served.store, "feat-cancelled")
+    helpers.cancel_while_finishing(
+        monkeypatch,
+        FeatureFitter,
+        lambda: stub.Fit.future(iter(fit_requests(model)), timeout=helpers.TIMEOUT),
+        lambda: transform(stub, helpers, published, ["足球"]),  # the server serves while the fit computes
+    )
+    assert not draft.part("features").exists()  # nothing was saved
+    assert fit(stub, helpers, served.store, "feat-after-cancel")[1].dimension == len(VOCABULARY)

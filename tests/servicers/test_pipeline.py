@@ -4,6 +4,8 @@ window and a default model. A toy model is trained through the same stage server
 
 from __future__ import annotations
 
+import shutil
+
 import grpc
 import pytest
 
@@ -11,7 +13,7 @@ from fenlei.classifier import servicer as classifier_servicer
 from fenlei.features import servicer as features_servicer
 from fenlei.pipeline import servicer as pipeline_servicer
 from fenlei.preprocessor import servicer as preprocessor_servicer
-from fenlei.runtime.models import ModelStore
+from fenlei.runtime.models import MANIFEST_FILE, ModelStore
 from fenlei.runtime.stages import StageStreams
 from fenlei.segmenter import servicer as segmenter_servicer
 from fenlei.training.core import Corpus, TrainingSpec, train
@@ -176,3 +178,27 @@ def test_a_newly_published_version_starts_answering(inproc, helpers, tools) -> N
     assert answer.labels[0].label == "finance"  # v2 learned the labels the other way round
     pinned = pipeline.Classify(pipeline_pb2.ClassifyRequest(text=TEXTS[0], version="v1"), timeout=helpers.TIMEOUT)
     assert (pinned.version, pinned.labels[0].label) == ("v1", "sports")
+
+
+def test_a_version_left_without_a_manifest_never_answers(inproc, pipeline, helpers) -> None:
+    # what a killed `fenlei train` of older fenlei left: a version's parts, without the manifest
+    store = ModelStore(inproc.home)
+    shutil.copytree(store.version_dir("toy", "v1"), store.version_dir("toy", "v4"), ignore=shutil.ignore_patterns(MANIFEST_FILE))
+    try:
+        error = helpers.rpc_error(pipeline.Classify, pipeline_pb2.ClassifyRequest(text=TEXTS[0], version="v4"))
+        assert error.code() == grpc.StatusCode.NOT_FOUND and "incomplete" in error.details(), error.details()
+        assert "published versions: v1" in error.details()
+        # the stages refuse it as well, and "newest" passes it by
+        transform = features_pb2.TransformRequest(
+            documents=[common_pb2.TokenizedDocument(tokens=["足球"])], model=common_pb2.ModelRef(name="toy", version="v4")
+        )
+        assert helpers.rpc_error(inproc.features.Transform, transform).code() == grpc.StatusCode.NOT_FOUND
+        assert pipeline.Classify(pipeline_pb2.ClassifyRequest(text=TEXTS[0]), timeout=helpers.TIMEOUT).version == "v1"
+    finally:
+        shutil.rmtree(store.version_dir("toy", "v4"))
+
+
+def test_an_unknown_model_is_named_without_listing_the_others(pipeline, helpers) -> None:
+    error = helpers.rpc_error(pipeline.Classify, pipeline_pb2.ClassifyRequest(text=TEXTS[0], model="nope"))
+    assert error.code() == grpc.StatusCode.NOT_FOUND and "no model named 'nope'" in error.details(), error.details()
+    assert "toy" not in error.details() and "fenlei train" in error.details(), error.details()  # the store's models stay private

@@ -39,10 +39,9 @@ def terms(stub, helpers, *token_lists, model=None, **options) -> list[list[str]]
 
 
 def publish_config(store: ModelStore, name: str, **fields) -> str:
-    version = store.create_version(name)
-    PreprocessConfig.from_json({**PreprocessConfig().to_json(), **fields}).save(store.writable_part(name, version, "preprocessor"))
-    store.publish(name, version, {})
-    return version
+    with store.create_draft(name) as draft:
+        PreprocessConfig.from_json({**PreprocessConfig().to_json(), **fields}).save(draft.part("preprocessor"))
+        return store.publish(draft, {})
 
 
 def test_default_filters(stub, helpers) -> None:

@@ -3,8 +3,6 @@ maps onto the core, models on disk by name and version, errors as status codes."
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import grpc
 import jieba
 import jieba.posseg
@@ -37,8 +35,9 @@ def cut(tokenizer: jieba.Tokenizer, text: str, mode: str = "accurate", hmm: bool
 
 
 @pytest.fixture(scope="module")
-def headlines(thucnews: Path) -> list[str]:
-    return [line.rsplit("\t", 1)[0] for line in (thucnews / "dev.txt").read_text(encoding="utf-8").splitlines()[:60]]
+def samples(texts: dict[str, list[str]]) -> list[str]:
+    """60 real texts, newspaper paragraphs and reviews in turn."""
+    return [text for three in zip(texts["news"], texts["negative"], texts["positive"]) for text in three][:60]
 
 
 @pytest.fixture(scope="module")
@@ -58,26 +57,24 @@ def segment(stub, helpers, texts, **options) -> list[common_pb2.TokenizedDocumen
     return list(stub.Segment(request, timeout=helpers.TIMEOUT).documents)
 
 
-def publish_config(store: ModelStore, name: str, config: SegmentConfig, publish: bool = True) -> str:
-    version = store.create_version(name)
-    config.save(store.writable_part(name, version, "segmenter"))
-    if publish:
-        store.publish(name, version, {})
-    return version
+def publish_config(store: ModelStore, name: str, config: SegmentConfig) -> str:
+    with store.create_draft(name) as draft:
+        config.save(draft.part("segmenter"))
+        return store.publish(draft, {})
 
 
-def test_default_segmentation_is_jiebas(stub, helpers, reference, headlines) -> None:
-    answer = segment(stub, helpers, headlines)
-    assert [d.id for d in answer] == [f"d{i}" for i in range(len(headlines))]
-    for document, text in zip(answer, headlines):
+def test_default_segmentation_is_jiebas(stub, helpers, reference, samples) -> None:
+    answer = segment(stub, helpers, samples)
+    assert [d.id for d in answer] == [f"d{i}" for i in range(len(samples))]
+    for document, text in zip(answer, samples):
         assert list(document.tokens) == reference.lcut(text), text
         assert not document.tags
 
 
 @pytest.mark.parametrize("hmm", [True, False], ids=["hmm", "no-hmm"])
 @pytest.mark.parametrize("mode", sorted(MODES))
-def test_mode_and_hmm_map_onto_jieba(stub, helpers, reference, headlines, mode, hmm) -> None:
-    texts = TEXTS + headlines[:20]
+def test_mode_and_hmm_map_onto_jieba(stub, helpers, reference, samples, mode, hmm) -> None:
+    texts = TEXTS + samples[:20]
     answer = segment(stub, helpers, texts, mode=MODES[mode], hmm=hmm)
     for document, text in zip(answer, texts):
         assert list(document.tokens) == cut(reference, text, mode, hmm), (mode, hmm, text)
@@ -110,8 +107,8 @@ def test_user_words_apply_to_their_request_only(stub, helpers, reference) -> Non
     assert [list(d.tokens) for d in plain] == [reference.lcut(t) for t in TEXTS]
 
 
-def test_pos_tags_are_jiebas(stub, helpers, headlines) -> None:
-    texts = TEXTS + headlines[:10]
+def test_pos_tags_are_jiebas(stub, helpers, samples) -> None:
+    texts = TEXTS + samples[:10]
     answer = segment(stub, helpers, texts, pos_tags=True)
     for document, text in zip(answer, texts):
         pairs = jieba.posseg.lcut(text)
@@ -186,12 +183,18 @@ def test_options_left_unset_keep_the_models_values(stub, helpers, served) -> Non
     assert not stub.Segment(request, timeout=helpers.TIMEOUT).documents[0].tags
 
 
-def test_unpublished_version_loads_only_by_exact_version(stub, helpers, served) -> None:
-    version = publish_config(served.store, "seg-draft", SegmentConfig(user_words=("杭研大厦",)), publish=False)
-    request = segmenter_pb2.SegmentRequest(documents=helpers.documents(TEXTS[0]), model=common_pb2.ModelRef(name="seg-draft", version=version))
-    assert "杭研大厦" in stub.Segment(request, timeout=helpers.TIMEOUT).documents[0].tokens
-    error = helpers.rpc_error(stub.Segment, segmenter_pb2.SegmentRequest(documents=helpers.documents(TEXTS[0]), model=common_pb2.ModelRef(name="seg-draft")))
-    assert error.code() == grpc.StatusCode.NOT_FOUND and "seg-draft" in error.details()
+def test_a_draft_loads_only_by_its_id(stub, helpers, served) -> None:
+    with served.store.create_draft("seg-draft") as draft:
+        SegmentConfig(user_words=("杭研大厦",)).save(draft.part("segmenter"))
+
+        def request(version: str) -> segmenter_pb2.SegmentRequest:
+            model = common_pb2.ModelRef(name="seg-draft", version=version)
+            return segmenter_pb2.SegmentRequest(documents=helpers.documents(TEXTS[0]), model=model)
+
+        assert "杭研大厦" in stub.Segment(request(draft.id), timeout=helpers.TIMEOUT).documents[0].tokens
+        for version in ("", "v1"):  # neither "newest" nor a version number reaches a draft
+            error = helpers.rpc_error(stub.Segment, request(version))
+            assert error.code() == grpc.StatusCode.NOT_FOUND and "seg-draft" in error.details(), error.details()
 
 
 def test_damaged_model_is_failed_precondition(stub, helpers, served) -> None:

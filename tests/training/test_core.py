@@ -1,11 +1,14 @@
+import asyncio
 import json
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from fenlei.errors import InvalidInput
-from fenlei.training.core import Corpus, evaluate, read_corpus, stratified_split
+from fenlei.errors import InvalidInput, NotFound
+from fenlei.runtime import artifacts
+from fenlei.runtime.models import ModelStore
+from fenlei.training.core import Corpus, TrainingSpec, evaluate, read_corpus, stratified_split, train
 
 
 def test_reads_tab_csv_and_jsonl(tmp_path: Path) -> None:
@@ -49,3 +52,58 @@ def test_evaluate_reports_per_class() -> None:
     assert accuracy == 0.75
     assert per_class["a"]["recall"] == 0.5 and per_class["b"]["precision"] == pytest.approx(2 / 3)
     assert 0 < macro_f1 < 1
+
+
+class FakeStages:
+    """Stages that write their parts where the services would, and check what the store shows meanwhile."""
+
+    def __init__(self, store: ModelStore, fail_in_predict: bool = False) -> None:
+        self.store, self.fail_in_predict = store, fail_in_predict
+        self.drafts: set[str] = set()
+
+    async def terms(self, name, version, texts):
+        self.drafts.add(version)
+        return [list(text) for text in texts]
+
+    async def fit_features(self, name, version, terms, labels, options):
+        vocabulary = sorted({term for document in terms for term in document})
+        artifacts.write_json(self.store.writable_part(name, version, "features"), "features", {"terms": vocabulary})
+        return 3
+
+    async def fit_classifier(self, name, version, terms, labels, dimension, options):
+        artifacts.write_json(self.store.writable_part(name, version, "classifier"), "classifier", {"labels": sorted(set(labels))})
+
+    async def predict(self, name, version, terms):
+        # mid-training, the draft is no version: nothing serves it but by its id
+        assert self.store.versions(name) == [] and self.store.incomplete(name) == []
+        with pytest.raises(NotFound):
+            self.store.resolve(name)
+        if self.fail_in_predict:
+            raise RuntimeError("a stage went away")
+        return ["好" if "好" in ts else "差" for ts in terms]
+
+
+CORPUS = Corpus(["好看", "很好", "好极了", "太差", "差劲", "很差"], ["好", "好", "好", "差", "差", "差"])
+
+
+def test_training_publishes_a_complete_version_only_at_the_end(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    stages = FakeStages(store)
+    report = asyncio.run(train(store, TrainingSpec(name="reviews"), stages, CORPUS, CORPUS))
+    assert (report.version, report.accuracy) == ("v1", 1.0)
+    [draft_id] = stages.drafts
+    assert draft_id.startswith("draft-") and not store.draft_dir("reviews", draft_id).exists()
+    manifest = store.manifest("reviews", "v1")
+    assert sorted(manifest["files"]) == [
+        "classifier/classifier.json", "features/features.json", "preprocessor/preprocessor.json", "segmenter/segmenter.json"
+    ]
+    assert manifest["report"]["accuracy"] == 1.0 and manifest["labels"] == ["好", "差"]
+    store.verify("reviews", "v1")
+
+
+def test_a_failed_training_leaves_nothing(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    with pytest.raises(RuntimeError, match="went away"):
+        asyncio.run(train(store, TrainingSpec(name="reviews"), FakeStages(store, fail_in_predict=True), CORPUS, CORPUS))
+    assert store.versions("reviews") == [] and store.incomplete("reviews") == []
+    assert list((tmp_path / "models" / "reviews" / ".drafts").iterdir()) == []

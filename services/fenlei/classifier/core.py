@@ -21,7 +21,7 @@ import enum
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -31,7 +31,7 @@ from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.naive_bayes import ComplementNB, MultinomialNB
 from sklearn.svm import LinearSVC
 
-from fenlei.errors import InvalidInput, NotFound
+from fenlei.errors import Cancelled, InvalidInput, NotFound, quote_list
 from fenlei.runtime import artifacts
 
 
@@ -145,7 +145,7 @@ class ClassifierTrainer:
         self.dimension = int(dimension)
         classes = _check_labels(classes, "class")
         if len(set(classes)) != len(classes):
-            raise InvalidInput(f"the label set {classes} has duplicates")
+            raise InvalidInput(f"the label set [{quote_list(classes)}] has duplicates")
         self.classes = sorted(classes)
         self.examples = 0
         self._batches: list[sp.csr_matrix] = []
@@ -177,7 +177,9 @@ class ClassifierTrainer:
         if self.classes:
             unknown = sorted(set(labels) - set(self.classes))
             if unknown:
-                raise InvalidInput(f"labels {unknown} are not in the label set {self.classes} sent with the first batch")
+                raise InvalidInput(
+                    f"labels [{quote_list(unknown)}] are not in the label set [{quote_list(self.classes)}] sent with the first batch"
+                )
         if not labels:
             return
         self.examples += len(labels)
@@ -187,30 +189,33 @@ class ClassifierTrainer:
             self._batches.append(X)
             self._labels += labels
 
-    def finish(self) -> LinearModel:
+    def finish(self, should_stop: Callable[[], bool] = lambda: False) -> LinearModel:
+        """The fitted model. should_stop is asked between the costly steps (each model of the
+        ensemble, each class of NBSVM); when it says yes, the fit ends with Cancelled."""
         if self.examples == 0:
             raise InvalidInput("no training examples were sent; send labelled vectors of at least two classes")
         if self._sgd is not None:
             return _from_sgd(self._sgd, self.config)
         seen = sorted(set(self._labels))
         if len(seen) < 2:
-            raise InvalidInput(f"training examples carry only the label(s) {seen}; a classifier needs at least two")
+            raise InvalidInput(f"training examples carry only the label(s) [{quote_list(seen)}]; a classifier needs at least two")
         missing = sorted(set(self.classes) - set(seen))
         if missing:
-            raise InvalidInput(f"labels {missing} of the label set have no training examples; drop them or add examples")
+            raise InvalidInput(f"labels [{quote_list(missing)}] of the label set have no training examples; drop them or add examples")
         X = sp.vstack(self._batches, format="csr")
         y = np.asarray(self._labels, dtype=object)
         self._batches, self._labels = [], []
         with warnings.catch_warnings():
             # liblinear's iteration cap is reached on some corpora long after accuracy settles.
             warnings.simplefilter("ignore", ConvergenceWarning)
-            return _fit(X, y, self.config)
+            return _fit(X, y, self.config, should_stop)
 
 
-def _fit(X: sp.csr_matrix, y: np.ndarray, config: ClassifierConfig) -> LinearModel:
+def _fit(X: sp.csr_matrix, y: np.ndarray, config: ClassifierConfig, should_stop: Callable[[], bool]) -> LinearModel:
     algorithm, strength = config.algorithm, config.effective_regularization
+    Cancelled.check(should_stop)
     if algorithm is Algorithm.ENSEMBLE:
-        return _fit_ensemble(X, y, strength, config.seed)
+        return _fit_ensemble(X, y, strength, config.seed, should_stop)
     if algorithm is Algorithm.LINEAR_SVM:
         svm = LinearSVC(C=strength, random_state=config.seed).fit(X, y)
         return _linear(svm.classes_, svm.coef_, svm.intercept_, "decision", algorithm)
@@ -253,12 +258,15 @@ def _nb_ratios(X: sp.csr_matrix, positive: np.ndarray, alpha: float) -> np.ndarr
     return np.log(inside / inside.sum()) - np.log(outside / outside.sum())
 
 
-def _fit_nbsvm(X: sp.csr_matrix, y: np.ndarray, classes: np.ndarray, C: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _fit_nbsvm(
+    X: sp.csr_matrix, y: np.ndarray, classes: np.ndarray, C: float, seed: int, should_stop: Callable[[], bool]
+) -> tuple[np.ndarray, np.ndarray]:
     """One-vs-rest SVMs on features scaled by each class's ratio; the scaling folds into the
     weights (w * r), so the model stays linear in the unscaled features."""
     coef, intercept = [], []
     # Two classes need one SVM, for the second class, as in sklearn.
     for label in classes[1:] if len(classes) == 2 else classes:
+        Cancelled.check(should_stop)
         positive = y == label
         ratios = _nb_ratios(X, positive, NBSVM_ALPHA)
         svm = LinearSVC(C=C, random_state=seed).fit(X @ sp.diags(ratios), positive)
@@ -267,13 +275,14 @@ def _fit_nbsvm(X: sp.csr_matrix, y: np.ndarray, classes: np.ndarray, C: float, s
     return _rows(np.asarray(coef), np.asarray(intercept), "decision")
 
 
-def _fit_ensemble(X: sp.csr_matrix, y: np.ndarray, C: float, seed: int) -> LinearModel:
+def _fit_ensemble(X: sp.csr_matrix, y: np.ndarray, C: float, seed: int, should_stop: Callable[[], bool]) -> LinearModel:
     svm = LinearSVC(C=C, random_state=seed).fit(X, y)
     classes = svm.classes_
+    Cancelled.check(should_stop)
     nb = MultinomialNB(alpha=ENSEMBLE_NB_ALPHA).fit(X, y)
     members = [
         _rows(svm.coef_, svm.intercept_, "decision"),
-        _fit_nbsvm(X, y, classes, C, seed),
+        _fit_nbsvm(X, y, classes, C, seed, should_stop),
         (nb.feature_log_prob_, nb.class_log_prior_),
     ]
     coef = np.zeros((len(classes), X.shape[1]))
@@ -349,7 +358,7 @@ class LinearModel:
             wanted = list(dict.fromkeys(restrict_to))
             unknown = [label for label in wanted if label not in self._index]
             if unknown:
-                raise NotFound(f"labels {unknown} are not in this model; it knows {self.classes}")
+                raise NotFound(f"labels [{quote_list(unknown)}] are not in this model; it knows [{quote_list(self.classes, 20)}]")
             columns = np.array([self._index[label] for label in wanted])
             labels = labels[columns]
         if not sp.issparse(X) or X.ndim != 2 or X.shape[1] != self.dimension:

@@ -79,7 +79,8 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServicer):
             count += len(request.examples)
         if trainer is None:
             raise InvalidInput("the fit stream was empty: send at least one message with the model and labelled vectors")
-        fitted = trainer.finish()
+        # Off the event loop, and abandoned if the caller goes away: then nothing is saved.
+        fitted = await rpc.in_worker(trainer.finish)
         fitted.save(directory)
         return classifier_pb2.ClassifierFitResponse(model=model, examples=count, labels=fitted.classes)
 

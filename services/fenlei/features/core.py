@@ -20,12 +20,12 @@ import enum
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import scipy.sparse as sp
 
-from fenlei.errors import InvalidInput
+from fenlei.errors import Cancelled, InvalidInput
 from fenlei.runtime import artifacts
 
 
@@ -201,12 +201,16 @@ class FeatureFitter:
         kept, df, idf = self._kept()
         return self._terms(kept), self._scores(kept, df[kept], idf[kept])
 
-    def finish(self) -> FeatureSpace:
+    def finish(self, should_stop: Callable[[], bool] = lambda: False) -> FeatureSpace:
+        """The fitted space. should_stop is asked between the costly steps; when it says yes,
+        the fit ends with Cancelled."""
         kept, df, idf = self._kept()
         selected = kept
         top_k = self.config.top_k
         if self.config.selection is not Selection.NONE and 0 < top_k < len(kept):
+            Cancelled.check(should_stop)
             scores = self._scores(kept, df[kept], idf[kept])
+            Cancelled.check(should_stop)
             # Stable order: among equal scores the earlier-seen term wins.
             best = np.argsort(-scores, kind="stable")[:top_k]
             selected = kept[np.sort(best)]

@@ -58,7 +58,8 @@ class FeaturesServicer(features_pb2_grpc.FeaturesServicer):
             count += len(request.documents)
         if fitter is None:
             raise InvalidInput("the fit stream was empty: send at least one message with the model and labelled documents")
-        space = fitter.finish()
+        # Off the event loop, and abandoned if the caller goes away: then nothing is saved.
+        space = await rpc.in_worker(fitter.finish)
         space.save(directory)
         return features_pb2.FitResponse(
             model=model, documents=count, vocabulary_size=space.vocabulary_size, dimension=space.dimension

@@ -216,8 +216,9 @@ class Preprocessor:
                 text = "".join(kept)
                 terms += _ngrams([CHAR_MARK + c for c in text], text, "", char_low, char_high)
             if config.tag_terms and index < len(tag_lists):
-                # every token's class counts, punctuation and stopwords too: how a title is built
-                terms += [TAG_MARK + tag for tag in tag_lists[index]]
+                # every token's class counts, punctuation and stopwords too: how a title is built;
+                # a token without a class (from a caller's own tagger) adds no term
+                terms += [TAG_MARK + tag for tag in map(str.strip, tag_lists[index]) if tag]
             results.append(terms)
         return results
 

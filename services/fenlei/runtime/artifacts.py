@@ -2,7 +2,7 @@
 
 A model version is a directory; each stage owns one sub-directory ("part") of it.
 Arrays are written with allow_pickle=False and read the same way, so loading a model,
-or restoring a backup of one, can never execute code.
+wherever its files came from, can never execute code.
 """
 
 from __future__ import annotations
@@ -94,6 +94,20 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def fsync_directory(path: Path) -> None:
+    """Makes the directory's entries (files created, renamed or removed in it) durable."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Protocol, Sequence
 
-from fenlei.errors import InvalidInput, LimitExceeded
+from fenlei.errors import InvalidInput, LimitExceeded, quote
 from fenlei.runtime.settings import ServiceSettings
 
 
@@ -40,4 +40,4 @@ def check_documents(documents: Sequence[HasIdAndText], settings: ServiceSettings
 
 
 def _name(document: HasIdAndText, position: int) -> str:
-    return f"{document.id!r}" if document.id else f"at position {position}"
+    return quote(document.id) if document.id else f"at position {position}"

@@ -1,30 +1,48 @@
 """The model store: versions of named models on disk, and the stages' caches of them.
 
-    <home>/models/<name>/<version>/<part>/...   one part per stage
-    <home>/models/<name>/<version>/manifest.json
+    <home>/models/<name>/<version>/<part>/...      a published version, one part per stage
+    <home>/models/<name>/<version>/manifest.json   every other file of it with its SHA-256
+    <home>/models/<name>/.drafts/<draft>/<part>/   a version being trained
 
-A version is published once its manifest (every file with its SHA-256) is written, last
-and atomically. Unpublished versions are work in progress: a stage loads one only when
-asked for it by exact version (training evaluates before it publishes), and "newest"
-never resolves to one, so a crash mid-training leaves nothing that serves.
+Training fills a draft, a directory under an id nobody can guess, and holds a lease on it
+(a flock the kernel drops when the trainer dies, kill -9 included). Publishing syncs every
+file, writes the manifest last and renames the draft into place as the next version, so a
+version directory is complete from the moment it exists. A stage loads a draft only by its
+id (training evaluates before it publishes); a version, named or "newest", is only ever a
+published one, and a stage checks its files against the manifest before it serves them.
+
+A draft whose lease is free (its trainer died) and a version directory without a manifest
+(left by fenlei before drafts) can never serve: `incomplete` lists them, and the next
+training of the model removes them.
 """
 
 from __future__ import annotations
 
 import collections
+import errno
+import fcntl
 import gc
+import logging
+import os
 import re
+import secrets
+import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Callable, Generic, Iterator, TypeVar
 
-from fenlei.errors import FailedPrecondition, InvalidInput, NotFound
+from fenlei.errors import FailedPrecondition, InvalidInput, NotFound, quote
 from fenlei.runtime import artifacts
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 VERSION_PATTERN = re.compile(r"^v([1-9][0-9]{0,8})$")
+DRAFT_PATTERN = re.compile(r"^draft-[0-9a-f]{32}$")
 MANIFEST = "manifest"
+MANIFEST_FILE = f"{MANIFEST}.json"
+DRAFTS = ".drafts"  # not a model version name, nor a model name
+
+log = logging.getLogger("fenlei.models")
 
 T = TypeVar("T")
 
@@ -32,7 +50,7 @@ T = TypeVar("T")
 def check_name(name: str) -> str:
     if not NAME_PATTERN.match(name or ""):
         raise InvalidInput(
-            f"model name {name!r} is not valid: use 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"
+            f"model name {quote(name)} is not valid: use 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
     return name
 
@@ -40,8 +58,60 @@ def check_name(name: str) -> str:
 def _version_number(version: str) -> int:
     match = VERSION_PATTERN.match(version)
     if not match:
-        raise InvalidInput(f"model version {version!r} is not valid: versions look like v1, v2, ...")
+        raise InvalidInput(f"model version {quote(version)} is not valid: versions look like v1, v2, ...")
     return int(match.group(1))
+
+
+def _is_draft(reference: str) -> bool:
+    return DRAFT_PATTERN.match(reference) is not None
+
+
+def _is_published(directory: Path) -> bool:
+    return (directory / MANIFEST_FILE).is_file()
+
+
+def _lock(directory: Path) -> int | None:
+    """An open descriptor of directory holding its exclusive flock; None while another holds
+    it or once the directory is gone."""
+    try:
+        descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        return None
+    return descriptor
+
+
+class Draft:
+    """A model version in training, leased to this process until closed (or the process ends)."""
+
+    def __init__(self, name: str, draft_id: str, directory: Path, lease: int) -> None:
+        self.name = name
+        self.id = draft_id
+        self.directory = directory
+        self.version = ""  # set once published
+        self._lease: int | None = lease
+
+    def part(self, part: str) -> Path:
+        return self.directory / part
+
+    def close(self) -> None:
+        """Ends the lease; a draft that was not published is removed."""
+        if self._lease is None:
+            return
+        if not self.version:
+            shutil.rmtree(self.directory, ignore_errors=True)
+        os.close(self._lease)
+        self._lease = None
+
+    def __enter__(self) -> Draft:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 class ModelStore:
@@ -55,84 +125,179 @@ class ModelStore:
         _version_number(version)
         return self.model_dir(name) / version
 
-    def names(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
-        return sorted(p.name for p in self.root.iterdir() if NAME_PATTERN.match(p.name) and self.versions(p.name))
+    def draft_dir(self, name: str, draft_id: str) -> Path:
+        if not _is_draft(draft_id):
+            raise InvalidInput(f"{quote(draft_id)} is not a draft id")
+        return self.model_dir(name) / DRAFTS / draft_id
 
     def versions(self, name: str) -> list[str]:
         """Published versions, oldest first."""
         directory = self.model_dir(name)
         if not directory.is_dir():
             return []
-        found = [p.name for p in directory.iterdir() if VERSION_PATTERN.match(p.name) and (p / f"{MANIFEST}.json").is_file()]
+        found = [p.name for p in directory.iterdir() if VERSION_PATTERN.match(p.name) and _is_published(p)]
         return sorted(found, key=_version_number)
 
     def resolve(self, name: str, version: str = "") -> str:
-        """The version that answers for (name, version): the newest published one when empty."""
+        """The published version that answers for (name, version): the newest one when empty."""
         if version:
-            if not self.version_dir(name, version).is_dir():
-                raise NotFound(f"model {name!r} has no version {version!r}; published versions: {self.versions(name) or 'none'}")
+            directory = self.version_dir(name, version)
+            if not _is_published(directory):
+                left = " (a training that did not finish left it incomplete: it never serves)" if directory.is_dir() else ""
+                published = ", ".join(self.versions(name)) or "none"
+                raise NotFound(f"model {name!r} has no published version {version!r}{left}; published versions: {published}")
             return version
         versions = self.versions(name)
         if not versions:
-            known = self.names()
-            raise NotFound(f"no model named {name!r}; known models: {', '.join(known) if known else 'none (train one with `fenlei train`)'}")
+            # Only the name asked for: a caller of one model learns nothing of the others.
+            raise NotFound(f"no model named {name!r}: check the name, or train and publish it with `fenlei train FILE --name {name}`")
         return versions[-1]
 
-    def part_dir(self, name: str, version: str, part: str) -> Path:
-        directory = self.version_dir(name, version)
-        if not directory.is_dir():
-            raise NotFound(f"model {name!r} has no version {version!r}")
-        return directory / part
+    def part_to_serve(self, name: str, reference: str, part: str) -> Path:
+        """Where a stage loads its part of (name, reference) from: a draft by its id, else a
+        published version whose files of that part match its manifest."""
+        if _is_draft(reference):
+            directory = self.draft_dir(name, reference)
+            if not directory.is_dir():
+                raise NotFound(f"model {name!r} has no draft {reference!r}: it was published or discarded")
+            return directory / part
+        version = self.resolve(name, reference)
+        try:
+            self.verify(name, version, part)
+        except artifacts.ArtifactError as exc:
+            raise FailedPrecondition(f"model {name!r} version {version!r} is damaged and does not serve: {exc}") from exc
+        return self.version_dir(name, version) / part
 
-    def writable_part(self, name: str, version: str, part: str) -> Path:
-        """Where a stage stores what it fitted: a reserved, not yet published version."""
-        if not name or not version:
-            raise InvalidInput("fitting needs the model's name and version (reserve a version with create_version first)")
-        directory = self.part_dir(name, version, part)
-        if (directory.parent / f"{MANIFEST}.json").exists():
-            raise FailedPrecondition(f"model {name!r} version {version!r} is published and cannot be changed")
-        return directory
+    def writable_part(self, name: str, reference: str, part: str) -> Path:
+        """Where a stage stores what it fitted: a part of a draft."""
+        if not name or not reference:
+            raise InvalidInput("fitting needs the model's name and version: the id of the draft its training made")
+        if _is_draft(reference):
+            directory = self.draft_dir(name, reference)
+            if not directory.is_dir():
+                raise NotFound(f"model {name!r} has no draft {reference!r}: it was published or discarded")
+            return directory / part
+        if _is_published(self.version_dir(name, reference)):
+            raise FailedPrecondition(f"model {name!r} version {reference!r} is published and cannot be changed")
+        raise NotFound(f"model {name!r} has no draft {reference!r}: fit into the draft its training made (draft-...)")
 
-    def create_version(self, name: str) -> str:
-        """Reserves the next version number (mkdir is atomic, so concurrent trainers never share one)."""
-        directory = self.model_dir(name)
-        directory.mkdir(parents=True, exist_ok=True)
-        taken = [_version_number(p.name) for p in directory.iterdir() if VERSION_PATTERN.match(p.name)]
-        number = max(taken, default=0) + 1
+    def create_draft(self, name: str) -> Draft:
+        """A new draft of the model, leased to this process. Removes the model's incomplete
+        versions first, so a training that died is cleaned up by the next one."""
+        drafts = self.model_dir(name) / DRAFTS
+        drafts.mkdir(parents=True, exist_ok=True)
+        self.clean(name)
         while True:
+            draft_id = f"draft-{secrets.token_hex(16)}"
+            directory = drafts / draft_id
+            directory.mkdir()
+            lease = _lock(directory)
+            if lease is None:
+                continue  # a cleaner took the new directory for an abandoned one and removes it
             try:
-                (directory / f"v{number}").mkdir()
-                return f"v{number}"
-            except FileExistsError:
-                number += 1
+                if os.path.samestat(os.fstat(lease), directory.stat()):
+                    return Draft(name, draft_id, directory, lease)
+            except FileNotFoundError:
+                pass  # the same, and the cleaner was done before the lock
+            os.close(lease)
 
-    def publish(self, name: str, version: str, metadata: dict[str, Any]) -> dict[str, Any]:
-        directory = self.version_dir(name, version)
-        files = {
-            str(path.relative_to(directory)): artifacts.sha256_file(path)
-            for path in sorted(directory.rglob("*"))
-            if path.is_file() and path.name != f"{MANIFEST}.json" and not path.name.endswith(".tmp")
-        }
-        manifest = {"name": name, "version": version, "created": time.time(), "files": files, **metadata}
-        artifacts.write_json(directory, MANIFEST, manifest)
-        return manifest
+    def incomplete(self, name: str) -> list[Path]:
+        """What of the model can never serve: version directories without a manifest and
+        drafts whose trainer is gone."""
+        found = []
+        for directory, lease in self._incomplete(name):
+            if lease is not None:
+                os.close(lease)
+            found.append(directory)
+        return found
+
+    def clean(self, name: str) -> list[Path]:
+        """Removes what `incomplete` lists; returns it."""
+        removed = []
+        for directory, lease in self._incomplete(name):
+            log.warning("removing %s: a model version left incomplete", directory, extra={"fields": {"path": str(directory)}})
+            shutil.rmtree(directory, ignore_errors=True)
+            if lease is not None:
+                os.close(lease)
+            removed.append(directory)
+        return removed
+
+    def _incomplete(self, name: str) -> Iterator[tuple[Path, int | None]]:
+        """Each incomplete directory; a draft with its lock taken, so that nobody starts on it meanwhile."""
+        model = self.model_dir(name)
+        if not model.is_dir():
+            return
+        for directory in sorted(model.iterdir()):
+            if VERSION_PATTERN.match(directory.name) and directory.is_dir() and not _is_published(directory):
+                yield directory, None
+        drafts = model / DRAFTS
+        for directory in sorted(drafts.iterdir()) if drafts.is_dir() else ():
+            if _is_draft(directory.name):
+                lease = _lock(directory)
+                if lease is not None:
+                    yield directory, lease
+
+    def publish(self, draft: Draft, metadata: dict[str, Any]) -> str:
+        """Makes the draft the model's next version and returns it: every file synced, the
+        manifest (their checksums) last, then one rename into place."""
+        if draft.version:
+            raise FailedPrecondition(f"draft {draft.id} of model {draft.name!r} is already published as {draft.version}")
+        directory = draft.directory
+        files = {}
+        for path in sorted(directory.rglob("*")):
+            if path.is_file() and path.name.endswith(".tmp"):
+                path.unlink()  # a write that never finished: no artifact
+            elif path.is_file() and path != directory / MANIFEST_FILE:
+                artifacts.fsync_file(path)
+                files[str(path.relative_to(directory))] = artifacts.sha256_file(path)
+        for path in sorted(p for p in directory.rglob("*") if p.is_dir()):
+            artifacts.fsync_directory(path)
+        model = self.model_dir(draft.name)
+        while True:
+            taken = [_version_number(p.name) for p in model.iterdir() if VERSION_PATTERN.match(p.name)]
+            version = f"v{max(taken, default=0) + 1}"
+            manifest = {"name": draft.name, "version": version, "created": time.time(), "files": files, **metadata}
+            artifacts.write_json(directory, MANIFEST, manifest)
+            artifacts.fsync_directory(directory)
+            try:
+                os.rename(directory, model / version)
+            except OSError as exc:
+                if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                    continue  # another training published that number first
+                raise
+            artifacts.fsync_directory(model)
+            artifacts.fsync_directory(directory.parent)
+            draft.version = version
+            return version
 
     def manifest(self, name: str, version: str) -> dict[str, Any]:
         return artifacts.read_json(self.version_dir(name, version), MANIFEST)
 
-    def verify(self, name: str, version: str) -> None:
-        """Raises ArtifactError when a published version's files do not match its manifest."""
+    def verify(self, name: str, version: str, part: str = "") -> None:
+        """Raises ArtifactError naming the first file (of `part`, or of every part) that is
+        missing, changed or not in the manifest of a published version."""
         directory = self.version_dir(name, version)
-        for relative, digest in self.manifest(name, version)["files"].items():
+        try:
+            listed = dict(self.manifest(name, version)["files"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise artifacts.ArtifactError(f"its {MANIFEST_FILE} lists no files") from exc
+        prefix = f"{part}/" if part else ""
+        listed = {relative: digest for relative, digest in listed.items() if relative.startswith(prefix)}
+        root = directory / part if part else directory
+        on_disk = {str(p.relative_to(directory)) for p in root.rglob("*") if p.is_file()} - {MANIFEST_FILE}
+        unlisted = sorted(on_disk - set(listed))
+        if unlisted:
+            raise artifacts.ArtifactError(f"{unlisted[0]} is not in its {MANIFEST_FILE}")
+        for relative, digest in sorted(listed.items()):
             path = directory / relative
-            if not path.is_file() or artifacts.sha256_file(path) != digest:
-                raise artifacts.ArtifactError(f"{path} does not match the manifest of {name} {version}")
+            if not path.is_file():
+                raise artifacts.ArtifactError(f"{relative} is missing")
+            if artifacts.sha256_file(path) != digest:
+                raise artifacts.ArtifactError(f"{relative} does not match its checksum in {MANIFEST_FILE}")
 
 
 class LoadedModels(Generic[T]):
-    """A stage's least-recently-used cache of loaded model parts, keyed by (name, version)."""
+    """A stage's least-recently-used cache of loaded model parts, keyed by (name, version or draft)."""
 
     def __init__(self, store: ModelStore, part: str, load: Callable[[Path], T], capacity: int = 8) -> None:
         self.store = store
@@ -142,25 +307,28 @@ class LoadedModels(Generic[T]):
         self._loaded: collections.OrderedDict[tuple[str, str], T] = collections.OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, name: str, version: str) -> T:
-        if not version:
-            version = self.store.resolve(name)
-        key = (name, version)
+    def get(self, name: str, reference: str) -> T:
+        if not reference:
+            reference = self.store.resolve(name)
+        key = (name, reference)
         with self._lock:
             if key in self._loaded:
                 self._loaded.move_to_end(key)
                 return self._loaded[key]
-        directory = self.store.part_dir(name, version, self.part)
+        directory = self.store.part_to_serve(name, reference, self.part)
         if not directory.is_dir():
-            raise NotFound(f"model {name!r} version {version!r} has no {self.part} part")
+            raise NotFound(f"model {name!r} version {reference!r} has no {self.part} part")
         try:
             value = self.load(directory)
         except artifacts.ArtifactError as exc:
-            raise FailedPrecondition(f"model {name!r} version {version!r} is damaged: {exc}") from exc
+            raise FailedPrecondition(f"model {name!r} version {reference!r} is damaged: {exc}") from exc
         # A model is large and lives long: keep the garbage collector from re-walking it.
         gc.collect()
         gc.freeze()
         with self._lock:
+            # Drafts end as versions (or are discarded): what was loaded of them is never asked for again.
+            for gone in [key for key in self._loaded if _is_draft(key[1]) and not self.store.draft_dir(*key).is_dir()]:
+                del self._loaded[gone]
             self._loaded[key] = value
             while len(self._loaded) > self.capacity:
                 self._loaded.popitem(last=False)

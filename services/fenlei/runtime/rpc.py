@@ -4,10 +4,12 @@ unary RPC and as a bidirectional stream (one response per request, in order)."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import re
-from typing import Any, AsyncIterator, Awaitable, Callable
+import threading
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 import grpc
 from google.protobuf.message import Message
@@ -16,6 +18,7 @@ from fenlei import errors
 from fenlei.runtime import logging as jsonlog
 
 log = logging.getLogger("fenlei.rpc")
+T = TypeVar("T")
 
 STATUS_OF: dict[type[errors.FenleiError], grpc.StatusCode] = {
     errors.InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
@@ -23,7 +26,11 @@ STATUS_OF: dict[type[errors.FenleiError], grpc.StatusCode] = {
     errors.LimitExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.Cancelled: grpc.StatusCode.CANCELLED,
 }
+# A status message travels in a header, percent-encoded (up to 3 bytes per byte): past
+# gRPC's 8 KiB metadata limit the caller would get "metadata size exceeds limit" instead.
+MAX_MESSAGE_BYTES = 2048
 
 
 _ERROR_OF = {code: kind for kind, code in STATUS_OF.items()}
@@ -54,13 +61,29 @@ def upstream_error(error: grpc.aio.AioRpcError) -> Exception:
 async def _abort(context: grpc.aio.ServicerContext, error: Exception) -> None:
     if isinstance(error, grpc.aio.AioRpcError):
         # An upstream stage's status passes through unchanged, so the caller sees the real cause.
-        await context.abort(error.code(), error.details() or "")
+        await context.abort(error.code(), errors.shorten_utf8(error.details() or "", MAX_MESSAGE_BYTES))
     if isinstance(error, errors.FenleiError):
         code = status_of(error)
         log.info("rpc failed", extra={"fields": {"code": code.name, "error": str(error)}})
-        await context.abort(code, str(error))
+        await context.abort(code, errors.shorten_utf8(str(error), MAX_MESSAGE_BYTES))
     log.exception("unexpected error")
-    await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}: {error}")
+    message = f"internal error: {type(error).__name__}: {error}"
+    await context.abort(grpc.StatusCode.INTERNAL, errors.shorten_utf8(message, MAX_MESSAGE_BYTES))
+
+
+async def in_worker(work: Callable[[Callable[[], bool]], T]) -> T:
+    """Runs CPU-bound work in a worker thread, so the server goes on serving meanwhile.
+
+    `work` is handed a function that tells it to stop. When the caller goes away, gRPC
+    cancels the RPC's task: the await ends at once, so nothing after it (saving what was
+    fitted) runs, and the work is told to stop at its next check; its result is dropped.
+    """
+    stop = threading.Event()
+    try:
+        return await asyncio.to_thread(work, stop.is_set)
+    except asyncio.CancelledError:
+        stop.set()
+        raise
 
 
 Handler = Callable[..., Awaitable[Any]]

@@ -25,16 +25,20 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jieba
 import jieba.posseg
 import rjieba
 
-from fenlei.errors import InvalidInput, LimitExceeded
+from fenlei.errors import InvalidInput, LimitExceeded, quote
 from fenlei.runtime import artifacts
 
 PART = "segmenter"
+# The word class of a user word the dictionary lacks: "nz", other proper noun, which is what
+# such words mostly are (names of products, places, organisations). Left alone, jieba's
+# tagger calls them "x", the class of punctuation, and jieba-rs gives them none at all.
+USER_WORD_TAG = "nz"
 MAX_USER_WORDS = 10_000
 MAX_USER_WORD_CHARS = 64
 
@@ -138,7 +142,7 @@ def _check_word(word: Any) -> str:
     if not word:
         raise InvalidInput("user words must not be empty")
     if len(word) > MAX_USER_WORD_CHARS:
-        raise InvalidInput(f"user word {word[:20]!r}... has {len(word)} characters; the limit is {MAX_USER_WORD_CHARS}")
+        raise InvalidInput(f"user word {quote(word, 20)} has {len(word)} characters; the limit is {MAX_USER_WORD_CHARS}")
     if not _WORD_RE.fullmatch(word):
         raise InvalidInput(
             f"user word {word!r} can never be matched: jieba only joins Chinese characters "
@@ -154,21 +158,24 @@ class Segmented:
 
 
 class _Tagger(jieba.posseg.POSTokenizer):
-    """jieba's tagger on a given tokenizer, sharing a word → tag table instead of re-reading
-    dict.txt. The table is never written: jieba adds to it only words given with a tag."""
+    """jieba's tagger on a given tokenizer, reading the shared word → tag table of dict.txt
+    through the user words' own tags instead of re-reading dict.txt. The shared table is
+    never written: jieba adds to a tagger's table only words given to it with a tag."""
 
-    def __init__(self, tokenizer: jieba.Tokenizer, word_tag_tab: dict[str, str]) -> None:
+    def __init__(self, tokenizer: jieba.Tokenizer, word_tag_tab: Mapping[str, str], user_tags: dict[str, str]) -> None:
         self.tokenizer = tokenizer
-        self.word_tag_tab = word_tag_tab
+        self.word_tag_tab = collections.ChainMap(user_tags, word_tag_tab)
 
 
 class _Dictionary:
     """jieba's dictionary plus one set of user words, as jieba, jieba's tagger and jieba-rs."""
 
-    def __init__(self, tokenizer: jieba.Tokenizer, tagger: jieba.posseg.POSTokenizer, words: Sequence[str] = ()) -> None:
+    def __init__(
+        self, tokenizer: jieba.Tokenizer, tagger: jieba.posseg.POSTokenizer, words: Sequence[str], tags: Mapping[str, str]
+    ) -> None:
         self.tokenizer = tokenizer
         self.tagger = tagger
-        self.rust = _rust_twin(tokenizer, words)
+        self.rust = _rust_twin(tokenizer, words, tags)
         self.splits_in_search = any(separator in word for word in words for separator in "._-")
 
     def with_words(self, words: Sequence[str]) -> _Dictionary:
@@ -178,7 +185,9 @@ class _Dictionary:
         tokenizer.initialized = True
         for word in words:
             tokenizer.add_word(word)
-        return _Dictionary(tokenizer, _Tagger(tokenizer, self.tagger.word_tag_tab), words)
+        # Words the dictionary has keep its class (北京 stays "ns").
+        tags = {word: USER_WORD_TAG for word in words if word not in self.tagger.word_tag_tab}
+        return _Dictionary(tokenizer, _Tagger(tokenizer, self.tagger.word_tag_tab, tags), words, tags)
 
     def cutters(self, mode: Mode, hmm: bool) -> tuple[Callable[[str], list[str]], Callable[[str], list[str]] | None]:
         """jieba's cut for these options, and jieba-rs's when it may be used."""
@@ -190,8 +199,8 @@ class _Dictionary:
         return (lambda text: tokenizer.lcut(text, cut_all=True, HMM=hmm)), None
 
 
-def _rust_twin(tokenizer: jieba.Tokenizer, words: Sequence[str]) -> rjieba.Jieba:
-    """jieba-rs with the same words, frequencies and total as a jieba tokenizer.
+def _rust_twin(tokenizer: jieba.Tokenizer, words: Sequence[str], tags: Mapping[str, str]) -> rjieba.Jieba:
+    """jieba-rs with the same words, frequencies, word classes and total as a jieba tokenizer.
 
     The totals differ even for the default dictionary: jieba adds a frequency to its total
     each time dict.txt lists a word (it lists B超 twice) or add_word is called for it, while
@@ -200,7 +209,7 @@ def _rust_twin(tokenizer: jieba.Tokenizer, words: Sequence[str]) -> rjieba.Jieba
     """
     rust = rjieba.Jieba()
     for word in words:
-        rust.add_word(word, tokenizer.FREQ[word], None)  # jieba's suggested frequency, not jieba-rs's
+        rust.add_word(word, tokenizer.FREQ[word], tags.get(word))  # jieba's suggested frequency, not jieba-rs's
     adjustment = tokenizer.total - sum(tokenizer.FREQ.values())
     if adjustment:
         rust.add_word(_TOTAL_ADJUSTMENT, adjustment, None)
@@ -214,7 +223,7 @@ class Segmenter:
         jieba.setLogLevel(logging.WARNING)  # jieba reports loading its dictionary at INFO
         tokenizer = jieba.Tokenizer()
         tokenizer.initialize()
-        self._base = _Dictionary(tokenizer, jieba.posseg.POSTokenizer(tokenizer))
+        self._base = _Dictionary(tokenizer, jieba.posseg.POSTokenizer(tokenizer), (), {})
         self._cache: collections.OrderedDict[tuple[str, ...], _Dictionary] = collections.OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()

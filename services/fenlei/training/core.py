@@ -2,8 +2,7 @@
 features and classifier, evaluate on the held-out part and publish a model version.
 
 The stages are reached through the `Stages` protocol (implemented over gRPC in
-fenlei.training.stages), so this module holds no transport code and the training-jobs
-service can reuse it as it is.
+fenlei.training.stages), so this module holds no transport code.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import random
-import shutil
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -133,7 +131,8 @@ class Report:
     predictions: list[str]
 
     def to_json(self) -> dict[str, Any]:
-        return {key: value for key, value in self.__dict__.items() if key != "predictions"}
+        """What a version's manifest keeps of the report (it names the model and version itself)."""
+        return {key: value for key, value in self.__dict__.items() if key not in ("name", "version", "predictions")}
 
     def format(self) -> str:
         lines = [
@@ -166,28 +165,26 @@ def evaluate(truth: Sequence[str], predicted: Sequence[str]) -> tuple[float, flo
 
 
 async def train(store: ModelStore, spec: TrainingSpec, stages: Stages, corpus: Corpus, test: Corpus | None = None) -> Report:
-    """Fits and evaluates a new version of spec.name; publishes it only when every step succeeded."""
+    """Fits and evaluates a draft of spec.name; publishes it as the next version only when
+    every step succeeded. A draft that fails is removed; one whose trainer died is removed
+    by the next training of the model."""
     check_name(spec.name)
     started = time.monotonic()
     if test is None:
         corpus, test = stratified_split(corpus, spec.test_fraction, spec.seed)
     if len(set(corpus.labels)) < 2:
         raise InvalidInput("training needs at least two classes")
-    version = store.create_version(spec.name)
-    try:
-        spec.segment.save(store.writable_part(spec.name, version, "segmenter"))
-        spec.preprocess.save(store.writable_part(spec.name, version, "preprocessor"))
-        train_terms = await stages.terms(spec.name, version, corpus.texts)
-        dimension = await stages.fit_features(spec.name, version, train_terms, corpus.labels, spec.features)
-        await stages.fit_classifier(spec.name, version, train_terms, corpus.labels, dimension, spec.classifier)
-        predicted = await stages.predict(spec.name, version, await stages.terms(spec.name, version, test.texts))
+    with store.create_draft(spec.name) as draft:
+        spec.segment.save(draft.part("segmenter"))
+        spec.preprocess.save(draft.part("preprocessor"))
+        train_terms = await stages.terms(spec.name, draft.id, corpus.texts)
+        dimension = await stages.fit_features(spec.name, draft.id, train_terms, corpus.labels, spec.features)
+        await stages.fit_classifier(spec.name, draft.id, train_terms, corpus.labels, dimension, spec.classifier)
+        predicted = await stages.predict(spec.name, draft.id, await stages.terms(spec.name, draft.id, test.texts))
         accuracy, macro_f1, per_class = evaluate(test.labels, predicted)
         report = Report(
-            spec.name, version, len(corpus.texts), len(test.texts), dimension, accuracy, macro_f1, per_class,
+            spec.name, "", len(corpus.texts), len(test.texts), dimension, accuracy, macro_f1, per_class,
             time.monotonic() - started, predicted,
         )
-        store.publish(spec.name, version, {"report": report.to_json(), "labels": sorted(set(corpus.labels))})
-        return report
-    except BaseException:
-        shutil.rmtree(store.version_dir(spec.name, version), ignore_errors=True)
-        raise
+        report.version = store.publish(draft, {"report": report.to_json(), "labels": sorted(set(corpus.labels))})
+    return report
