@@ -8,13 +8,15 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Iterable, Iterator, TypeVar
 
 import grpc
 
-from fenlei.errors import FenleiError
+from fenlei.errors import FenleiError, InvalidInput
 from fenlei.local.mesh import LocalMesh as Mesh
 from fenlei.local.mesh import MeshError
 from fenlei.services import UnknownWorkload
+from fenlei.training import options as training_options
 
 
 def home() -> Path:
@@ -80,37 +82,81 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from fenlei.training.options import training_spec
     from fenlei.training.run import train_file
 
+    spec = training_spec(args, name=args.name, test_fraction=args.test_fraction, seed=args.seed)  # checked before any work
     report = asyncio.run(
         train_file(
             Mesh(home()),
             args.file,
-            name=args.name,
+            spec,
             text_column=args.text_column,
             label_column=args.label_column,
             test_file=args.test,
             label_names=args.label_names,
-            algorithm=args.algorithm,
-            user_words=args.user_words,
-            test_fraction=args.test_fraction,
-            seed=args.seed,
         )
     )
     print(report.format())
     return 0
 
 
+class StdinTexts:
+    """The non-blank lines of stdin, read only as the stream sends them (on a thread of
+    gRPC's). A line that is not UTF-8 ends the input: `error` says which."""
+
+    def __init__(self, lines: Iterable[bytes]) -> None:
+        self.lines = lines
+        self.error: InvalidInput | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        for number, line in enumerate(self.lines, 1):
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as error:
+                self.error = InvalidInput(f"line {number} of stdin is not UTF-8 ({error.reason}); the lines before it were classified")
+                return
+            if text.strip():
+                yield text.rstrip("\r\n")
+
+
+T = TypeVar("T")
+
+
+def with_progress(items: Iterable[T], every: int = 1000) -> Iterator[T]:
+    """The items, counted on stderr ("\r12000 lines") every `every` of them when stderr is a
+    terminal and stdout is not (lines printed on the terminal show the progress themselves)."""
+    if not sys.stderr.isatty() or sys.stdout.isatty():
+        yield from items
+        return
+    count = 0
+    for count, item in enumerate(items, 1):
+        yield item
+        if count % every == 0:
+            print(f"\r{count} lines", end="", file=sys.stderr, flush=True)
+    if count >= every:
+        print(f"\r{count} lines", file=sys.stderr, flush=True)
+
+
 def cmd_classify(args: argparse.Namespace) -> int:
     from fenlei.client import Client
 
-    texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    stdin = None if args.texts else StdinTexts(sys.stdin.buffer)
     mesh = Mesh(home())
-    # Through the front door, as any client: the gateway, with a viewer token of this mesh.
+    # Through the front door, as any client: the gateway, with a viewer token of this mesh. One
+    # stream, whatever the number of lines (a batch holds at most 4,096), in order.
     with Client(mesh.address("gateway"), token=mesh.authority().mint("viewer", ttl_seconds=600), timeout=args.timeout) as client:
-        answer = client.classify_batch(texts, model=args.model, version=args.version, top_k=1)
-    for prediction in answer.predictions:
-        print(f"{prediction.labels[0].label}\t{prediction.labels[0].score:.4f}")
+        predictions = client.classify_stream(args.texts or stdin, model=args.model, version=args.version, top_k=1)
+        try:
+            for prediction in with_progress(predictions):
+                print(f"{prediction.labels[0].label}\t{prediction.labels[0].score:.4f}")
+        except grpc.RpcError as error:
+            # The pipeline's message names its own setting; a user of this command names a model.
+            if not args.model and error.code() == grpc.StatusCode.INVALID_ARGUMENT and "no default model" in (error.details() or ""):
+                raise InvalidInput("name the model with --model NAME: this mesh has no default model") from None
+            raise
+    if stdin is not None and stdin.error is not None:
+        raise stdin.error
     return 0
 
 
@@ -153,28 +199,25 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     status.set_defaults(run=cmd_status)
 
-    train = commands.add_parser("train", help="train and publish a new version of a model through the services")
+    train = commands.add_parser(
+        "train", help="train and publish a new version of a model through the services", formatter_class=training_options.HelpFormatter
+    )
     train.add_argument("file", type=Path, help="text<TAB>label lines (.txt/.tsv), .csv or .jsonl")
     train.add_argument("--name", required=True)
     train.add_argument("--text-column", default="text")
     train.add_argument("--label-column", default="label")
     train.add_argument("--test", type=Path, help="evaluate on this file instead of a held-out split")
     train.add_argument("--label-names", type=Path, help="one label name per line; integer labels index into it")
-    train.add_argument(
-        "--algorithm",
-        choices=["ensemble", "complement_nb", "multinomial_nb", "logistic_regression", "linear_svm", "sgd"],
-        help="default: ensemble (linear SVM + NBSVM + multinomial NB in one linear model)",
-    )
-    train.add_argument("--user-words", type=Path, help="words the segmenter must keep whole (whitespace-separated), stored with the model")
-    train.add_argument("--test-fraction", type=float, default=0.2)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--test-fraction", type=float, default=0.2, help="held out for evaluation without --test (default 0.2)")
+    train.add_argument("--seed", type=int, default=0, help="draws the held-out split and seeds the classifier (default 0)")
+    training_options.add_arguments(train)
     train.set_defaults(run=cmd_train)
 
     classify = commands.add_parser("classify", help="classify texts (arguments or stdin lines): label<TAB>score per line")
-    classify.add_argument("texts", nargs="*")
-    classify.add_argument("--model", default="")
-    classify.add_argument("--version", default="")
-    classify.add_argument("--timeout", type=float, default=60.0)
+    classify.add_argument("texts", nargs="*", help="texts to classify; without any, the lines of stdin (streamed, any number)")
+    classify.add_argument("--model", default="", metavar="NAME", help="the model (default: the mesh's default model, if it has one)")
+    classify.add_argument("--version", default="", help="a published version of the model (default: the newest)")
+    classify.add_argument("--timeout", type=float, default=60.0, help="seconds for the whole run (default 60; give long inputs more)")
     classify.set_defaults(run=cmd_classify)
 
     token = commands.add_parser("token", help="print a JWT for a role that the local gateway accepts")

@@ -38,6 +38,16 @@ What it does, and what it deliberately does not:
   have been received, and only while what was sent still fits the retry buffer (set
   here to the message size limit per call); after that an UNAVAILABLE ends the stream
   and you resend what was not answered.
+* Retries are throttled (gRPC's retry throttling, the service config's ``retryThrottling``),
+  so that retries never multiply the load on a service that is failing or overloaded (an
+  overloaded mesh answers UNAVAILABLE: Envoy's circuit breakers, its rate limit). Each
+  client keeps a bucket of ``retry_max_tokens`` tokens (10), full at the start: every
+  attempt that fails with UNAVAILABLE takes one, every call that succeeds gives back
+  ``retry_token_ratio`` (0.1), and while the bucket holds half of the maximum or less a
+  failed call is not retried. So, with the defaults, a fresh client's first call gets all
+  its retries, and a client makes at most ``retry_max_tokens / 2 + retry_token_ratio *
+  successful calls`` retries in all: a service that fails every call soon gets one
+  attempt per call.
 * Errors are ``grpc.RpcError`` as gRPC raises them (``grpc.aio.AioRpcError`` in the
   asyncio client, a subclass): ``error.code()`` is the ``grpc.StatusCode``,
   ``error.details()`` the message. Nothing is wrapped. Bad arguments to these methods
@@ -51,6 +61,7 @@ from __future__ import annotations
 
 import collections
 import json
+import re
 from typing import (
     Any,
     AsyncIterable,
@@ -66,6 +77,7 @@ from typing import (
 import grpc
 import grpc.aio
 
+from fenlei.services import public_services, stub_class
 from fenlei.v1 import (
     classifier_pb2,
     classifier_pb2_grpc,
@@ -99,6 +111,8 @@ DEFAULT_TARGET = "127.0.0.1:8080"
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 # gRPC core clamps a retryPolicy's maxAttempts to 5.
 MAX_RETRIES = 4
+# gRPC's retry throttling (gRFC A6): maxTokens an integer up to 1000, tokenRatio to three decimals.
+MAX_RETRY_TOKENS = 1000
 DEFAULT_BATCH_SIZE = 64
 
 Document = common_pb2.Document
@@ -106,19 +120,10 @@ Prediction = common_pb2.Prediction
 ClassifyResponse = pipeline_pb2.ClassifyResponse
 ClassifyBatchResponse = pipeline_pb2.ClassifyBatchResponse
 
-# name -> (full service name, sync/aio stub class)
+# name -> (full service name, sync/aio stub class), for every public service of fenlei.services:
+# "pipeline" for fenlei.v1.Pipeline, "model_registry" for fenlei.v1.ModelRegistry.
 SERVICES: dict[str, tuple[str, type]] = {
-    "pipeline": (pipeline_pb2.DESCRIPTOR.services_by_name["Pipeline"].full_name, pipeline_pb2_grpc.PipelineStub),
-    "segmenter": (segmenter_pb2.DESCRIPTOR.services_by_name["Segmenter"].full_name, segmenter_pb2_grpc.SegmenterStub),
-    "preprocessor": (
-        preprocessor_pb2.DESCRIPTOR.services_by_name["Preprocessor"].full_name,
-        preprocessor_pb2_grpc.PreprocessorStub,
-    ),
-    "features": (features_pb2.DESCRIPTOR.services_by_name["Features"].full_name, features_pb2_grpc.FeaturesStub),
-    "classifier": (
-        classifier_pb2.DESCRIPTOR.services_by_name["Classifier"].full_name,
-        classifier_pb2_grpc.ClassifierStub,
-    ),
+    re.sub(r"(?<!^)(?=[A-Z])", "_", service.name).lower(): (service.full_name, stub_class(service)) for _, service in public_services()
 }
 
 Token = Union[str, Callable[[], str], None]
@@ -131,33 +136,39 @@ Text = Union[str, common_pb2.Document]
 
 
 def service_config(
-    retries: int = 3, *, initial_backoff: float = 0.1, max_backoff: float = 5.0, backoff_multiplier: float = 2.0
+    retries: int = 3,
+    *,
+    initial_backoff: float = 0.1,
+    max_backoff: float = 5.0,
+    backoff_multiplier: float = 2.0,
+    retry_max_tokens: int = 10,
+    retry_token_ratio: float = 0.1,
 ) -> str:
-    """The channel's service config (JSON): retry UNAVAILABLE only, on every fenlei service."""
+    """The channel's service config (JSON): retry UNAVAILABLE only, on every fenlei service,
+    throttled (see the module doc)."""
     _check_retries(retries)
     config: dict[str, Any] = {"name": [{"service": full_name} for full_name, _ in SERVICES.values()]}
-    if retries:
-        config["retryPolicy"] = {
-            "maxAttempts": retries + 1,
-            "initialBackoff": _duration(initial_backoff),
-            "maxBackoff": _duration(max_backoff),
-            "backoffMultiplier": float(backoff_multiplier),
-            "retryableStatusCodes": ["UNAVAILABLE"],
-        }
-    return json.dumps({"methodConfig": [config]})
+    if not retries:
+        return json.dumps({"methodConfig": [config]})
+    config["retryPolicy"] = {
+        "maxAttempts": retries + 1,
+        "initialBackoff": _duration(initial_backoff),
+        "maxBackoff": _duration(max_backoff),
+        "backoffMultiplier": float(backoff_multiplier),
+        "retryableStatusCodes": ["UNAVAILABLE"],
+    }
+    throttling = {"maxTokens": _retry_max_tokens(retry_max_tokens), "tokenRatio": _retry_token_ratio(retry_token_ratio)}
+    return json.dumps({"methodConfig": [config], "retryThrottling": throttling})
 
 
-def channel_options(
-    retries: int = 3, *, initial_backoff: float = 0.1, max_backoff: float = 5.0, backoff_multiplier: float = 2.0
-) -> list[tuple[str, Any]]:
-    """The channel options both clients use (a client's ``options=`` override them)."""
+def channel_options(retries: int = 3, **retry: Any) -> list[tuple[str, Any]]:
+    """The channel options both clients use (a client's ``options=`` override them);
+    ``retry`` are service_config's keyword arguments."""
     return [
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.enable_retries", 1 if retries else 0),
-        ("grpc.service_config", service_config(
-            retries, initial_backoff=initial_backoff, max_backoff=max_backoff, backoff_multiplier=backoff_multiplier
-        )),  # fmt: skip
+        ("grpc.service_config", service_config(retries, **retry)),
         # Ours, not one a DNS TXT record might carry.
         ("grpc.service_config_disable_resolution", 1),
         # A call is retried only while what it sent fits this buffer (default 256 KiB):
@@ -169,6 +180,18 @@ def channel_options(
 def _check_retries(retries: int) -> None:
     if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= MAX_RETRIES:
         raise ValueError(f"retries must be an int from 0 to {MAX_RETRIES} (gRPC allows 5 attempts), not {retries!r}")
+
+
+def _retry_max_tokens(tokens: int) -> int:
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or not 0 < tokens <= MAX_RETRY_TOKENS:
+        raise ValueError(f"retry_max_tokens must be an int from 1 to {MAX_RETRY_TOKENS}, not {tokens!r}")
+    return tokens
+
+
+def _retry_token_ratio(ratio: float) -> float:
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not round(ratio, 3) > 0:
+        raise ValueError(f"retry_token_ratio must be a number of at least 0.001 (gRPC keeps three decimals), not {ratio!r}")
+    return round(float(ratio), 3)
 
 
 def _duration(seconds: float) -> str:
@@ -379,13 +402,20 @@ class _Base:
         initial_backoff: float = 0.1,
         max_backoff: float = 5.0,
         backoff_multiplier: float = 2.0,
+        retry_max_tokens: int = 10,
+        retry_token_ratio: float = 0.1,
     ) -> None:
         self.target = target
         self.retries = retries
         self._defaults = _Defaults(timeout, token, metadata)
         # gRPC takes the first value of a repeated key: the caller's options go first to win.
         self._options = list(options) + channel_options(
-            retries, initial_backoff=initial_backoff, max_backoff=max_backoff, backoff_multiplier=backoff_multiplier
+            retries,
+            initial_backoff=initial_backoff,
+            max_backoff=max_backoff,
+            backoff_multiplier=backoff_multiplier,
+            retry_max_tokens=retry_max_tokens,
+            retry_token_ratio=retry_token_ratio,
         )
         if tls is None or tls is False:
             self._credentials: grpc.ChannelCredentials | None = None
@@ -461,6 +491,9 @@ class Client(_Base):
         metadata: extra (key, value) pairs sent with every call.
         options: extra gRPC channel options; they override the client's own.
         initial_backoff, max_backoff, backoff_multiplier: the retry backoff (seconds).
+        retry_max_tokens, retry_token_ratio: the retry throttling: no retries while half
+            of retry_max_tokens or less are left; a failed attempt takes a token, a
+            successful call gives back retry_token_ratio (see the module doc).
 
     Failed calls raise ``grpc.RpcError`` unchanged.
     """

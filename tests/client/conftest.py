@@ -6,10 +6,14 @@ requests) and can be told to fail its next calls with given status codes, or to 
 while before answering. It answers with the texts themselves as labels, so tests can
 check order: Classify -> labels [text], ClassifyBatch/Stream -> one Prediction per
 document with that document's id and its text as the label.
+
+`overloaded` is a grpc.aio server whose every answer is UNAVAILABLE (an overloaded mesh),
+counting attempts, for the retry throttling.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from concurrent import futures
@@ -17,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import grpc
+import grpc.aio
 import pytest
 
 from fenlei.v1 import common_pb2, pipeline_pb2, pipeline_pb2_grpc
@@ -110,3 +115,48 @@ def fake() -> Iterator[FakeServer]:
         yield FakeServer(f"127.0.0.1:{port}", servicer, server)
     finally:
         server.stop(None).wait(30)
+
+
+class AlwaysUnavailable(pipeline_pb2_grpc.PipelineServicer):
+    """An overloaded service: every attempt fails with UNAVAILABLE, and is counted."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    async def Classify(self, request, context):
+        self.attempts += 1
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "overloaded")
+
+
+@dataclass
+class OverloadedServer:
+    address: str
+    servicer: AlwaysUnavailable
+
+
+@pytest.fixture
+def overloaded() -> Iterator[OverloadedServer]:
+    """A grpc.aio server on 127.0.0.1 (an ephemeral port) in an event loop of its own
+    thread, so both the blocking and the asyncio client can call it."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="overloaded-server")
+    thread.start()
+    servicer = AlwaysUnavailable()
+
+    async def start() -> tuple[grpc.aio.Server, int]:
+        server = grpc.aio.server()
+        pipeline_pb2_grpc.add_PipelineServicer_to_server(servicer, server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        return server, port
+
+    try:
+        server, port = asyncio.run_coroutine_threadsafe(start(), loop).result(30)
+        try:
+            yield OverloadedServer(f"127.0.0.1:{port}", servicer)
+        finally:
+            asyncio.run_coroutine_threadsafe(server.stop(None), loop).result(30)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+        loop.close()

