@@ -1,4 +1,5 @@
-"""Servicer tests: each service's real `register` served in-process by
+"""Fixtures of the servicer tests (tests/<service>/test_servicer.py; a pytest plugin,
+`-p servicekit` in pyproject.toml): each service's real `register` served in-process by
 fenlei.runtime.server.start_server on 127.0.0.1, port 0, with a temporary home.
 
 The servers run on one asyncio loop in a background thread (no pytest-asyncio); tests
