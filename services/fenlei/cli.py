@@ -41,8 +41,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         print("fenlei up: --no-mesh is now called --no-sidecars (the old name still works)", file=sys.stderr)
     mesh = Mesh(home())
     processes = mesh.up(timeout=args.timeout, sidecars=not (args.no_sidecars or args.no_mesh), versions=versions_of(args.replicas, args.canary))
+    width = max(map(len, processes), default=0)
     for name, record in processes.items():
-        print(f"{name:<22} {record.address or '-':<60} pid {record.pid}")
+        print(f"{name:<{width}}  {record.address or '-':<60} pid {record.pid}")
     mode = "services behind Envoy sidecars with mutual TLS" if mesh.with_sidecars() else "services without sidecars"
     print(f"fenlei is up: {mode}, gateway on {mesh.address('gateway')} (state in {mesh.home}); stop it with `fenlei down`")
     return 0
@@ -74,9 +75,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     elif not status:
         print("fenlei is not running")
     else:
+        width = max(map(len, status))
         for name, entry in status.items():
             restarts = f"restarts {entry['restarts']}, last {entry['last_exit']}" if entry["restarts"] or entry["last_exit"] else ""
-            print(f"{name:<22} {entry['address'] or '-':<60} {entry['status']:<12} {restarts}".rstrip())
+            print(f"{name:<{width}}  {entry['address'] or '-':<60} {entry['status']:<12} {restarts}".rstrip())
     healthy = bool(status) and all(entry["status"] == "SERVING" for entry in status.values())
     return 0 if healthy else 1
 

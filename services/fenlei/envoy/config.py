@@ -25,6 +25,26 @@ def duration(seconds: float) -> str:
     return f"{seconds:.3f}s"
 
 
+def grpc_health_checks() -> list[dict[str, Any]]:
+    """Active grpc.health.v1 checks of a cluster's hosts (their overall status): a host that
+    stops answering SERVING (down, stopped, draining) is unhealthy within a few seconds,
+    whether the cluster has traffic or not."""
+    every = "2s"
+    check = {"timeout": "1s", "interval": every, "no_traffic_interval": every, "unhealthy_threshold": 2, "healthy_threshold": 1}
+    return [{**check, "grpc_health_check": {}}]
+
+
+def unreachable() -> dict[str, Any]:
+    """The local replies (as an access-log filter) Envoy gives when it reached no host of
+    the upstream: connection refused or reset, or no healthy host."""
+    return {"response_flag_filter": {"flags": ["UF", "UC", "UH"]}}
+
+
+def unavailable(service: str) -> str:
+    """What such a reply says (a formatter string): the service first, then Envoy's reason."""
+    return f"the {service} service is unavailable: %LOCAL_REPLY_BODY%"
+
+
 def socket_address(host: str, port: int) -> dict[str, Any]:
     return {"socket_address": {"address": host, "port_value": port}}
 

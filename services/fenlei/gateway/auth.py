@@ -22,6 +22,8 @@ from fenlei.v1 import common_pb2
 ROLES = ("viewer", "trainer", "admin")
 ROLE_CLAIM = "role"
 KEY_ID = "fenlei-local"
+# A token travels only as `authorization: Bearer <token>` (the scheme in any case).
+BEARER = "Bearer"
 
 
 def role_name(role: int) -> str:
@@ -46,8 +48,8 @@ class Authority:
     def _private_key(self) -> rsa.RSAPrivateKey:
         if not self.key_file.exists():
             self.directory.mkdir(parents=True, exist_ok=True)
-            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-            pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+            new_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            pem = new_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
             temporary = self.key_file.with_suffix(".tmp")
             temporary.write_bytes(pem)
             os.chmod(temporary, 0o600)

@@ -5,25 +5,26 @@ transcoder's service list come from the protos (every public RPC, its streaming 
 and its `fenlei.v1.required_role`); addresses, limits and auth switches come from
 GatewaySettings (FENLEI_GATEWAY_<FIELD>).
 
-Filter order matters. jwt_authn checks the token on the incoming path; the transcoder
-then turns REST into gRPC and the route is chosen again on the gRPC path, so rbac and the
-per-route rate limits see `/fenlei.v1.Service/Method` whether the call came as REST or
-as gRPC.
+Filter order matters. jwt_authn checks the token on the incoming path; the body size
+limit counts the body before the transcoder's parser has to hold any of it; the transcoder
+turns REST into gRPC and the route is chosen again on the gRPC path, so the buffer (whole
+unary requests), rbac and the per-route rate limits see `/fenlei.v1.Service/Method`
+whether the call came as REST or as gRPC.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from google.api import annotations_pb2
-from google.protobuf import descriptor as pb_descriptor
 
 from fenlei import services
-from fenlei.envoy.config import deadline, disabled, file_source, socket_address, typed
-from fenlei.gateway.auth import ROLE_CLAIM, role_name, roles_at_least
+from fenlei.envoy.config import deadline, disabled, file_source, grpc_health_checks, socket_address, typed, unavailable, unreachable
+from fenlei.gateway.auth import BEARER, ROLE_CLAIM, role_name, roles_at_least
 from fenlei.runtime.settings import load_settings
 from fenlei.sidecar.policy import Policy
 from fenlei.sidecar.xds import policy_routes
@@ -35,8 +36,27 @@ OPENAPI = V1 / "fenlei.swagger.json"
 REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/"
 REFLECTION_INFO = REFLECTION + "ServerReflectionInfo"
 CALLER_CONTENT_TYPE = "x-fenlei-caller-content-type"
-RATE_LIMITED = "rate limit exceeded: the gateway's limit for this method (FENLEI_GATEWAY_RATE_LIMIT_PER_SECOND) was reached; retry later"
 HEALTH = "/grpc.health.v1.Health/"
+HEALTHZ = "/healthz"
+BODY_LIMIT = "envoy.filters.http.body_size_limit"
+# Envoy's own replies, in words a caller can act on (formatter strings).
+RATE_LIMITED = (
+    "rate limit exceeded: you called this method more often than the gateway allows one caller"
+    " (FENLEI_GATEWAY_RATE_LIMIT_PER_SECOND); retry after the seconds in Retry-After"
+)
+TOO_LARGE = (
+    "the request is larger than the gateway's limit of {limit} bytes (FENLEI_GATEWAY_MAX_REQUEST_BYTES);"
+    " send fewer documents per call, or stream them over gRPC"
+)
+# The transcoder's own message quotes the body around the error, cut at any byte (even
+# inside a character): this one says what is wrong without quoting.
+NOT_JSON = (
+    "the request body is not a valid %METADATA(ROUTE:fenlei:request)% in JSON (UTF-8, the field names and value types of /openapi.json)"
+)
+NOT_SERVING = "the {service} service has no healthy instance"
+# Rate limits: a bucket per caller, keyed by the token's subject, else the client address.
+NO_SUBJECT = "-"
+TRACKED_CALLERS = 10_000  # per route; the least recently seen caller's bucket goes first
 # Envoy's own replies to REST callers get the google.rpc.Status shape the transcoder
 # gives upstream errors: {"code": <grpc code>, "message": ...}.
 GRPC_CODE_OF_HTTP = {400: 3, 401: 16, 403: 7, 404: 5, 413: 8, 429: 8, 500: 13, 501: 12, 502: 14, 503: 14, 504: 4}
@@ -79,6 +99,7 @@ class Method:
     streaming: bool
     role: str
     http: annotations_pb2.http_pb2.HttpRule
+    request: str  # the full name of its request message
 
 
 def public_methods() -> list[Method]:
@@ -86,7 +107,7 @@ def public_methods() -> list[Method]:
     for workload, service in services.public_services():
         for method in service.methods:
             options = method.GetOptions()
-            role = options.Extensions[common_pb2.required_role]
+            role: int = options.Extensions[common_pb2.required_role]  # type: ignore[index]  # the stubs type it as a plain field
             if role == common_pb2.ROLE_UNSPECIFIED:
                 raise ValueError(f"{method.full_name} names no fenlei.v1.required_role; every public RPC must")
             methods.append(
@@ -96,6 +117,7 @@ def public_methods() -> list[Method]:
                     method.client_streaming or method.server_streaming,
                     role_name(role),
                     options.Extensions[annotations_pb2.http],
+                    method.input_type.full_name,
                 )
             )
     return methods
@@ -119,34 +141,69 @@ def _cluster(name: str, address: str) -> dict[str, Any]:
                 "envoy.extensions.upstreams.http.v3.HttpProtocolOptions", explicit_http_config={"http2_protocol_options": {}}
             )
         },
+        **({"health_checks": grpc_health_checks()} if name == services.GATEWAY_FRONT.name else {}),
     }
 
 
 def _rate_limit(settings: GatewaySettings, name: str) -> dict[str, Any]:
-    always = {"default_value": {"numerator": 100, "denominator": "HUNDRED"}, "runtime_key": f"rate_limit.{name}"}
+    """A token bucket per caller of one route: per token subject; per client address for
+    callers without a token (the subject entry "-" keeps the two kinds of key apart)."""
+
+    # Each piece made anew where it is used: no part of a route's settings is another's.
+    def always() -> dict[str, Any]:
+        return {"default_value": {"numerator": 100, "denominator": "HUNDRED"}, "runtime_key": f"rate_limit.{name}"}
+
+    def bucket() -> dict[str, Any]:
+        return {"max_tokens": settings.rate_limit_burst, "tokens_per_fill": settings.rate_limit_per_second, "fill_interval": "1s"}
+
+    def subject(**default: str) -> dict[str, Any]:
+        payload = [{"key": "jwt_payload"}, {"key": "sub"}]
+        return {
+            "metadata": {
+                "descriptor_key": "subject",
+                "metadata_key": {"key": "envoy.filters.http.jwt_authn", "path": payload},
+                "source": "DYNAMIC",
+                **default,
+            }
+        }
+
     return typed(
         "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
         stat_prefix=f"rate_limit_{name}",
-        token_bucket={
-            "max_tokens": settings.rate_limit_burst,
-            "tokens_per_fill": settings.rate_limit_per_second,
-            "fill_interval": "1s",
-        },
-        filter_enabled=always,
-        filter_enforced=always,
+        token_bucket=bucket(),  # required; every call matches a descriptor below, so none falls back to it
+        always_consume_default_token_bucket=False,
+        rate_limits=[
+            {"actions": [subject()]},  # none without a subject
+            {"actions": [subject(default_value=NO_SUBJECT), {"remote_address": {}}]},
+        ],
+        descriptors=[
+            {"entries": [{"key": "subject"}], "token_bucket": bucket()},  # no value: a bucket per value seen
+            {"entries": [{"key": "subject", "value": NO_SUBJECT}, {"key": "remote_address"}], "token_bucket": bucket()},
+        ],
+        max_dynamic_descriptors=TRACKED_CALLERS,
+        filter_enabled=always(),
+        filter_enforced=always(),
+        enable_retry_after_header=True,
         rate_limited_as_resource_exhausted=True,  # gRPC callers see RESOURCE_EXHAUSTED, REST 429
     )
 
 
-def _route(settings: GatewaySettings, path: str, cluster: str, name: str, *, prefix: bool = False, stream: bool = False) -> dict[str, Any]:
+def _route_filters(settings: GatewaySettings, route: str, *, streams: bool, open_to_all: bool) -> dict[str, Any]:
+    """One route's filter settings, built for it alone: a dict shared between routes and
+    changed for one (a stream's buffer turned off) would change them all."""
+    filters = {"envoy.filters.http.local_ratelimit": _rate_limit(settings, route)}
+    if streams:
+        # Messages pass as they come, each within the services' message size limit.
+        filters.update({"envoy.filters.http.buffer": disabled(), BODY_LIMIT: disabled()})
+    if open_to_all:
+        filters.update(_open_route())
+    return filters
+
+
+def _open_route() -> dict[str, Any]:
+    """No token, no transcoding, no roles: for what anyone may read."""
     return {
-        "name": name,
-        "match": {"prefix" if prefix else "path": path},
-        "route": {
-            "cluster": cluster,
-            **deadline(None if stream else settings.route_timeout_seconds),
-        },
-        "typed_per_filter_config": {"envoy.filters.http.local_ratelimit": _rate_limit(settings, name)},
+        name: disabled() for name in ("envoy.filters.http.jwt_authn", "envoy.filters.http.grpc_json_transcoder", "envoy.filters.http.rbac")
     }
 
 
@@ -198,9 +255,39 @@ def _jwt_authn(settings: GatewaySettings, jwks: str) -> dict[str, Any]:
                 "local_jwks": {"filename": settings.jwks_file} if settings.jwks_file else {"inline_string": jwks},
                 "payload_in_metadata": "jwt_payload",
                 "forward": False,  # the services never see the token
+                "require_expiration": True,  # a token without `exp` would be good forever
+                # Only the header: a token in the URL (`?access_token=`) ends up in logs.
+                "from_headers": [{"name": "authorization", "value_prefix": f"{BEARER} "}],
             }
         },
         rules=[{"match": {"prefix": "/"}, "requires": requirement}],
+    )
+
+
+def _bearer_scheme() -> dict[str, Any]:
+    """The auth scheme is case-insensitive (RFC 7235, RFC 6750: `bearer x`, `BEARER x`);
+    jwt_authn matches its prefix exactly, so the scheme is spelled its way first."""
+    script = f"""
+function envoy_on_request(handle)
+  local headers = handle:headers()
+  local scheme, credentials = (headers:get("authorization") or ""):match("^(%S+)%s+(.*)$")
+  if scheme ~= nil and scheme:lower() == "{BEARER.lower()}" then
+    headers:replace("authorization", "{BEARER} " .. credentials)
+  end
+end
+"""
+    return typed("envoy.extensions.filters.http.lua.v3.Lua", default_source_code={"inline_string": script})
+
+
+def _healthz() -> dict[str, Any]:
+    """/healthz answers itself: 200 while the service the gateway fronts has a healthy
+    instance (active health checks of its cluster), else 503."""
+    return typed(
+        "envoy.extensions.filters.http.health_check.v3.HealthCheck",
+        pass_through_mode=False,
+        headers=[{"name": ":path", "string_match": {"exact": HEALTHZ}}],
+        # Envoy compares in whole percent: one instance of up to a hundred is enough.
+        cluster_min_healthy_percentages={services.GATEWAY_FRONT.name: {"value": 1}},
     )
 
 
@@ -235,58 +322,102 @@ def _remember_content_type() -> dict[str, Any]:
     )
 
 
-def _local_replies() -> dict[str, Any]:
-    """Envoy's own answers to REST callers (a missing token, a rate limit, a bad path) in
-    the same JSON shape as a service's error; gRPC callers get grpc-status as usual."""
-    not_grpc = {"header_filter": {"header": {"name": CALLER_CONTENT_TYPE, "string_match": {"prefix": "application/grpc"}, "invert_match": True}}}
+def _local_replies(settings: GatewaySettings) -> dict[str, Any]:
+    """Envoy's own answers (a missing token, a rate limit, a bad path, a service down): to
+    REST callers, whatever their content-type, the JSON google.rpc.Status a service's error
+    gets ({"code": <grpc code>, "message": ...}); to gRPC callers, grpc-status and
+    grpc-message. The first mapper that matches answers."""
+    caller_grpc = {"name": CALLER_CONTENT_TYPE, "string_match": {"prefix": "application/grpc"}, "treat_missing_header_as_empty": True}
+    rest = {"header_filter": {"header": {**caller_grpc, "invert_match": True}}}
+    grpc = {"header_filter": {"header": caller_grpc}}
 
-    def as_status(code: int) -> dict[str, Any]:
-        return {"json_format": {"code": code, "message": "%LOCAL_REPLY_BODY%"}, "content_type": "application/json"}
+    def status(code: int) -> dict[str, Any]:
+        return {"status_code_filter": {"comparison": {"op": "EQ", "value": {"default_value": code, "runtime_key": f"reply.{code}"}}}}
 
-    # Envoy's only 429 of its own is the rate limit (a service's RESOURCE_EXHAUSTED is no
-    # local reply), and local_ratelimit says just "local_rate_limited": say why, to both kinds.
-    rate_limited = {"status_code_filter": {"comparison": {"op": "EQ", "value": {"default_value": 429, "runtime_key": "reply.rate_limited"}}}}
-    explained = [
-        {"filter": {"and_filter": {"filters": [rate_limited, not_grpc]}}, "body": {"inline_string": RATE_LIMITED}, "body_format_override": as_status(8)},
-        {"filter": rate_limited, "body": {"inline_string": RATE_LIMITED}},
+    def both(*filters: dict[str, Any]) -> dict[str, Any]:
+        return {"and_filter": {"filters": list(filters)}}
+
+    def json_body(fields: dict[str, Any]) -> dict[str, Any]:
+        return {"json_format": fields, "content_type": "application/json"}
+
+    def explained(when: dict[str, Any], code: int, message: str) -> list[dict[str, Any]]:
+        """A reply of ours with the gRPC status `code`, to both kinds of caller."""
+        to_grpc = {
+            "filter": both(when, grpc),
+            "body_format_override": {"text_format_source": {"inline_string": message}},
+            # Said outright: Envoy's own mapping of the HTTP status gets some wrong (413 → UNKNOWN).
+            "headers_to_add": [{"header": {"key": "grpc-status", "value": str(code)}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}],
+        }
+        return [{"filter": both(when, rest), "body_format_override": json_body({"code": code, "message": message})}, to_grpc]
+
+    healthz = {"header_filter": {"header": {"name": ":path", "string_match": {"exact": HEALTHZ}}}}
+    transcoder_refused = {
+        "extension_filter": {
+            "name": "envoy.access_loggers.extension_filters.cel",
+            "typed_config": typed(
+                "envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
+                expression="response.code_details == 'grpc_json_transcode_failure{INVALID_ARGUMENT}'",
+            ),
+        }
+    }
+    front = services.GATEWAY_FRONT.name
+    mappers = [
+        {"filter": both(healthz, status(200)), "body_format_override": json_body({"status": "SERVING"})},
+        {
+            "filter": both(healthz, status(503)),
+            "body_format_override": json_body({"status": "NOT_SERVING", "message": NOT_SERVING.format(service=front)}),
+        },
+        # Envoy's only 429 of its own is the rate limit (a service's RESOURCE_EXHAUSTED is no
+        # local reply), and local_ratelimit says just "local_rate_limited".
+        *explained(status(429), 8, RATE_LIMITED),
+        *explained(status(413), 8, TOO_LARGE.format(limit=settings.max_request_bytes)),
+        *explained(both(transcoder_refused, rest), 3, NOT_JSON),
+        *explained(unreachable(), 14, unavailable("%METADATA(ROUTE:fenlei:service)%")),
     ]
     by_status = [
-        {
-            "filter": {"and_filter": {"filters": [{"status_code_filter": {"comparison": {"op": "EQ", "value": {"default_value": status, "runtime_key": f"reply.{status}"}}}}, not_grpc]}},
-            "body_format_override": as_status(code),
-        }
-        for status, code in GRPC_CODE_OF_HTTP.items()
+        {"filter": both(status(code), rest), "body_format_override": json_body({"code": grpc_code, "message": "%LOCAL_REPLY_BODY%"})}
+        for code, grpc_code in GRPC_CODE_OF_HTTP.items()
     ]
-    return {"mappers": [*explained, *by_status]}
+    return {"mappers": [*mappers, *by_status]}
 
 
 def route_table(settings: GatewaySettings, policy: Policy | None = None) -> dict[str, Any]:
     """Every public method gets its own route (and so its own rate limit). Without a
     policy, straight to each service; with one (the local mesh), the routes, retries,
     timeouts, faults and splits of each host's VirtualService."""
-    methods = public_methods()
-    open_route = {name: disabled() for name in ("envoy.filters.http.jwt_authn", "envoy.filters.http.grpc_json_transcoder", "envoy.filters.http.rbac")}
+    methods = {m.path: m for m in public_methods()}
+    front = services.GATEWAY_FRONT.name
     calls: list[tuple[str, list[tuple[str, bool]]]] = [
-        *((w.name, [(m.path, m.streaming) for m in methods if m.service == w.name]) for w in services.PUBLIC),
+        *((w.name, [(m.path, m.streaming) for m in methods.values() if m.service == w.name]) for w in services.PUBLIC),
         (services.CATALOG.name, [(REFLECTION_INFO, True)]),
-        ("pipeline", [(HEALTH + "Check", False), (HEALTH + "Watch", True)]),
+        (front, [(HEALTH + "Check", False), (HEALTH + "Watch", True)]),
     ]
     routes: list[dict[str, Any]] = []
+    timeout = settings.route_timeout_seconds
     for host, paths in calls:
         if policy is None:
-            routes += [_route(settings, path, host, path.strip("/").replace("/", "."), stream=streams) for path, streams in paths]
+            found: list[dict[str, Any]] = [
+                {
+                    "name": path.strip("/").replace("/", "."),
+                    "match": {"path": path},
+                    "route": {"cluster": host, **deadline(None if streams else timeout)},
+                }
+                for path, streams in paths
+            ]
         else:
-            limit = {"typed_per_filter_config": {"envoy.filters.http.local_ratelimit": _rate_limit(settings, host)}}
-            routes += policy_routes(policy, host, paths=paths, extra=limit, unary_timeout=settings.route_timeout_seconds)
-    streaming = {path for _, paths in calls for path, streams in paths if streams}
-    for route in routes:
-        path = route["match"].get("path")
-        if path in streaming:
-            route.setdefault("typed_per_filter_config", {})["envoy.filters.http.buffer"] = disabled()
-        if path == REFLECTION_INFO:
+            found = policy_routes(policy, host, paths=paths, unary_timeout=timeout)
+        streaming = {path for path, streams in paths if streams}
+        for route in found:  # objects of their own, as policy_routes promises
+            path = route["match"]["path"]
             # The API's description is as open as /openapi.json: `grpcurl <gateway> list`
             # works without a token; calling a method still needs one.
-            route["typed_per_filter_config"].update(open_route)
+            open_to_all = path == REFLECTION_INFO
+            route["typed_per_filter_config"] = _route_filters(settings, route["name"], streams=path in streaming, open_to_all=open_to_all)
+            # For Envoy's own replies on this route: which service, which request message.
+            route["metadata"] = {
+                "filter_metadata": {"fenlei": {"service": host, "request": methods[path].request if path in methods else ""}}
+            }
+            routes.append(route)
     return {
         "name": "gateway",
         "max_direct_response_body_size_bytes": 1024 * 1024,
@@ -296,21 +427,19 @@ def route_table(settings: GatewaySettings, policy: Policy | None = None) -> dict
                 "domains": ["*"],
                 "routes": [
                     {
-                        "name": "healthz",
-                        "match": {"path": "/healthz"},
-                        "direct_response": {"status": 200, "body": {"inline_string": '{"status":"SERVING"}'}},
-                        "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"}}],
-                        "typed_per_filter_config": open_route,
-                    },
-                    {
                         "name": "openapi",
                         "match": {"path": "/openapi.json"},
                         "direct_response": {"status": 200, "body": {"filename": settings.openapi_document or str(OPENAPI)}},
                         "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"}}],
-                        "typed_per_filter_config": open_route,
+                        "typed_per_filter_config": _open_route(),
                     },
                     *routes,
-                    {"name": "unknown", "match": {"prefix": "/"}, "direct_response": {"status": 404, "body": {"inline_string": "no such method or path"}}},
+                    # Also the route of every REST call until the transcoder has turned it into gRPC.
+                    {
+                        "name": "unknown",
+                        "match": {"prefix": "/"},
+                        "direct_response": {"status": 404, "body": {"inline_string": "no such method or path"}},
+                    },
                 ],
             }
         ],
@@ -335,18 +464,33 @@ def build(settings: GatewaySettings, upstreams: dict[str, str], jwks: str = "", 
         codec_type="AUTO",  # HTTP/1.1 for REST, h2c for gRPC, on one port
         request_headers_timeout="10s",  # slow headers do not hold a connection
         stream_idle_timeout="300s",
+        drain_timeout="0.25s",  # on `fenlei down` open HTTP/2 connections get their final GOAWAY soon: no new calls
         common_http_protocol_options={"idle_timeout": "300s", "headers_with_underscores_action": "REJECT_REQUEST"},
         # A stream answered over HTTP/1.1 has sent 200 before it can fail: its grpc-status
         # and grpc-message then arrive as chunked trailers, so a REST client can tell.
         http_protocol_options={"enable_trailers": True},
         **routing,
-        local_reply_config=_local_replies(),
+        local_reply_config=_local_replies(settings),
+        # The client is the peer of the connection, never what its X-Forwarded-For claims
+        # (rate limits are per client address).
+        use_remote_address=True,
         http_filters=[
             {"name": "envoy.filters.http.header_mutation", "typed_config": _remember_content_type()},
+            {"name": "envoy.filters.http.health_check", "typed_config": _healthz()},
+            {"name": "envoy.filters.http.lua", "typed_config": _bearer_scheme()},
             {"name": "envoy.filters.http.jwt_authn", "typed_config": _jwt_authn(settings, jwks)},
+            # Before the transcoder, whose JSON parser would hold a body of any size (one
+            # long string is kept whole): 413 as soon as a body passes the limit, or says it
+            # will. Every REST body (on the "unknown" route until transcoded) and unary gRPC.
+            {
+                "name": BODY_LIMIT,
+                "typed_config": typed(
+                    "envoy.extensions.filters.http.body_size_limit.v3.BodySizeLimit", max_request_bytes=settings.max_request_bytes
+                ),
+            },
             {"name": "envoy.filters.http.grpc_json_transcoder", "typed_config": _transcoder(settings)},
-            # A unary request is whole and within the limit (413) before the router opens
-            # anything upstream, so a body the transcoder rejects never reaches a service.
+            # A unary request is whole before the router opens anything upstream, so a body
+            # the transcoder rejects never reaches a service.
             {
                 "name": "envoy.filters.http.buffer",
                 "typed_config": typed("envoy.extensions.filters.http.buffer.v3.Buffer", max_request_bytes=settings.max_request_bytes),
@@ -390,4 +534,3 @@ def build(settings: GatewaySettings, upstreams: dict[str, str], jwks: str = "", 
 def write(path: Path, config: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
-

@@ -10,12 +10,25 @@ inbound mTLS port and its outbound Unix sockets never change while it runs.
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from fenlei.envoy.config import deadline, duration, file_source, http2_options, pipe, route_configuration, socket_address, typed
+from fenlei.envoy.config import (
+    deadline,
+    duration,
+    file_source,
+    grpc_health_checks,
+    http2_options,
+    pipe,
+    route_configuration,
+    socket_address,
+    typed,
+    unavailable,
+    unreachable,
+)
 from fenlei.sidecar.ca import Identity, spiffe_id
 from fenlei.sidecar.policy import DEFAULT_RETRIES, Destination, HttpRoute, Match, Policy, Retries
 
@@ -48,10 +61,13 @@ def tls_context(identity: Identity, ca_root: Path) -> dict[str, Any]:
     }
 
 
-def mesh_clusters(policy: Policy, instances: Iterable[Instance], hosts: Iterable[str], identity: Identity, ca_root: Path) -> list[dict[str, Any]]:
+def mesh_clusters(policy: Policy, instances: Iterable[Instance], hosts: Iterable[str], identity: Identity, ca_root: Path,
+                  health_checked: Iterable[str] = ()) -> list[dict[str, Any]]:  # fmt: skip
     """For each host: a cluster of all its instances and one per DestinationRule subset,
     with the rule's circuit breakers and outlier detection, over mTLS that checks the
-    server is who the host should be."""
+    server is who the host should be. The all-instances cluster of each host in
+    health_checked gets active gRPC health checks."""
+    health_checked = set(health_checked)
     instances = list(instances)
     clusters = []
     for host in sorted(set(hosts)):
@@ -71,6 +87,8 @@ def mesh_clusters(policy: Policy, instances: Iterable[Instance], hosts: Iterable
                 },
                 "typed_extension_protocol_options": http2_options(rule.pool.max_requests_per_connection if rule else None),
             }
+            if host in health_checked and not version:
+                cluster["health_checks"] = grpc_health_checks()
             if rule is None or rule.mutual_tls:
                 context = tls_context(identity, ca_root)
                 context["validation_context"]["match_typed_subject_alt_names"] = [{"san_type": "URI", "matcher": {"exact": spiffe_id(host)}}]
@@ -159,20 +177,19 @@ def _header_matchers(headers: tuple[tuple[str, str, str], ...]) -> list[dict[str
 
 
 def policy_routes(policy: Policy, host: str, *, paths: Iterable[tuple[str, bool]] | None = None,
-                  extra: dict[str, Any] | None = None, unary_timeout: float | None = None) -> list[dict[str, Any]]:  # fmt: skip
+                  unary_timeout: float | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """Envoy routes for calls to `host`, from its VirtualService (or Istio's defaults).
 
     paths: None for a sidecar (match on the rule's own uri); for the gateway, its exact
     method paths with whether each streams, so every method keeps its own route (and
     rate limit). Routes carrying streams get no timeout; others the rule's, else
-    unary_timeout. `extra` is merged into every route (per-route filter configs)."""
+    unary_timeout. No two routes share an object: a caller may change one route alone."""
     rules = policy.virtual_services.get(host) or (HttpRoute("default", (), (Destination(host),), None, _default_retries(), None),)
     routes = []
     for rule in rules:
         action = _destinations(policy, rule.destinations)
         if rule.retries:
             action["retry_policy"] = _retry_policy(rule.retries)
-        per_filter = dict((extra or {}).get("typed_per_filter_config", {}))
         for match in rule.matches or (None,):
             for path, streams in (paths if paths is not None else [(None, False)]):
                 if path is not None and match and match.uri and not _uri_matches(match.uri, path):
@@ -182,11 +199,8 @@ def policy_routes(policy: Policy, host: str, *, paths: Iterable[tuple[str, bool]
                 route = {
                     "name": f"{host}.{rule.name}" + (f".{path.strip('/').replace('/', '.')}" if path else ""),
                     "match": route_match,
-                    "route": {**action, **deadline(timeout)},
-                    **{k: v for k, v in (extra or {}).items() if k != "typed_per_filter_config"},
+                    "route": {**copy.deepcopy(action), **deadline(timeout)},
                 }
-                if per_filter:
-                    route["typed_per_filter_config"] = per_filter
                 routes.append(route)
     return routes
 
@@ -261,7 +275,9 @@ def _rds(name: str, directory: Path) -> dict[str, Any]:
     return {"route_config_name": name, "config_source": file_source(directory / f"rds-{name}.json", directory)}
 
 
-def _manager(stat_prefix: str, route_name: str, directory: Path, filters: list[dict[str, Any]]) -> dict[str, Any]:
+def _manager(stat_prefix: str, route_name: str, directory: Path, filters: list[dict[str, Any]], service: str) -> dict[str, Any]:
+    """service: whom the proxy's own replies name when it reaches no instance of it."""
+    unreached = {"filter": unreachable(), "body_format_override": {"text_format_source": {"inline_string": unavailable(service)}}}
     return {
         "name": "envoy.filters.network.http_connection_manager",
         "typed_config": typed(
@@ -269,6 +285,7 @@ def _manager(stat_prefix: str, route_name: str, directory: Path, filters: list[d
             stat_prefix=stat_prefix,
             codec_type="HTTP2",
             rds=_rds(route_name, directory),
+            local_reply_config={"mappers": [unreached]},
             http_filters=[*filters, {"name": "envoy.filters.http.router", "typed_config": typed("envoy.extensions.filters.http.router.v3.Router")}],
         ),
     }
@@ -302,7 +319,7 @@ def sidecar_bootstrap(name: str, directory: Path, identity: Identity, ca_root: P
                 "filter_chains": [
                     {
                         "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": tls},
-                        "filters": [_manager("inbound", "inbound", directory, [DENY_BY_DEFAULT, FAULT_FILTER])],
+                        "filters": [_manager("inbound", "inbound", directory, [DENY_BY_DEFAULT, FAULT_FILTER], identity.account)],
                     }
                 ],
             }
@@ -321,7 +338,7 @@ def sidecar_bootstrap(name: str, directory: Path, identity: Identity, ca_root: P
             {
                 "name": f"outbound-{host}",
                 "address": pipe(outbound_socket(directory, host)),
-                "filter_chains": [{"filters": [_manager(f"outbound_{host}", f"outbound-{host}", directory, [])]}],
+                "filter_chains": [{"filters": [_manager(f"outbound_{host}", f"outbound-{host}", directory, [], host)]}],
             }
         )
     return {

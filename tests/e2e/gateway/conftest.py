@@ -1,5 +1,7 @@
-"""Fixtures for the gateway's end-to-end tests: the session mesh's Envoy (`gateway`) and
-private Envoys built by the test from the same config builder (`private_gateway`).
+"""Fixtures for the gateway's end-to-end tests: the session mesh's Envoy (`gateway`, no
+sidecars), the Envoy of a second session mesh with sidecars (`sidecar_gateway`: its routes
+come from the policy, through the mesh's control plane) and private Envoys built by the
+test from the same config builder (`private_gateway`).
 
 This directory sits under tests/e2e so that the session `mesh` (and `tools`) of
 tests/e2e/conftest.py are visible here; test modules import nothing but fixtures.
@@ -10,19 +12,23 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from types import SimpleNamespace
+from typing import Any
 
 import grpc
 import jwt
 import pytest
 
+from fenlei.envoy.binary import envoy_binary
 from fenlei.gateway import config as gateway_config
 from fenlei.gateway.auth import Authority
-from fenlei.envoy.binary import envoy_binary
+from fenlei.local.state import Files
 
 TIMEOUT = 30.0  # a hang guard, not a speed assertion
 
@@ -35,6 +41,9 @@ class Reply:
 
     def json(self) -> Any:
         return json.loads(self.body)
+
+    def text(self) -> str:
+        return self.body.decode("utf-8")  # fails unless the body is valid UTF-8
 
     def lines(self) -> list[Any]:
         """A streaming answer: newline-delimited JSON."""
@@ -76,14 +85,18 @@ class Gateway:
         raw: bytes | None = None,
         headers: dict[str, str] | None = None,
         method: str = "POST",
+        source: str = "127.0.0.1",
     ) -> Reply:
-        """token: a role name to mint for, a token itself, or None for no authorization header."""
+        """token: a role name to mint for, a token itself, or None for no authorization header.
+        headers: added to (or, with the value None, taken from) content-type and authorization.
+        source: the client's address (any of 127.0.0.0/8)."""
         data = raw if raw is not None else (b"" if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8"))
-        sent = {"content-type": "application/json", **(headers or {})}
+        sent: dict[str, str | None] = {"content-type": "application/json"}
         if token is not None:
             sent["authorization"] = f"Bearer {self.token(token) if token in ('viewer', 'trainer', 'admin') else token}"
+        sent = {name: value for name, value in {**sent, **(headers or {})}.items() if value is not None}
         host, port = self.address.rsplit(":", 1)
-        connection = http.client.HTTPConnection(host, int(port), timeout=TIMEOUT)
+        connection = http.client.HTTPConnection(host, int(port), timeout=TIMEOUT, source_address=(source, 0))
         try:
             connection.request(method, path, body=data if method != "GET" else None, headers=sent)
             answer = connection.getresponse()
@@ -118,8 +131,51 @@ class Gateway:
                 counters[name] = int(value)
         return counters
 
-    def upstream_requests(self, cluster: str = "pipeline") -> int:
-        return self.stats().get(f"cluster.{cluster}.upstream_rq_total", 0)
+    def upstream_requests(self, service: str = "pipeline") -> int:
+        """Requests the gateway sent to the service: to its cluster and (with sidecars) its subsets' (`pipeline|v1`)."""
+        return sum(
+            value for name, value in self.stats().items()
+            if name.endswith(".upstream_rq_total") and name.removesuffix(".upstream_rq_total").partition("|")[0] == f"cluster.{service}"
+        )  # fmt: skip
+
+    def memory(self) -> int:
+        """Bytes of heap Envoy holds (admin /memory): what it took for buffers stays taken."""
+        return int(json.loads(self.admin_get("/memory"))["heap_size"])
+
+    def healthz(self) -> Reply:
+        return self.rest("/healthz", token=None, method="GET")
+
+    def send_oversized(
+        self, path: str, size: int, opening: bytes, *, chunked: bool = False, token: str = "viewer"
+    ) -> tuple[int, int, bytes]:
+        """POSTs some `size` bytes: `opening` (JSON up to a string) and a string that never
+        ends (what a parser must hold on to), as fast as the gateway takes them, then reads
+        the answer: (bytes of the body, bytes the gateway took before it closed, the answer)."""
+        body = opening + "中".encode() * ((size - len(opening)) // 3)
+        framing = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {len(body)}"
+        host, port = self.address.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=TIMEOUT) as connection:
+            connection.sendall(
+                f"POST {path} HTTP/1.1\r\nHost: {self.address}\r\nAuthorization: Bearer {self.token(token)}\r\n"
+                f"Content-Type: application/json\r\n{framing}\r\n\r\n".encode()
+            )
+            sent = 0
+            try:
+                for start in range(0, len(body), 64 * 1024):
+                    piece = body[start : start + 64 * 1024]
+                    connection.sendall(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+                    sent += len(piece)
+                if chunked:
+                    connection.sendall(b"0\r\n\r\n")
+            except OSError:
+                pass  # the gateway closed the connection: it refused the rest
+            answer = b""
+            try:
+                while data := connection.recv(65536):
+                    answer += data
+            except OSError:
+                pass  # reset after its answer
+        return len(body), sent, answer
 
     def close(self) -> None:
         for channel in self.channels:
@@ -134,6 +190,44 @@ def gateway(mesh) -> Iterator[Gateway]:
     found = Gateway(entry["address"], entry["admin"], Authority(mesh.home / "gateway", settings.issuer, settings.audience))
     yield found
     found.close()
+
+
+def supervisor_pid(home: Path) -> int:
+    state = Files(home).read_state()
+    assert state is not None and state.supervisor is not None, f"no mesh runs under {home}"
+    return state.supervisor.pid
+
+
+@pytest.fixture(scope="session")
+def sidecar_mesh(tmp_path_factory: pytest.TempPathFactory, tools) -> Iterator[SimpleNamespace]:
+    """A second session mesh, with sidecars (`fenlei up`): its gateway takes its routes and
+    clusters from the files the mesh's control plane writes. No model: the tests that use
+    it see whether a call reaches a service, not what it answers."""
+    home = tmp_path_factory.mktemp("sidecars")
+    watchdog = tools.start_watchdog(home)
+    gateway: Gateway | None = None
+    try:
+        up = tools.cli(home, "up", timeout=300)
+        assert up.returncode == 0, f"fenlei up failed ({up.returncode}):\n{up.stdout}\n{up.stderr}"
+        assert "mutual TLS" in up.stdout, up.stdout
+        entry = tools.read_state(home)["gateway"]
+        settings = gateway_config.GatewaySettings()
+        gateway = Gateway(entry["address"], entry["admin"], Authority(home / "gateway", settings.issuer, settings.audience))
+        yield SimpleNamespace(
+            home=home, gateway=gateway, processes=lambda: tools.read_state(home), supervisor_pid=lambda: supervisor_pid(home)
+        )
+    finally:
+        if gateway is not None:
+            gateway.close()
+        survivors = tools.stop_mesh(home)
+        watchdog.kill()
+        watchdog.wait()
+        assert not survivors, f"`fenlei down` left processes running: {survivors}"
+
+
+@pytest.fixture(scope="session")
+def sidecar_gateway(sidecar_mesh) -> Gateway:
+    return sidecar_mesh.gateway
 
 
 @pytest.fixture

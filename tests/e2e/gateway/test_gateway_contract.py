@@ -19,8 +19,8 @@ from fenlei.v1 import classifier_pb2, features_pb2, pipeline_pb2, preprocessor_p
 
 STAGE_OF = {"Segmenter": "segmenter", "Preprocessor": "preprocessor", "Features": "features", "Classifier": "classifier", "Pipeline": "pipeline"}
 TEXT = "姚明率领火箭队击败湖人"
-NEWS = {"name": "news", "version": "v1"}
-FIT = {"name": "{fit}", "version": "v1"}  # replaced by a fresh model per call path
+SESSION_MODEL = {"name": "reviews", "version": "v1"}
+FIT = {"name": "{fit}", "version": "{draft}"}  # replaced by a fresh model and its draft per call path
 VECTORS = [{"id": "v1", "indices": [0, 3, 7], "values": [0.5, 0.25, 0.8]}, {"id": "v2", "indices": [1, 2], "values": [0.6, 0.3]}]
 
 # Request messages per RPC, proto3 JSON; a list for a streaming request.
@@ -30,35 +30,35 @@ SAMPLES: dict[str, Any] = {
         {"documents": [{"id": "a", "text": TEXT}]},
         {"documents": [{"id": "b", "text": "股市大涨"}], "options": {"mode": "SEGMENT_MODE_SEARCH"}},
     ],
-    "/fenlei.v1.Preprocessor/Preprocess": {"documents": [{"id": "p", "tokens": ["北京", "的", "大学", "！", "ABC"]}], "model": NEWS},
+    "/fenlei.v1.Preprocessor/Preprocess": {"documents": [{"id": "p", "tokens": ["北京", "的", "大学", "！", "ABC"]}], "model": SESSION_MODEL},
     "/fenlei.v1.Preprocessor/PreprocessStream": [
-        {"documents": [{"id": "p", "tokens": ["北京", "的", "大学"]}], "model": NEWS},
-        {"documents": [{"id": "q", "tokens": ["火箭队", "击败", "湖人"]}], "model": NEWS},
+        {"documents": [{"id": "p", "tokens": ["北京", "的", "大学"]}], "model": SESSION_MODEL},
+        {"documents": [{"id": "q", "tokens": ["火箭队", "击败", "湖人"]}], "model": SESSION_MODEL},
     ],
     "/fenlei.v1.Features/Fit": [
         {"documents": [{"document": {"id": "1", "tokens": ["篮球", "比赛", "火箭"]}, "label": "sports"}], "model": FIT},
         {"documents": [{"document": {"id": "2", "tokens": ["股市", "上涨", "基金"]}, "label": "stocks"}]},
     ],
-    "/fenlei.v1.Features/Transform": {"documents": [{"id": "t", "tokens": ["姚明", "火箭", "湖人", "股市"]}], "model": NEWS},
+    "/fenlei.v1.Features/Transform": {"documents": [{"id": "t", "tokens": ["姚明", "火箭", "湖人", "股市"]}], "model": SESSION_MODEL},
     "/fenlei.v1.Features/TransformStream": [
-        {"documents": [{"id": "t", "tokens": ["姚明", "火箭"]}], "model": NEWS},
-        {"documents": [{"id": "u", "tokens": ["股市", "基金"]}], "model": NEWS},
+        {"documents": [{"id": "t", "tokens": ["姚明", "火箭"]}], "model": SESSION_MODEL},
+        {"documents": [{"id": "u", "tokens": ["股市", "基金"]}], "model": SESSION_MODEL},
     ],
-    "/fenlei.v1.Features/DescribeFeatures": {"indices": [0, 1, 2, 5], "model": NEWS},
+    "/fenlei.v1.Features/DescribeFeatures": {"indices": [0, 1, 2, 5], "model": SESSION_MODEL},
     "/fenlei.v1.Classifier/Fit": [
         {"examples": [{"vector": VECTORS[0], "label": "sports"}], "labels": ["sports", "stocks"], "dimension": 8, "model": FIT},
         {"examples": [{"vector": VECTORS[1], "label": "stocks"}]},
     ],
-    "/fenlei.v1.Classifier/Predict": {"vectors": VECTORS, "model": NEWS, "options": {"topK": 3, "explain": 2}},
+    "/fenlei.v1.Classifier/Predict": {"vectors": VECTORS, "model": SESSION_MODEL, "options": {"topK": 3, "explain": 2}},
     "/fenlei.v1.Classifier/PredictStream": [
-        {"vectors": VECTORS[:1], "model": NEWS, "options": {"topK": 2}},
-        {"vectors": VECTORS[1:], "model": NEWS},
+        {"vectors": VECTORS[:1], "model": SESSION_MODEL, "options": {"topK": 2}},
+        {"vectors": VECTORS[1:], "model": SESSION_MODEL},
     ],
-    "/fenlei.v1.Pipeline/Classify": {"text": TEXT, "model": "news", "topK": 3, "explain": 2},
-    "/fenlei.v1.Pipeline/ClassifyBatch": {"documents": [{"id": "a", "text": TEXT}, {"id": "b", "text": "央行宣布降息"}], "model": "news", "topK": 2},
+    "/fenlei.v1.Pipeline/Classify": {"text": TEXT, "model": "reviews", "topK": 3, "explain": 2},
+    "/fenlei.v1.Pipeline/ClassifyBatch": {"documents": [{"id": "a", "text": TEXT}, {"id": "b", "text": "央行宣布降息"}], "model": "reviews", "topK": 2},
     "/fenlei.v1.Pipeline/ClassifyStream": [
-        {"documents": [{"id": "a", "text": TEXT}], "model": "news", "topK": 1},
-        {"documents": [{"id": "b", "text": "新款手机发布"}, {"id": "c", "text": "高考改革方案"}], "model": "news", "explain": 1},
+        {"documents": [{"id": "a", "text": TEXT}], "model": "reviews", "topK": 1},
+        {"documents": [{"id": "b", "text": "新款手机发布"}, {"id": "c", "text": "高考改革方案"}], "model": "reviews", "explain": 1},
     ],
 }
 
@@ -103,21 +103,22 @@ def same(rest: Any, grpc_side: Any, where: str = "") -> None:
         assert type(rest) is type(grpc_side) and rest == grpc_side, f"{where}: {rest!r} != {grpc_side!r}"
 
 
-def fill(sample: Any, model: str) -> Any:
+def fill(sample: Any, model: dict[str, str]) -> Any:
     if isinstance(sample, dict):
         return {k: fill(v, model) for k, v in sample.items()}
     if isinstance(sample, list):
         return [fill(v, model) for v in sample]
-    return model if sample == "{fit}" else sample
+    return model.get(sample, sample) if isinstance(sample, str) else sample
 
 
-def unname(answer: Any, model: str) -> Any:
-    """A Fit answer names its model; three paths fit three models under fresh names."""
+def unname(answer: Any, model: dict[str, str]) -> Any:
+    """A Fit answer names its model; three paths fit three drafts of models under fresh names."""
     if isinstance(answer, dict):
         return {k: unname(v, model) for k, v in answer.items()}
     if isinstance(answer, list):
         return [unname(v, model) for v in answer]
-    return "{fit}" if answer == model else answer
+    placeholders = {value: placeholder for placeholder, value in model.items()}
+    return placeholders.get(answer, answer) if isinstance(answer, str) else answer
 
 
 def call_grpc(channel, method, sample: Any, metadata) -> Any:
@@ -147,9 +148,9 @@ def test_rest_and_grpc_through_the_gateway_answer_what_the_service_answers(mesh,
     if method.name == "Fit":
         store = ModelStore(mesh.home)
         for way in ("direct", "grpc", "rest"):
-            models[way] = f"gw-{way}-{secrets.token_hex(4)}"
-            assert store.create_version(models[way]) == "v1"
-    sample = {way: fill(SAMPLES[path], models.get(way, "")) for way in ("direct", "grpc", "rest")}
+            name = f"gw-{way}-{secrets.token_hex(4)}"
+            models[way] = {"{fit}": name, "{draft}": store.create_draft(name).id}  # the draft stays leased to this process
+    sample = {way: fill(SAMPLES[path], models.get(way, {})) for way in ("direct", "grpc", "rest")}
 
     direct = call_grpc(mesh.channel(STAGE_OF[method.containing_service.name]), method, sample["direct"], None)
     through = call_grpc(gateway.channel(), method, sample["grpc"], gateway.metadata(role))

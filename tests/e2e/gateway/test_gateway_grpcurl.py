@@ -37,7 +37,7 @@ def test_reflection_is_open_but_calls_need_a_token(gateway) -> None:
     assert listed.returncode == 0 and "fenlei.v1.Pipeline" in listed.stdout.split(), listed.stdout + listed.stderr
     described = grpcurl(gateway, "describe", "fenlei.v1.Pipeline", token=None)
     assert described.returncode == 0, described.stderr
-    refused = grpcurl(gateway, "fenlei.v1.Pipeline/Classify", data={"text": "北京", "model": "news"}, token=None)
+    refused = grpcurl(gateway, "fenlei.v1.Pipeline/Classify", data={"text": "北京", "model": "reviews"}, token=None)
     assert refused.returncode != 0 and "Unauthenticated" in refused.stderr, refused.stdout + refused.stderr
 
 
@@ -50,13 +50,13 @@ def test_describe_and_invoke_classify(gateway) -> None:
     message = grpcurl(gateway, "describe", "fenlei.v1.ClassifyRequest")
     assert message.returncode == 0 and "uint32 top_k = 3;" in message.stdout, message.stdout + message.stderr
 
-    invoked = grpcurl(gateway, "fenlei.v1.Pipeline/Classify", data={"text": "姚明率领火箭队击败湖人", "model": "news", "top_k": 2})
+    invoked = grpcurl(gateway, "fenlei.v1.Pipeline/Classify", data={"text": "姚明率领火箭队击败湖人", "model": "reviews", "top_k": 2})
     assert invoked.returncode == 0, invoked.stderr
     answer = json.loads(invoked.stdout)
-    assert answer["model"] == "news" and answer["version"] == "v1"
-    assert [score["label"] for score in answer["labels"]][:1] == ["sports"] and len(answer["labels"]) == 2
+    assert answer["model"] == "reviews" and answer["version"] == "v1"
+    assert [score["label"] for score in answer["labels"]][:1] == ["news"] and len(answer["labels"]) == 2
     # what the REST side says for the same call
-    rest = gateway.rest("/v1/classify", {"text": "姚明率领火箭队击败湖人", "model": "news", "topK": 2}).json()
+    rest = gateway.rest("/v1/classify", {"text": "姚明率领火箭队击败湖人", "model": "reviews", "topK": 2}).json()
     assert [s["label"] for s in rest["labels"]] == [s["label"] for s in answer["labels"]]
 
     unknown = grpcurl(gateway, "fenlei.v1.Pipeline/Classify", data={"text": "姚明", "model": "nope"})
