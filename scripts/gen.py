@@ -1,13 +1,17 @@
-"""Regenerate everything derived from protos/: Python stubs (+ .pyi), the descriptor set, the OpenAPI document and the Kubernetes gateway's Envoy bootstrap.
+"""Regenerate everything derived from protos/ and fenlei.services: Python stubs (+ .pyi), the descriptor set, the OpenAPI document and the Kubernetes manifests.
 
-    python scripts/gen.py            # write into services/ (and mesh/k8s/gateway/envoy.yaml)
-    python scripts/gen.py --out DIR  # write into DIR, the bootstrap as DIR/envoy.yaml (the drift test compares)
+    python scripts/gen.py            # write into services/ (and the generated files of mesh/k8s)
+    python scripts/gen.py --out DIR  # write into DIR, the manifests under DIR/k8s (the drift test compares)
+    python scripts/gen.py --release  # at a release: the contract's buf image as protos/released/fenlei-<version>.binpb
 
 The descriptor set (services/fenlei/v1/fenlei.binpb, with imports and source info) is
 what Envoy's gRPC-JSON transcoder and `buf lint` read. The OpenAPI (Swagger 2.0) document
 (services/fenlei/v1/fenlei.swagger.json, served by the gateway at GET /openapi.json) comes
 from protoc-gen-swagger in Debian's golang-grpc-gateway (1.6), installed by
 scripts/debian-packages.sh, and is then fitted to what the Envoy gateway really does.
+
+A released image is the contract as a release shipped it; the test suite runs `buf breaking`
+against the newest one (see protos/README.md).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -33,21 +39,22 @@ PACKAGE_DIR = Path("fenlei") / "v1"
 DESCRIPTOR_SET = PACKAGE_DIR / "fenlei.binpb"
 DESCRIPTOR_EXTRAS = ["google/rpc/status.proto"]
 SWAGGER = PACKAGE_DIR / "fenlei.swagger.json"
-KUBERNETES_GATEWAY = ROOT / "mesh" / "k8s" / "gateway" / "envoy.yaml"
+RELEASED = PROTO_ROOT / "released"
+KUBERNETES = ROOT / "mesh" / "k8s"
 SWAGGER_PLUGIN = "protoc-gen-swagger"
 # One merged file; lowerCamelCase property names, as the transcoder prints (and accepts) them.
 SWAGGER_PARAMETER = "allow_merge=true,merge_file_name=fenlei,json_names_for_fields=true"
 
 
-def include_paths() -> list[Path]:
+def include_paths(proto_root: Path = PROTO_ROOT) -> list[Path]:
     # googleapis-common-protos ships google/api/*.proto beside its modules.
     googleapis_root = Path(annotations_pb2.__file__).resolve().parent.parent.parent
     well_known = Path(grpc_tools.__file__).resolve().parent / "_proto"
-    return [PROTO_ROOT, googleapis_root, well_known]
+    return [proto_root, googleapis_root, well_known]
 
 
-def proto_files() -> list[str]:
-    return sorted(str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / PACKAGE_DIR).glob("*.proto"))
+def proto_files(proto_root: Path = PROTO_ROOT) -> list[str]:
+    return sorted(str(p.relative_to(proto_root)) for p in (proto_root / PACKAGE_DIR).glob("*.proto"))
 
 
 def swagger_plugin() -> str:
@@ -196,17 +203,57 @@ def fit_to_gateway(document: dict[str, Any], methods: dict[tuple[str, str], tupl
     return document
 
 
-def write_kubernetes_gateway(target: Path) -> None:
+def buf() -> str:
+    """buf from the buf-bin wheel, beside this interpreter."""
+    binary = shutil.which("buf", path=str(Path(sys.executable).parent))
+    if binary is None:
+        sys.exit("buf not found beside this interpreter: it comes from the buf-bin wheel (`bash scripts/setup.sh dev`)")
+    return binary
+
+
+def build_image(proto_root: Path, output: Path) -> None:
+    """The contract under proto_root as a buf image, for `buf breaking`. protoc resolves the
+    imports (google/api comes from googleapis-common-protos, not from a buf dependency), so
+    `buf build` converts its descriptor set, with fenlei/v1 as the image's files and the rest
+    as imports."""
+    with tempfile.TemporaryDirectory() as scratch:
+        descriptors = Path(scratch) / "descriptors.binpb"
+        arguments = [f"-I{path}" for path in include_paths(proto_root)]
+        arguments += [f"--descriptor_set_out={descriptors}", "--include_imports", "--include_source_info", *proto_files(proto_root)]
+        if protoc.main(["protoc", *arguments]) != 0:
+            sys.exit("protoc failed")
+        subprocess.run([buf(), "build", str(descriptors), "--path", str(PACKAGE_DIR), "--output", str(output)], check=True)
+
+
+def project_version() -> str:
+    return str(tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"])
+
+
+def release() -> None:
+    image = RELEASED / f"fenlei-{project_version()}.binpb"
+    if image.exists():
+        sys.exit(f"{image.relative_to(ROOT)} exists: a release's contract is never rebuilt; set the new version in pyproject.toml first")
+    RELEASED.mkdir(exist_ok=True)
+    build_image(PROTO_ROOT, image)
+    print(f"wrote {image.relative_to(ROOT)}")
+
+
+def write_kubernetes(target: Path) -> None:
     """In a fresh interpreter, so that it imports the stubs just written."""
-    subprocess.run([sys.executable, "-m", "fenlei.gateway.kubernetes", str(target)], check=True)
+    subprocess.run([sys.executable, "-m", "fenlei.kubernetes", str(target)], check=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, help="output root (default: services/, and mesh/ for the bootstrap)")
-    out = parser.parse_args().out
+    parser.add_argument("--out", type=Path, help="output root (default: services/, and mesh/k8s for the manifests)")
+    parser.add_argument("--release", action="store_true", help="write the released image of the contract for the version in pyproject.toml")
+    arguments = parser.parse_args()
+    if arguments.release:
+        release()
+        return
+    out = arguments.out
     generate(out or ROOT / "services")
-    write_kubernetes_gateway(out / "envoy.yaml" if out else KUBERNETES_GATEWAY)
+    write_kubernetes(out / "k8s" if out else KUBERNETES)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Stage RPCs answer each stream message with exactly one message, in order. So one
 long-lived stream per stage can carry every caller's batches: each caller appends a
 future to a FIFO and writes its batch; the reader resolves futures in arrival order.
-This costs a quarter of a new call per batch (see DESIGN.md) and pipelines batches.
+A batch on an open stream costs about a quarter of a new call through a sidecar pair
+(0.45 ms against 1.7 ms, measured here), and batches pipeline.
 
 When a stream fails, the stage was working on the oldest pending batch, so only that
 batch gets the error; the batches behind it were never processed and are resent on a
@@ -136,7 +137,11 @@ class OrderedStream:
             if not head.future.done():
                 head.future.set_exception(error)
         for item in pending:
-            item.attempts += 1
+            # Behind a failed batch the stage processed nothing: no attempt of theirs, and
+            # no bound needed (each such failure answers one batch). Counting it would hand
+            # a batch behind several failing ones the error of another caller.
+            if transient:
+                item.attempts += 1
             if item.future.done():
                 continue
             if item.attempts > RESEND_ATTEMPTS:
