@@ -202,3 +202,12 @@ def test_an_unknown_model_is_named_without_listing_the_others(pipeline, helpers)
     error = helpers.rpc_error(pipeline.Classify, pipeline_pb2.ClassifyRequest(text=TEXTS[0], model="nope"))
     assert error.code() == grpc.StatusCode.NOT_FOUND and "no model named 'nope'" in error.details(), error.details()
     assert "toy" not in error.details() and "fenlei train" in error.details(), error.details()  # the store's models stay private
+
+
+@pytest.mark.parametrize("stage", ["segmenter", "classifier"])
+def test_a_stage_that_cannot_be_reached_is_named(inproc, helpers, tmp_path, stage) -> None:
+    """Without sidecars nothing but the pipeline can say which hop is down."""
+    stub = inproc.pipeline(**{f"{stage}_address": f"unix:{tmp_path}/nobody-listens.sock"})
+    error = helpers.rpc_error(stub.Classify, pipeline_pb2.ClassifyRequest(text="北京", model="toy"))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert error.details().startswith(f"the {stage} stage is unavailable: "), error.details()

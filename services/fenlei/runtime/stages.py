@@ -9,6 +9,7 @@ from typing import Mapping, Sequence
 import grpc
 
 from fenlei import services
+from fenlei.errors import Unavailable
 from fenlei.runtime.streams import OrderedStream
 from fenlei.v1 import (
     classifier_pb2,
@@ -31,24 +32,33 @@ class StageStreams:
         if missing:
             raise ValueError(f"no address for the stage(s) {', '.join(missing)}")
         self.channels = {stage.name: grpc.aio.insecure_channel(addresses[stage.name], options=list(options)) for stage in services.STAGES}
-        self._segment, self._preprocess, self._transform, self._predict = (
-            OrderedStream(self.channels[stage.name], stage.stream) for stage in services.STAGES
-        )
+        self.streams = {stage.name: OrderedStream(self.channels[stage.name], stage.stream) for stage in services.STAGES}
         self.features = features_pb2_grpc.FeaturesStub(self.channels["features"])
         self.classifier = classifier_pb2_grpc.ClassifierStub(self.channels["classifier"])
 
     async def terms(self, documents: Sequence[common_pb2.Document], model: common_pb2.ModelRef) -> bytes:
         """A serialized PreprocessStreamResponse: each document's terms."""
-        tokens = await self._segment.call(segmenter_pb2.SegmentStreamRequest(documents=documents, model=model).SerializeToString())
-        return await self._preprocess.call(tokens + preprocessor_pb2.PreprocessStreamRequest(model=model).SerializeToString())
+        tokens = await self._call("segmenter", segmenter_pb2.SegmentStreamRequest(documents=documents, model=model).SerializeToString())
+        return await self._call("preprocessor", tokens + preprocessor_pb2.PreprocessStreamRequest(model=model).SerializeToString())
 
     async def vectors(self, terms: bytes, model: common_pb2.ModelRef) -> bytes:
         """A serialized TransformStreamResponse, from terms() output."""
-        return await self._transform.call(terms + features_pb2.TransformStreamRequest(model=model).SerializeToString())
+        return await self._call("features", terms + features_pb2.TransformStreamRequest(model=model).SerializeToString())
 
     async def predictions(self, vectors: bytes, model: common_pb2.ModelRef, options: classifier_pb2.PredictOptions) -> bytes:
         """A serialized PredictStreamResponse, from vectors() output."""
-        return await self._predict.call(vectors + classifier_pb2.PredictStreamRequest(model=model, options=options).SerializeToString())
+        return await self._call("classifier", vectors + classifier_pb2.PredictStreamRequest(model=model, options=options).SerializeToString())
+
+    async def _call(self, stage: str, payload: bytes) -> bytes:
+        """One batch on a stage's open stream. A stage that cannot be reached is named, so a
+        caller learns which hop is down (a sidecar's own reply already names it)."""
+        try:
+            return await self.streams[stage].call(payload)
+        except grpc.aio.AioRpcError as error:
+            details = error.details() or ""
+            if error.code() != grpc.StatusCode.UNAVAILABLE or details.startswith(f"the {stage} service"):
+                raise
+            raise Unavailable(f"the {stage} stage is unavailable: {details}") from error
 
     async def classify(
         self, documents: Sequence[common_pb2.Document], model: common_pb2.ModelRef, options: classifier_pb2.PredictOptions
