@@ -127,7 +127,11 @@ STATUS_DEFINITIONS = {
         "type": "object",
         "description": "google.rpc.Status: every error, whatever its HTTP status.",
         "properties": {
-            "code": {"type": "integer", "format": "int32", "description": "The google.rpc.Code (3 INVALID_ARGUMENT, 5 NOT_FOUND, 16 UNAUTHENTICATED, ...)."},
+            "code": {
+                "type": "integer",
+                "format": "int32",
+                "description": "The google.rpc.Code (3 INVALID_ARGUMENT, 5 NOT_FOUND, 16 UNAUTHENTICATED, ...).",
+            },
             "message": {"type": "string", "description": "What went wrong, for a developer."},
             "details": {"type": "array", "items": {"$ref": "#/definitions/protobufAny"}},
         },
@@ -149,7 +153,9 @@ ERROR_RESPONSE = {
 }
 
 
-def fit_to_gateway(document: dict[str, Any], methods: dict[tuple[str, str], tuple[str, descriptor_pb2.MethodDescriptorProto]]) -> dict[str, Any]:
+def fit_to_gateway(
+    document: dict[str, Any], methods: dict[tuple[str, str], tuple[str, descriptor_pb2.MethodDescriptorProto]]
+) -> dict[str, Any]:
     """Makes the plugin's document say what our gateway (Envoy's gRPC-JSON transcoder) does.
 
     protoc-gen-swagger 1.6 describes grpc-gateway's Go proxy, and only partly:
@@ -182,7 +188,12 @@ def fit_to_gateway(document: dict[str, Any], methods: dict[tuple[str, str], tupl
     document.pop("schemes", None)
     document["consumes"] = document["produces"] = ["application/json"]
     document["securityDefinitions"] = {
-        "bearer": {"type": "apiKey", "in": "header", "name": "Authorization", "description": "A JWT from the fenlei token authority, as `Bearer <token>`."}
+        "bearer": {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "A JWT from the fenlei token authority, as `Bearer <token>`.",
+        }
     }
     document["security"] = [{"bearer": []}]
     document.setdefault("definitions", {}).update(STATUS_DEFINITIONS)

@@ -13,9 +13,10 @@ import asyncio
 import dataclasses
 import threading
 import time
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable, Coroutine, Iterator, Sequence
+from typing import Any
 
 import grpc
 import pytest
@@ -42,7 +43,7 @@ class LoopThread:
     def run(self, coroutine: Coroutine[Any, Any, Any], timeout: float = 120) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
-    def submit(self, coroutine: Coroutine[Any, Any, Any]) -> "asyncio.Future[Any]":
+    def submit(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
 
     def close(self) -> None:

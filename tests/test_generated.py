@@ -18,7 +18,9 @@ def test_generated_code_matches_the_protos(tmp_path: Path) -> None:
     assert len(manifests) > 3
     for relative in manifests:
         committed_text = (REPO / "mesh" / "k8s" / relative).read_text(encoding="utf-8")
-        assert (tmp_path / "k8s" / relative).read_text(encoding="utf-8") == committed_text, f"regenerate mesh/k8s/{relative} with `python scripts/gen.py`"
+        assert (tmp_path / "k8s" / relative).read_text(encoding="utf-8") == committed_text, (
+            f"regenerate mesh/k8s/{relative} with `python scripts/gen.py`"
+        )
     names = sorted(p.name for p in fresh.iterdir())
     assert names == sorted(p.name for p in committed.iterdir() if p.name != "__pycache__")
     _, mismatch, errors = filecmp.cmpfiles(fresh, committed, names, shallow=False)
@@ -68,7 +70,12 @@ def test_swagger_is_valid_and_fits_the_gateway() -> None:
     assert document["swagger"] == "2.0" and (document["info"]["title"], document["info"]["version"]) == ("fenlei", "v1")
     assert "host" not in document and document.get("schemes", ["http"]) == ["http"]
     assert document["consumes"] == document["produces"] == ["application/json"]
-    assert document["securityDefinitions"]["bearer"] == {**document["securityDefinitions"]["bearer"], "type": "apiKey", "in": "header", "name": "Authorization"}
+    assert document["securityDefinitions"]["bearer"] == {
+        **document["securityDefinitions"]["bearer"],
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+    }
     assert document["security"] == [{"bearer": []}]
     assert set(document["definitions"]["rpcStatus"]["properties"]) == {"code", "message", "details"}
 
@@ -87,6 +94,7 @@ def test_buf_lint_passes_on_the_contracts() -> None:
 
 def test_every_public_rpc_has_an_http_rule() -> None:
     from google.api import annotations_pb2
+
     from fenlei.v1 import classifier_pb2, features_pb2, pipeline_pb2, preprocessor_pb2, segmenter_pb2
 
     methods = [
@@ -101,4 +109,3 @@ def test_every_public_rpc_has_an_http_rule() -> None:
     classify = pipeline_pb2.DESCRIPTOR.services_by_name["Pipeline"].methods_by_name["Classify"]
     rule = classify.GetOptions().Extensions[annotations_pb2.http]
     assert (rule.post, rule.body) == ("/v1/classify", "*")
-

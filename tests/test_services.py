@@ -92,7 +92,9 @@ def test_kubernetes_has_every_workload() -> None:
 
 
 def test_the_istio_policy_covers_every_server() -> None:
-    policy = load([ISTIO / name for name in ("destination-rule-all-mtls.yaml", "virtual-service-all-v1.yaml", "authorization-policies.yaml")])
+    policy = load(
+        [ISTIO / name for name in ("destination-rule-all-mtls.yaml", "virtual-service-all-v1.yaml", "authorization-policies.yaml")]
+    )
     for workload in services.SERVERS:
         assert workload.name in policy.destination_rules, workload.name
         assert workload.name in policy.virtual_services, workload.name

@@ -11,8 +11,9 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import grpc
 
@@ -234,21 +235,32 @@ def run_bench(args: argparse.Namespace) -> int:
                 ratio_stream_vs_inproc=stream_rate / inproc_rate,
                 identical_predictions=stream_labels == inproc_labels,
             )
-            print(f"services:   accuracy {accuracy:.4f}, macro F1 {macro_f1:.4f}, {stream_rate:,.0f} docs/s "
-                  f"(ratio {stream_rate / inproc_rate:.2f}), identical predictions: {stream_labels == inproc_labels}", flush=True)
+            print(
+                f"services:   accuracy {accuracy:.4f}, macro F1 {macro_f1:.4f}, {stream_rate:,.0f} docs/s "
+                f"(ratio {stream_rate / inproc_rate:.2f}), identical predictions: {stream_labels == inproc_labels}",
+                flush=True,
+            )
             latencies, _ = asyncio.run(unary_latencies(address, test.texts, args.unary_calls, 1))
             _, rps = asyncio.run(unary_latencies(address, test.texts, args.unary_calls, 8))
             figures.update(unary_p50_ms=percentile(latencies, 0.5), unary_p99_ms=percentile(latencies, 0.99), unary_rps_c8=rps)
-            print(f"unary:      p50 {figures['unary_p50_ms']:.2f} ms, p99 {figures['unary_p99_ms']:.2f} ms, "
-                  f"{rps:,.0f} calls/s at concurrency 8", flush=True)
+            print(
+                f"unary:      p50 {figures['unary_p50_ms']:.2f} ms, p99 {figures['unary_p99_ms']:.2f} ms, "
+                f"{rps:,.0f} calls/s at concurrency 8",
+                flush=True,
+            )
             by_path = gateway_latencies(mesh, test.texts, args.unary_calls)
             for name, values in by_path.items():
                 figures[f"{name}_p50_ms"] = percentile(values, 0.5)
                 figures[f"{name}_p99_ms"] = percentile(values, 0.99)
             figures["gateway_added_p50_ms"] = figures["gateway_grpc_p50_ms"] - figures["direct_p50_ms"]
-            print("gateway:    " + ", ".join(
-                f"{name.replace('_', ' ')} p50 {figures[name + '_p50_ms']:.2f} ms (p99 {figures[name + '_p99_ms']:.2f})" for name in by_path
-            ), flush=True)
+            print(
+                "gateway:    "
+                + ", ".join(
+                    f"{name.replace('_', ' ')} p50 {figures[name + '_p50_ms']:.2f} ms (p99 {figures[name + '_p99_ms']:.2f})"
+                    for name in by_path
+                ),
+                flush=True,
+            )
             # The mesh's cost: a second mesh, with sidecars, serving a copy of the same model.
             meshed = Mesh(Path(scratch) / "with-sidecars")
             shutil.copytree(mesh.home / "models", meshed.home / "models")
@@ -257,9 +269,12 @@ def run_bench(args: argparse.Namespace) -> int:
                 figures.update(mesh_cost(mesh, meshed, test.texts, report.version, args.unary_calls))
             finally:
                 meshed.down()
-            print(f"mesh:       ClassifyStream {figures['mesh_stream_docs_per_s']:,.0f} docs/s with sidecars vs "
-                  f"{figures['direct_stream_docs_per_s']:,.0f} without (ratio {figures['mesh_stream_ratio']:.2f}); unary p50 "
-                  f"{figures['mesh_unary_p50_ms']:.2f} ms vs {figures['direct_unary_p50_ms']:.2f} ms (both through the gateway)", flush=True)
+            print(
+                f"mesh:       ClassifyStream {figures['mesh_stream_docs_per_s']:,.0f} docs/s with sidecars vs "
+                f"{figures['direct_stream_docs_per_s']:,.0f} without (ratio {figures['mesh_stream_ratio']:.2f}); unary p50 "
+                f"{figures['mesh_unary_p50_ms']:.2f} ms vs {figures['direct_unary_p50_ms']:.2f} ms (both through the gateway)",
+                flush=True,
+            )
         finally:
             mesh.down()
 

@@ -7,8 +7,9 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator, TypeVar
+from typing import TypeVar
 
 import grpc
 
@@ -40,7 +41,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     if args.no_mesh:
         print("fenlei up: --no-mesh is now called --no-sidecars (the old name still works)", file=sys.stderr)
     mesh = Mesh(home())
-    processes = mesh.up(timeout=args.timeout, sidecars=not (args.no_sidecars or args.no_mesh), versions=versions_of(args.replicas, args.canary))
+    processes = mesh.up(
+        timeout=args.timeout, sidecars=not (args.no_sidecars or args.no_mesh), versions=versions_of(args.replicas, args.canary)
+    )
     width = max(map(len, processes), default=0)
     for name, record in processes.items():
         print(f"{name:<{width}}  {record.address or '-':<60} pid {record.pid}")
@@ -57,8 +60,10 @@ def cmd_mesh(args: argparse.Namespace) -> int:
     in_effect = policy.files_in_effect()
     applied = ", ".join(p.name.split("-", 1)[1] for p in mesh.control.applied() if p.name in in_effect) or "none"
     running = "the running proxies reloaded it" if mesh.with_sidecars() and mesh.running() else "it applies from the next `fenlei up`"
-    print(f"mesh policy: {len(policy.virtual_services)} VirtualServices, {len(policy.destination_rules)} DestinationRules, "
-          f"{len(policy.authorization)} AuthorizationPolicies; scenarios in effect: {applied}; {running}")
+    print(
+        f"mesh policy: {len(policy.virtual_services)} VirtualServices, {len(policy.destination_rules)} DestinationRules, "
+        f"{len(policy.authorization)} AuthorizationPolicies; scenarios in effect: {applied}; {running}"
+    )
     return 0
 
 
@@ -184,7 +189,8 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True)
 
     up = commands.add_parser(
-        "up", help="start every service, its sidecar and the gateway on loopback and wait until all are healthy; on a running mesh, scale it"
+        "up",
+        help="start every service, its sidecar and the gateway on loopback and wait until all are healthy; on a running mesh, scale it",
     )
     up.add_argument("--timeout", type=float, default=120.0)
     up.add_argument("--no-sidecars", action="store_true", help="no sidecars: services on loopback ports, the gateway calls them directly")

@@ -62,16 +62,9 @@ from __future__ import annotations
 import collections
 import json
 import re
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import (
     Any,
-    AsyncIterable,
-    AsyncIterator,
-    Callable,
-    Iterable,
-    Iterator,
-    Mapping,
-    Sequence,
-    Union,
 )
 
 import grpc
@@ -79,16 +72,12 @@ import grpc.aio
 
 from fenlei.services import public_services, stub_class
 from fenlei.v1 import (
-    classifier_pb2,
     classifier_pb2_grpc,
     common_pb2,
-    features_pb2,
     features_pb2_grpc,
     pipeline_pb2,
     pipeline_pb2_grpc,
-    preprocessor_pb2,
     preprocessor_pb2_grpc,
-    segmenter_pb2,
     segmenter_pb2_grpc,
 )
 
@@ -126,10 +115,10 @@ SERVICES: dict[str, tuple[str, type]] = {
     re.sub(r"(?<!^)(?=[A-Z])", "_", service.name).lower(): (service.full_name, stub_class(service)) for _, service in public_services()
 }
 
-Token = Union[str, Callable[[], str], None]
-Metadata = Sequence[tuple[str, Union[str, bytes]]]
-Tls = Union[bool, grpc.ChannelCredentials, None]
-Text = Union[str, common_pb2.Document]
+Token = str | Callable[[], str] | None
+Metadata = Sequence[tuple[str, str | bytes]]
+Tls = bool | grpc.ChannelCredentials | None
+Text = str | common_pb2.Document
 
 
 # ---------------------------------------------------------------- channel configuration
@@ -348,9 +337,7 @@ def _check_batch_size(batch_size: int) -> None:
         raise ValueError(f"batch_size must be a positive int, not {batch_size!r}")
 
 
-def _stream_requests(
-    items: Iterable[Text], batch_size: int, options: Mapping[str, Any]
-) -> Iterator[pipeline_pb2.ClassifyStreamRequest]:
+def _stream_requests(items: Iterable[Text], batch_size: int, options: Mapping[str, Any]) -> Iterator[pipeline_pb2.ClassifyStreamRequest]:
     batch: list[common_pb2.Document] = []
     for index, item in enumerate(items):
         batch.append(_document(item, index))
@@ -514,7 +501,7 @@ class Client(_Base):
         """Closes the channel; calls in flight are cancelled."""
         self._raw_channel.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -561,9 +548,7 @@ class Client(_Base):
         ``Document`` keeps its own. The whole batch must fit one message (16 MiB) and the
         service's max_batch_documents; use classify_stream for more."""
         _check_timeout(timeout)
-        request = pipeline_pb2.ClassifyBatchRequest(
-            documents=_documents(texts), **_options(model, top_k, version, explain, labels)
-        )
+        request = pipeline_pb2.ClassifyBatchRequest(documents=_documents(texts), **_options(model, top_k, version, explain, labels))
         return self.pipeline.ClassifyBatch(request, timeout=timeout, metadata=metadata)
 
     def classify_stream(
@@ -640,9 +625,7 @@ class AsyncClient(_Base):
             if self._credentials is None:
                 self._channel = grpc.aio.insecure_channel(self.target, options=self._options, interceptors=interceptors)
             else:
-                self._channel = grpc.aio.secure_channel(
-                    self.target, self._credentials, options=self._options, interceptors=interceptors
-                )
+                self._channel = grpc.aio.secure_channel(self.target, self._credentials, options=self._options, interceptors=interceptors)
         return self._channel
 
     async def close(self, grace: float | None = None) -> None:
@@ -651,7 +634,7 @@ class AsyncClient(_Base):
         if self._channel is not None:
             await self._channel.close(grace)
 
-    async def __aenter__(self) -> "AsyncClient":
+    async def __aenter__(self) -> AsyncClient:
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
@@ -690,9 +673,7 @@ class AsyncClient(_Base):
     ) -> pipeline_pb2.ClassifyBatchResponse:
         """Classifies texts in one call: Pipeline.ClassifyBatch (see ``Client.classify_batch``)."""
         _check_timeout(timeout)
-        request = pipeline_pb2.ClassifyBatchRequest(
-            documents=_documents(texts), **_options(model, top_k, version, explain, labels)
-        )
+        request = pipeline_pb2.ClassifyBatchRequest(documents=_documents(texts), **_options(model, top_k, version, explain, labels))
         return await self.pipeline.ClassifyBatch(request, timeout=timeout, metadata=metadata)
 
     def classify_stream(

@@ -70,8 +70,12 @@ def run_demo(mesh: Mesh) -> int:
     request = urllib.request.Request(f"http://{gateway}/v1/classify", data=body.encode(), method="POST", headers=headers)
     with urllib.request.urlopen(request, timeout=30) as reply:
         token_header = "" if anonymous else f' -H "authorization: Bearer $({fenlei} token viewer)"'
-        print(f"\nthrough the gateway (REST/JSON):\n  curl -s -X POST http://{gateway}/v1/classify{token_header} -d '{body}'\n"
-              f"  {reply.read().decode()}")
-    print(f"\nthe mesh keeps running (model {MODEL} {answer.version}); try `{fenlei} classify --model {MODEL} 很好用` "
-          f"and stop it with `{fenlei} down`")
+        print(
+            f"\nthrough the gateway (REST/JSON):\n  curl -s -X POST http://{gateway}/v1/classify{token_header} -d '{body}'\n"
+            f"  {reply.read().decode()}"
+        )
+    print(
+        f"\nthe mesh keeps running (model {MODEL} {answer.version}); try `{fenlei} classify --model {MODEL} 很好用` "
+        f"and stop it with `{fenlei} down`"
+    )
     return 0

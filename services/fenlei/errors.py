@@ -6,7 +6,7 @@ piece of it never makes a message long or cuts a character apart.
 """
 
 import unicodedata
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 
 class FenleiError(Exception):

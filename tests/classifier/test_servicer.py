@@ -36,11 +36,15 @@ def examples(swap: tuple[str, str] | None = None) -> list[common_pb2.LabelledVec
             target = label
             if swap and label in swap:
                 target = swap[1] if label == swap[0] else swap[0]
-            result.append(common_pb2.LabelledVector(vector=vector(label, strength=1.0 + round_ / 8, other=0.1 * (round_ % 3)), label=target))
+            result.append(
+                common_pb2.LabelledVector(vector=vector(label, strength=1.0 + round_ / 8, other=0.1 * (round_ % 3)), label=target)
+            )
     return result
 
 
-def fit_requests(model, algorithm=classifier_pb2.ALGORITHM_UNSPECIFIED, data=None, per_message=10, passes=1, labels=LABELS, dimension=DIMENSION):
+def fit_requests(
+    model, algorithm=classifier_pb2.ALGORITHM_UNSPECIFIED, data=None, per_message=10, passes=1, labels=LABELS, dimension=DIMENSION
+):
     data = examples() if data is None else data
     requests = []
     for _ in range(passes):
@@ -155,7 +159,11 @@ def test_labels_restrict_the_answer(stub, helpers, lr_model) -> None:
 
 def test_predict_stream_answers_each_message_with_its_options(stub, helpers, lr_model) -> None:
     requests = [
-        classifier_pb2.PredictStreamRequest(vectors=[vector(l, id=f"m{n}-{l}") for l in LABELS], model=lr_model, options=classifier_pb2.PredictOptions(top_k=n + 1))
+        classifier_pb2.PredictStreamRequest(
+            vectors=[vector(label, id=f"m{n}-{label}") for label in LABELS],
+            model=lr_model,
+            options=classifier_pb2.PredictOptions(top_k=n + 1),
+        )
         for n in range(3)
     ]
     requests.insert(1, classifier_pb2.PredictStreamRequest(model=lr_model))  # empty batch, empty answer
@@ -183,7 +191,6 @@ def test_fitting_into_a_published_version_is_refused(stub, helpers, served) -> N
     error = helpers.rpc_error(stub.Fit, iter(fit_requests(model, data=examples(swap=("a", "b")))))
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and "published" in error.details(), error.details()
     assert predict(stub, helpers, model, [vector("a", id="p")])[0].labels[0].label == "a"  # unchanged
-
 
 
 def test_a_fit_whose_caller_goes_away_stops_and_writes_nothing(stub, helpers, served, lr_model, monkeypatch) -> None:
@@ -227,7 +234,19 @@ def _bad_vector_examples(kind: str) -> list[common_pb2.LabelledVector]:
         ("negative-value-for-naive-bayes", grpc.StatusCode.INVALID_ARGUMENT, "negative"),
         ("batch-over-limit", grpc.StatusCode.RESOURCE_EXHAUSTED, "65"),
     ],
-    ids=['empty-stream', 'no-dimension', 'no-model', 'index-outside-dimension', 'fewer-values-than-indices', 'more-values-than-indices', 'label-not-in-label-set', 'one-class', 'sgd-without-label-set', 'negative-value-for-naive-bayes', 'batch-over-limit'],
+    ids=[
+        "empty-stream",
+        "no-dimension",
+        "no-model",
+        "index-outside-dimension",
+        "fewer-values-than-indices",
+        "more-values-than-indices",
+        "label-not-in-label-set",
+        "one-class",
+        "sgd-without-label-set",
+        "negative-value-for-naive-bayes",
+        "batch-over-limit",
+    ],
 )
 def test_bad_fits(stub, helpers, served, case, code, named) -> None:
     draft, model = helpers.reserve(served.store, f"clf-bad-{case}")
@@ -268,7 +287,7 @@ def test_bad_fits(stub, helpers, served, case, code, named) -> None:
         ("fewer-values-than-indices", grpc.StatusCode.INVALID_ARGUMENT, "indices and values"),
         ("batch-over-limit", grpc.StatusCode.RESOURCE_EXHAUSTED, "65"),
     ],
-    ids=['unknown-model', 'index-outside-dimension', 'fewer-values-than-indices', 'batch-over-limit'],
+    ids=["unknown-model", "index-outside-dimension", "fewer-values-than-indices", "batch-over-limit"],
 )
 def test_bad_predictions(stub, helpers, lr_model, case, code, named) -> None:
     model, vectors = lr_model, [vector("a", id="p")]
@@ -285,6 +304,9 @@ def test_bad_predictions(stub, helpers, lr_model, case, code, named) -> None:
     assert error.code() == code and named in error.details(), (error.code(), error.details())
     answers, error = helpers.stream_error(
         stub.PredictStream,
-        [classifier_pb2.PredictStreamRequest(vectors=[vector("b", id="ok")], model=lr_model), classifier_pb2.PredictStreamRequest(vectors=vectors, model=model)],
+        [
+            classifier_pb2.PredictStreamRequest(vectors=[vector("b", id="ok")], model=lr_model),
+            classifier_pb2.PredictStreamRequest(vectors=vectors, model=model),
+        ],
     )
     assert len(answers) == 1 and error.code() == code and "stream message 1" in error.details(), error.details()

@@ -16,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -65,8 +66,7 @@ class ScriptedPipeline(pipeline_pb2_grpc.PipelineServicer):
     @staticmethod
     def _predictions(documents: Any) -> list[common_pb2.Prediction]:
         return [
-            common_pb2.Prediction(id=document.id, labels=[common_pb2.LabelScore(label=document.text, score=1.0)])
-            for document in documents
+            common_pb2.Prediction(id=document.id, labels=[common_pb2.LabelScore(label=document.text, score=1.0)]) for document in documents
         ]
 
     def Classify(self, request, context):

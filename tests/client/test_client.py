@@ -29,9 +29,7 @@ def test_classify_returns_the_protobuf_answer(fake):
     assert [label.label for label in answer.labels] == ["体育新闻"]
     assert (answer.model, answer.version) == ("news", "v7")
     (request,) = fake.servicer.calls[0].requests
-    assert request == pipeline_pb2.ClassifyRequest(
-        text="体育新闻", model="news", top_k=3, version="v7", explain=2, labels=["体育", "财经"]
-    )
+    assert request == pipeline_pb2.ClassifyRequest(text="体育新闻", model="news", top_k=3, version="v7", explain=2, labels=["体育", "财经"])
 
 
 def test_classify_batch_keeps_order_and_ids(fake):

@@ -19,16 +19,16 @@ import re
 import signal
 import subprocess
 import sys
-import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import grpc
 import pytest
-from testkit import RequestQueue, wait_for
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from testkit import RequestQueue, wait_for
 
 from fenlei.local.state import Files
 from fenlei.v1 import (

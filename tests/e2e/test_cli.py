@@ -89,7 +89,9 @@ def test_classify_prints_label_tab_score_per_text(mesh, tools) -> None:
 
 
 def test_classify_reads_stdin_lines(mesh, tools) -> None:
-    result = tools.cli(mesh.home, "classify", "--model", "reviews", input="\n".join(TEXTS[:2]) + "\n\n" + "\n".join(TEXTS[2:]) + "\n", timeout=120)
+    result = tools.cli(
+        mesh.home, "classify", "--model", "reviews", input="\n".join(TEXTS[:2]) + "\n\n" + "\n".join(TEXTS[2:]) + "\n", timeout=120
+    )
     assert result.returncode == 0, result.stderr
     _check_lines(mesh, result.stdout)
 
@@ -125,7 +127,10 @@ def test_classify_streams_stdin_past_the_batch_limit_in_order(mesh, tools) -> No
 
 # tools.cli takes text and captures both outputs; these tests need bytes on stdin, a terminal as stderr, a live stdin.
 def _command(mesh, *args: str) -> dict:
-    return {"args": [sys.executable, "-m", "fenlei.cli", *args], "env": {**os.environ, "FENLEI_HOME": str(mesh.home), "PYTHONUNBUFFERED": "1"}}
+    return {
+        "args": [sys.executable, "-m", "fenlei.cli", *args],
+        "env": {**os.environ, "FENLEI_HOME": str(mesh.home), "PYTHONUNBUFFERED": "1"},
+    }
 
 
 def _run(mesh, *args: str, input: bytes, stderr: int | None = subprocess.PIPE) -> subprocess.CompletedProcess[bytes]:
@@ -175,7 +180,7 @@ def _read_terminal(fd: int) -> bytes:
 
 
 def test_classify_stops_at_a_line_that_is_not_utf8(mesh, tools) -> None:
-    data = "\n".join(TEXTS[:2]).encode() + "\n".encode() + "很好用".encode("gbk") + b"\n" + TEXTS[2].encode()
+    data = "\n".join(TEXTS[:2]).encode() + b"\n" + "很好用".encode("gbk") + b"\n" + TEXTS[2].encode()
     result = _run(mesh, "classify", "--model", tools.MODEL, input=data)
     assert result.returncode == 2
     assert len(result.stdout.splitlines()) == 2  # what came before it

@@ -45,9 +45,7 @@ def test_client_classifies_with_the_real_pipeline(mesh, tools, titles):
 
 def test_client_stub_reaches_a_stage(mesh, tools):
     with Client(mesh.address("segmenter"), timeout=tools.HANG_GUARD) as client:
-        answer = client.segmenter.Segment(
-            segmenter_pb2.SegmentRequest(documents=[common_pb2.Document(id="a", text="我爱北京天安门")])
-        )
+        answer = client.segmenter.Segment(segmenter_pb2.SegmentRequest(documents=[common_pb2.Document(id="a", text="我爱北京天安门")]))
     assert answer.documents[0].id == "a" and "".join(answer.documents[0].tokens) == "我爱北京天安门"
 
 

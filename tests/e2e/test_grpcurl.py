@@ -73,7 +73,10 @@ def test_describe_pipeline_and_its_messages(mesh, grpcurl) -> None:
     address = mesh.address("pipeline")
     service = run(grpcurl, address, "describe", "fenlei.v1.Pipeline")
     assert service.returncode == 0, service.stderr
-    assert "rpc ClassifyStream ( stream .fenlei.v1.ClassifyStreamRequest ) returns ( stream .fenlei.v1.ClassifyStreamResponse )" in service.stdout
+    assert (
+        "rpc ClassifyStream ( stream .fenlei.v1.ClassifyStreamRequest ) returns ( stream .fenlei.v1.ClassifyStreamResponse )"
+        in service.stdout
+    )
     assert 'post:"/v1/classify"' in service.stdout
     request = run(grpcurl, address, "describe", "fenlei.v1.ClassifyRequest")
     assert request.returncode == 0, request.stderr
@@ -102,7 +105,9 @@ def test_invoke_every_stage_by_hand_and_match_the_pipeline(mesh, grpcurl) -> Non
     Pipeline/Classify on the same text: the pipeline answers what the stages answer."""
     model = {"name": "reviews", "version": "v1"}
     segmented = call(
-        grpcurl, mesh.address("segmenter"), "fenlei.v1.Segmenter/Segment",
+        grpcurl,
+        mesh.address("segmenter"),
+        "fenlei.v1.Segmenter/Segment",
         {"documents": [{"id": "a", "text": "我来到北京清华大学"}, {"id": "b", "text": TEXT}], "model": model},
     )
     first, second = segmented["documents"]
@@ -110,7 +115,9 @@ def test_invoke_every_stage_by_hand_and_match_the_pipeline(mesh, grpcurl) -> Non
     assert first["id"] == "a" and first["tokens"] == ["我", "来到", "北京", "清华大学"] and len(first["tags"]) == 4
     assert second["id"] == "b" and "".join(second["tokens"]) == TEXT
     preprocessed = call(
-        grpcurl, mesh.address("preprocessor"), "fenlei.v1.Preprocessor/Preprocess",
+        grpcurl,
+        mesh.address("preprocessor"),
+        "fenlei.v1.Preprocessor/Preprocess",
         {"documents": [second], "model": model},
     )
     [terms] = preprocessed["documents"]
@@ -121,7 +128,9 @@ def test_invoke_every_stage_by_hand_and_match_the_pipeline(mesh, grpcurl) -> Non
     assert vector["id"] == "b" and vector["indices"] and len(vector["indices"]) == len(vector["values"])
 
     predicted = call(
-        grpcurl, mesh.address("classifier"), "fenlei.v1.Classifier/Predict",
+        grpcurl,
+        mesh.address("classifier"),
+        "fenlei.v1.Classifier/Predict",
         {"vectors": [vector], "model": model, "options": {"top_k": 3}},
     )
     [prediction] = predicted["predictions"]
@@ -138,7 +147,9 @@ def test_invoke_every_stage_by_hand_and_match_the_pipeline(mesh, grpcurl) -> Non
 
 def test_preprocessor_options_through_grpcurl(mesh, grpcurl) -> None:
     answer = call(
-        grpcurl, mesh.address("preprocessor"), "fenlei.v1.Preprocessor/Preprocess",
+        grpcurl,
+        mesh.address("preprocessor"),
+        "fenlei.v1.Preprocessor/Preprocess",
         {
             "documents": [{"id": "p", "tokens": ["北京", "的", "大学", "！"]}],
             "options": {"word_ngrams": {"min": 1, "max": 1}, "char_ngrams": {"max": 0}},

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import grpc
 import pytest
@@ -21,7 +22,13 @@ import pytest
 from fenlei.v1 import common_pb2, pipeline_pb2, pipeline_pb2_grpc, segmenter_pb2, segmenter_pb2_grpc
 
 TIMEOUT = 30  # a hang guard, not a speed requirement
-TEXTS = ["姚明率领火箭队击败湖人", "沪指放量大涨 券商股集体涨停", "教育部公布高考招生新政策", "新款网络游戏公测开启", "北京二手房成交量环比下降"]
+TEXTS = [
+    "姚明率领火箭队击败湖人",
+    "沪指放量大涨 券商股集体涨停",
+    "教育部公布高考招生新政策",
+    "新款网络游戏公测开启",
+    "北京二手房成交量环比下降",
+]
 
 
 @dataclass(frozen=True)
@@ -36,13 +43,17 @@ class Target:
 
 TARGETS = {
     "segmenter": Target(
-        "segmenter", "SegmentStream", "Segment",
+        "segmenter",
+        "SegmentStream",
+        "Segment",
         lambda docs: segmenter_pb2.SegmentStreamRequest(documents=docs),
         lambda docs: segmenter_pb2.SegmentRequest(documents=docs),
         lambda response: response.documents,
     ),
     "pipeline": Target(
-        "pipeline", "ClassifyStream", "ClassifyBatch",
+        "pipeline",
+        "ClassifyStream",
+        "ClassifyBatch",
         lambda docs: pipeline_pb2.ClassifyStreamRequest(documents=docs, model="reviews", top_k=1),
         lambda docs: pipeline_pb2.ClassifyBatchRequest(documents=docs, model="reviews", top_k=1),
         lambda response: response.predictions,

@@ -83,7 +83,10 @@ def test_sigterm_drains_a_busy_pipeline(mesh, tools, dedicated_pipeline) -> None
             pipeline_pb2_grpc.PipelineStub(channel).Classify(pipeline_pb2.ClassifyRequest(text=TEXTS[0], model="reviews"), timeout=10)
 
     sigterm_while_streaming(
-        tools, process, pipeline_pb2_grpc.PipelineStub, "ClassifyStream",
+        tools,
+        process,
+        pipeline_pb2_grpc.PipelineStub,
+        "ClassifyStream",
         lambda docs: pipeline_pb2.ClassifyStreamRequest(documents=docs, model="reviews", top_k=1),
         lambda response: response.predictions,
         new_call,
@@ -102,7 +105,10 @@ def test_sigterm_drains_a_busy_stage(tools, spawn_service) -> None:
             segmenter_pb2_grpc.SegmenterStub(channel).Segment(segmenter_pb2.SegmentRequest(documents=documents("new", 1)), timeout=10)
 
     sigterm_while_streaming(
-        tools, process, segmenter_pb2_grpc.SegmenterStub, "SegmentStream",
+        tools,
+        process,
+        segmenter_pb2_grpc.SegmenterStub,
+        "SegmentStream",
         lambda docs: segmenter_pb2.SegmentStreamRequest(documents=docs),
         lambda response: response.documents,
         new_call,

@@ -10,10 +10,10 @@ import signal
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Iterator
 
 import grpc
 import pytest
@@ -148,12 +148,17 @@ def test_fault_abort_on_half_the_calls_is_hidden_by_retries(sidecar_mesh, policy
         outcomes = list(pool.map(call, range(1000)))
     assert sum(outcomes) >= 990, f"{1000 - sum(outcomes)} of 1000 calls failed"
     retries = sum(v for k, v in stats(gateway, "cluster.classifier").items() if k.endswith(".upstream_rq_retry")) - retries_before
-    injected = sum(stats(admin(sidecar_mesh, name), "http.inbound.fault")["http.inbound.fault.aborts_injected"] for name in ("classifier-sidecar", "classifier-v1-1-sidecar"))
+    injected = sum(
+        stats(admin(sidecar_mesh, name), "http.inbound.fault")["http.inbound.fault.aborts_injected"]
+        for name in ("classifier-sidecar", "classifier-v1-1-sidecar")
+    )
     assert retries >= 300 and injected >= 300, (retries, injected)  # about one in two calls was retried
 
 
 def test_fault_delay_beyond_the_timeout_gives_the_timeout_on_time(sidecar_mesh, policy) -> None:
-    slow = policy.write("slow-classifier.yaml", """
+    slow = policy.write(
+        "slow-classifier.yaml",
+        """
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: classifier, namespace: fenlei}
@@ -168,7 +173,8 @@ spec:
     timeout: 1s
     # a per-try timeout is a gateway error (504) to Envoy: retried only when asked for
     retries: {attempts: 3, perTryTimeout: 300ms, retryOn: "gateway-error,unavailable,cancelled"}
-""")
+""",
+    )
     policy.apply(slow)
     gateway = admin(sidecar_mesh, "gateway")
     before = stats(gateway, "cluster.classifier")
@@ -192,7 +198,9 @@ spec:
 
 
 def test_circuit_breaker_fails_the_excess_fast(sidecar_mesh, policy) -> None:
-    tight = policy.write("tight-classifier.yaml", """
+    tight = policy.write(
+        "tight-classifier.yaml",
+        """
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: classifier, namespace: fenlei}
@@ -220,7 +228,8 @@ spec:
     - destination: {host: classifier, subset: v1}
     timeout: 10s
     retries: {attempts: 0}
-""")
+""",
+    )
     policy.apply(tight)
     gateway = admin(sidecar_mesh, "gateway")
     stub = classifier_pb2_grpc.ClassifierStub(gateway_channel(sidecar_mesh))
@@ -250,7 +259,9 @@ spec:
 
 def pipeline_instance(sidecar_mesh, channel: grpc.Channel) -> str:
     stub = pipeline_pb2_grpc.PipelineStub(channel)
-    _, call = stub.Classify.with_call(pipeline_pb2.ClassifyRequest(text="姚明率领火箭队击败湖人", model="reviews"), metadata=sidecar_mesh.metadata, timeout=10)
+    _, call = stub.Classify.with_call(
+        pipeline_pb2.ClassifyRequest(text="姚明率领火箭队击败湖人", model="reviews"), metadata=sidecar_mesh.metadata, timeout=10
+    )
     return dict(call.initial_metadata())["x-fenlei-instance"]
 
 
@@ -289,7 +300,11 @@ def test_a_killed_replica_fails_no_request_and_is_started_again(sidecar_mesh, to
         nonlocal calls
         while not stop.is_set():
             try:
-                stub.Classify(pipeline_pb2.ClassifyRequest(text=f"沪指放量大涨 券商股集体涨停 {calls}", model="reviews"), metadata=sidecar_mesh.metadata, timeout=10)
+                stub.Classify(
+                    pipeline_pb2.ClassifyRequest(text=f"沪指放量大涨 券商股集体涨停 {calls}", model="reviews"),
+                    metadata=sidecar_mesh.metadata,
+                    timeout=10,
+                )
             except grpc.RpcError as error:
                 failures.append(f"{error.code().name}: {error.details()}")
             calls += 1
@@ -332,7 +347,9 @@ def test_the_sidecar_of_an_instance_that_does_not_answer_stops_saying_serving(si
     app = mesh.processes()["classifier-v1-1"]
     os.kill(app.pid, signal.SIGSTOP)  # alive, so nothing restarts it, but it answers nothing
     try:
-        tools.wait_for(lambda: mesh.status()["classifier-v1-1-sidecar"]["status"].startswith("NOT_SERVING"), "the sidecar to report its app")
+        tools.wait_for(
+            lambda: mesh.status()["classifier-v1-1-sidecar"]["status"].startswith("NOT_SERVING"), "the sidecar to report its app"
+        )
         status = tools.cli(sidecar_mesh.home, "status", timeout=60)
         assert status.returncode == 1 and "its app classifier-v1-1" in status.stdout, status.stdout
     finally:
@@ -364,7 +381,9 @@ def test_a_running_mesh_scales_up_and_down(sidecar_mesh, tools) -> None:
 
 
 def test_a_policy_fenlei_cannot_translate_is_refused_and_changes_nothing(sidecar_mesh, policy, tools) -> None:
-    mirror = policy.write("mirror.yaml", """
+    mirror = policy.write(
+        "mirror.yaml",
+        """
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: classifier, namespace: fenlei}
@@ -374,7 +393,8 @@ spec:
   - route:
     - destination: {host: classifier, subset: v1}
     mirror: {host: classifier, subset: v1}
-""")
+""",
+    )
     routes = sidecar_mesh.home / "mesh" / "proxies" / "pipeline-v1-0" / "rds-outbound-classifier.json"
     before = routes.read_text()
     refused = tools.cli(sidecar_mesh.home, "mesh", "apply", mirror, timeout=60)

@@ -159,4 +159,3 @@ def test_stream_predictions_are_accurate_on_held_out_texts(mesh) -> None:
     assert sorted(predicted) == list(range(len(rows)))
     accuracy = sum(predicted[i] == truth[i] for i in range(len(rows))) / len(rows)
     assert accuracy >= 0.7, accuracy
-

@@ -117,7 +117,9 @@ def test_down_drains_from_the_front(tmp_path_factory, corpus, tools) -> None:
         )
 
         def ask(index: int) -> None:
-            requests.put(pipeline_pb2.ClassifyStreamRequest(documents=[common_pb2.Document(id=str(index), text="质量很好")], model=tools.MODEL))
+            requests.put(
+                pipeline_pb2.ClassifyStreamRequest(documents=[common_pb2.Document(id=str(index), text="质量很好")], model=tools.MODEL)
+            )
 
         ask(0)
         answers = [next(call)]  # the stream is open and in flight

@@ -29,9 +29,9 @@ def corpus(documents=120, seed=0):
     return term_lists, labels
 
 
-def fit(config=FeatureConfig(), batch=32, data=None):
+def fit(config=None, batch=32, data=None):
     term_lists, labels = data or corpus()
-    fitter = FeatureFitter(config)
+    fitter = FeatureFitter(config or FeatureConfig())
     for start in range(0, len(term_lists), batch):
         fitter.add(term_lists[start : start + batch], labels[start : start + batch])
     return fitter.finish()

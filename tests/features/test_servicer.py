@@ -136,7 +136,8 @@ def test_transform_stream_answers_in_order(stub, helpers, served) -> None:
     model, _ = fit(stub, helpers, served.store, "feat-stream")
     requests = [
         features_pb2.TransformStreamRequest(
-            documents=[common_pb2.TokenizedDocument(id=f"m{n}-{i}", tokens=terms) for i, (terms, _) in enumerate(CORPUS[: n + 1])], model=model
+            documents=[common_pb2.TokenizedDocument(id=f"m{n}-{i}", tokens=terms) for i, (terms, _) in enumerate(CORPUS[: n + 1])],
+            model=model,
         )
         for n in range(5)
     ]
@@ -183,7 +184,7 @@ def test_fitting_into_a_published_version_is_refused(stub, helpers, served) -> N
         ("top-k-without-selection", grpc.StatusCode.INVALID_ARGUMENT, "selection"),
         ("batch-over-limit", grpc.StatusCode.RESOURCE_EXHAUSTED, "65"),
     ],
-    ids=['empty-stream', 'no-model', 'unreserved-version', 'one-class', 'empty-label', 'top-k-without-selection', 'batch-over-limit'],
+    ids=["empty-stream", "no-model", "unreserved-version", "one-class", "empty-label", "top-k-without-selection", "batch-over-limit"],
 )
 def test_bad_fits(stub, helpers, served, case, code, named) -> None:
     draft, model = helpers.reserve(served.store, f"feat-bad-{case}")
@@ -232,7 +233,10 @@ def test_transform_batch_over_the_limit(stub, helpers, served) -> None:
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "65" in error.details(), error.details()
     answers, error = helpers.stream_error(
         stub.TransformStream,
-        [features_pb2.TransformStreamRequest(documents=documents[:2], model=model), features_pb2.TransformStreamRequest(documents=documents, model=model)],
+        [
+            features_pb2.TransformStreamRequest(documents=documents[:2], model=model),
+            features_pb2.TransformStreamRequest(documents=documents, model=model),
+        ],
     )
     assert len(answers) == 1 and error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "stream message 1" in error.details(), error.details()

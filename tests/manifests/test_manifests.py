@@ -25,8 +25,9 @@ import functools
 import re
 import shutil
 import subprocess
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import kubernetes_validate
 import pydantic
@@ -53,7 +54,12 @@ BUILDS = ("base", "overlays/local", "overlays/istio", "overlays/istio-canary")
 ISTIO_BUILDS = ("overlays/istio", "overlays/istio-canary")
 # The default policy the local mesh starts with (fenlei.sidecar.control.BASE_POLICY) and
 # the scenarios applied on top of it, one at a time.
-DEFAULT_POLICY = ("peer-authentication.yaml", "destination-rule-all-mtls.yaml", "virtual-service-all-v1.yaml", "authorization-policies.yaml")
+DEFAULT_POLICY = (
+    "peer-authentication.yaml",
+    "destination-rule-all-mtls.yaml",
+    "virtual-service-all-v1.yaml",
+    "authorization-policies.yaml",
+)
 SCENARIOS = (
     "virtual-service-pipeline-90-10.yaml",
     "virtual-service-pipeline-iphone-v2.yaml",
@@ -97,7 +103,10 @@ def served_paths(app: str) -> set[str]:
 # reflection to the catalog), and which of it is long-lived.
 CARRIED = {**{app: paths_of(PUBLIC[app]) for app in PUBLIC}, "catalog": paths_of(REFLECTION)}
 CARRIED["pipeline"] |= paths_of(HEALTH)
-LONG_LIVED = {app: {p for p in paths if p in paths_of(PUBLIC.get(app, REFLECTION), True) | paths_of(HEALTH, True) | paths_of(REFLECTION, True)} for app, paths in CARRIED.items()}
+LONG_LIVED = {
+    app: {p for p in paths if p in paths_of(PUBLIC.get(app, REFLECTION), True) | paths_of(HEALTH, True) | paths_of(REFLECTION, True)}
+    for app, paths in CARRIED.items()
+}
 
 # Calls fenlei makes, which the AuthorizationPolicies must allow (caller account → paths).
 REQUIRED_CALLS = {
@@ -119,7 +128,7 @@ GRPC_RETRY_ON = {"cancelled", "deadline-exceeded", "internal", "resource-exhaust
 Obj = dict[str, Any]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _kustomize(directory: str) -> tuple[str, str]:
     result = subprocess.run([KUBECTL, "kustomize", directory], capture_output=True, text=True, timeout=60)
     return result.stdout, result.stderr if result.returncode else ""
@@ -264,7 +273,9 @@ def reference_problems(k8s: list[Obj], istio: list[Obj], *, deployed: list[Obj] 
                 if port is not None and port not in {p["port"] for p in services[host]["spec"]["ports"]}:
                     problems.append(f"{where}: {host} has no port {port}")
             retries = route.get("retries")
-            if not ingress and (not retries or not retries.get("attempts") or not GRPC_RETRY_ON & set(str(retries.get("retryOn", "")).split(","))):
+            if not ingress and (
+                not retries or not retries.get("attempts") or not GRPC_RETRY_ON & set(str(retries.get("retryOn", "")).split(","))
+            ):
                 problems.append(f"{where}: no retries on a gRPC condition ({', '.join(sorted(GRPC_RETRY_ON))})")
         if not ingress:
             for host in hosts:
@@ -308,7 +319,9 @@ def _stream_timeout_problems(service: Obj, host: str) -> list[str]:
             if not reachable:
                 continue
             if route.get("timeout", "0s") not in ("0s", "0ms"):
-                problems.append(f"{name(service)} http[{index}] ({route.get('name')}): {path} is long-lived but the route has timeout {route['timeout']}")
+                problems.append(
+                    f"{name(service)} http[{index}] ({route.get('name')}): {path} is long-lived but the route has timeout {route['timeout']}"
+                )
             taken += [_conditions(m) for m in reachable]
             if [] in taken:
                 break
@@ -331,7 +344,12 @@ def _required_call_problems(policies: list[Obj]) -> list[str]:
         for target in rule.get("to", [])
         for path in target["operation"].get("paths", [])
     }
-    return [f"{caller} may not call {path}, which fenlei needs" for caller, paths in REQUIRED_CALLS.items() for path in sorted(paths) if (caller, path) not in allowed]
+    return [
+        f"{caller} may not call {path}, which fenlei needs"
+        for caller, paths in REQUIRED_CALLS.items()
+        for path in sorted(paths)
+        if (caller, path) not in allowed
+    ]
 
 
 def coverage_problems(objects: list[Obj]) -> list[str]:
@@ -342,7 +360,9 @@ def coverage_problems(objects: list[Obj]) -> list[str]:
                       ("AuthorizationPolicy", lambda o: o["spec"]["selector"]["matchLabels"]["app"])):  # fmt: skip
         covered = {key(o) for o in of_kind(objects, kind) if not o["spec"].get("gateways")}
         problems += [f"no {kind} for {s}" for s in SERVICES if s not in covered]
-    if not any(p["spec"].get("mtls", {}).get("mode") == "STRICT" and "selector" not in p["spec"] for p in of_kind(objects, "PeerAuthentication")):
+    if not any(
+        p["spec"].get("mtls", {}).get("mode") == "STRICT" and "selector" not in p["spec"] for p in of_kind(objects, "PeerAuthentication")
+    ):
         problems.append("no namespace-wide STRICT PeerAuthentication")
     if not any(n["metadata"].get("labels", {}).get("istio-injection") == "enabled" for n in of_kind(objects, "Namespace")):
         problems.append("namespace fenlei is not labelled istio-injection: enabled")
@@ -513,7 +533,9 @@ def test_every_kustomization_builds(builds) -> None:
         assert objects, b
         assert all(o.get("metadata", {}).get("namespace", NAMESPACE) == NAMESPACE for o in objects), b
     assert not [o for o in builds["base"] if is_istio(o)], "Istio resources belong to components/istio"
-    assert {name(o) for o in builds["overlays/istio"] if is_istio(o)} == {name(o) for o in read(ISTIO / f for f in (*DEFAULT_POLICY, "gateway.yaml"))}
+    assert {name(o) for o in builds["overlays/istio"] if is_istio(o)} == {
+        name(o) for o in read(ISTIO / f for f in (*DEFAULT_POLICY, "gateway.yaml"))
+    }
 
 
 @pytest.mark.parametrize("directory", BUILDS)
@@ -523,7 +545,14 @@ def test_kubernetes_objects_validate(builds, directory) -> None:
 
 def test_istio_files_validate_against_istio_crds(repository_istio) -> None:
     assert istio_problems(repository_istio) == []
-    assert {o["kind"] for o in repository_istio} >= {"PeerAuthentication", "DestinationRule", "VirtualService", "AuthorizationPolicy", "Gateway", "EnvoyFilter"}
+    assert {o["kind"] for o in repository_istio} >= {
+        "PeerAuthentication",
+        "DestinationRule",
+        "VirtualService",
+        "AuthorizationPolicy",
+        "Gateway",
+        "EnvoyFilter",
+    }
 
 
 @pytest.mark.parametrize("directory", ISTIO_BUILDS)
@@ -604,7 +633,11 @@ def gateway_problems(config_path: Path, services: set[str]) -> list[str]:
     clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
     for cluster_name, cluster in clusters.items():
         address = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
-        if cluster_name not in services or address["address"] != f"{cluster_name}.{NAMESPACE}.svc.cluster.local" or address["port_value"] != PORT:
+        if (
+            cluster_name not in services
+            or address["address"] != f"{cluster_name}.{NAMESPACE}.svc.cluster.local"
+            or address["port_value"] != PORT
+        ):
             problems.append(f"cluster {cluster_name} is not Service {cluster_name}:{PORT}")
     routes = manager["route_config"]["virtual_hosts"][0]["routes"]
     for path in sorted({p for paths in CARRIED.values() for p in paths} - paths_of(HEALTH, False) - {"/grpc.health.v1.Health/Watch"}):
@@ -639,7 +672,9 @@ def test_gateway_envoy_config_is_valid_for_envoy(tmp_path) -> None:
     text = text.replace("/app/services/fenlei/v1/", str(REPO / "services/fenlei/v1") + "/")
     config = tmp_path / "envoy.yaml"
     config.write_text(text.replace("/etc/fenlei/jwks/jwks.json", str(jwks)))
-    result = subprocess.run([envoy_binary(), "--mode", "validate", "-c", str(config), "--log-level", "error"], capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [envoy_binary(), "--mode", "validate", "-c", str(config), "--log-level", "error"], capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -658,7 +693,12 @@ def test_dockerfile_builds_the_image_the_manifests_assume() -> None:
 
 def _routed_subsets_only(rule: Obj, istio: list[Obj]) -> Obj:
     """A DestinationRule reduced to the subsets that some VirtualService routes to."""
-    used = {(d["destination"]["host"], d["destination"].get("subset")) for vs in of_kind(istio, "VirtualService") for r in vs["spec"].get("http", []) for d in r.get("route", [])}
+    used = {
+        (d["destination"]["host"], d["destination"].get("subset"))
+        for vs in of_kind(istio, "VirtualService")
+        for r in vs["spec"].get("http", [])
+        for d in r.get("route", [])
+    }
     reduced = copy.deepcopy(rule)
     reduced["spec"]["subsets"] = [s for s in rule["spec"].get("subsets", []) if (rule["spec"]["host"], s["name"]) in used]
     return reduced
@@ -675,33 +715,55 @@ def _container(objects: list[Obj], deployment: str) -> Obj:
 def _all_problems(objects: list[Obj]) -> list[str]:
     k8s = [o for o in objects if not is_istio(o)]
     istio = [o for o in objects if is_istio(o)]
-    return [*kubernetes_problems(k8s), *istio_problems(istio), *reference_problems(k8s, istio), *workload_problems(k8s), *coverage_problems(objects)]
+    return [
+        *kubernetes_problems(k8s),
+        *istio_problems(istio),
+        *reference_problems(k8s, istio),
+        *workload_problems(k8s),
+        *coverage_problems(objects),
+    ]
 
 
 MUTATIONS: dict[str, Callable[[list[Obj]], None]] = {
     "misspelt subset": lambda o: _find(o, "VirtualService", "classifier")["spec"]["http"][1]["route"][0]["destination"].update(subset="vl"),
-    "unknown host": lambda o: _find(o, "VirtualService", "segmenter")["spec"]["http"][0]["route"][0]["destination"].update(host="segmentor"),
+    "unknown host": lambda o: _find(o, "VirtualService", "segmenter")["spec"]["http"][0]["route"][0]["destination"].update(
+        host="segmentor"
+    ),
     "subset selecting nothing": lambda o: _find(o, "DestinationRule", "features")["spec"]["subsets"][0]["labels"].update(version="v3"),
     "misspelt Istio field": lambda o: _find(o, "VirtualService", "pipeline")["spec"]["http"][1]["retries"].update(retryon="unavailable"),
-    "wrong Istio value type": lambda o: _find(o, "DestinationRule", "pipeline")["spec"]["trafficPolicy"]["connectionPool"]["tcp"].update(maxConnections="many"),
+    "wrong Istio value type": lambda o: _find(o, "DestinationRule", "pipeline")["spec"]["trafficPolicy"]["connectionPool"]["tcp"].update(
+        maxConnections="many"
+    ),
     "timeout on a stream": lambda o: _find(o, "VirtualService", "classifier")["spec"]["http"][0].update(timeout="15s"),
     "stream caught by a unary route": lambda o: _find(o, "VirtualService", "features")["spec"]["http"].reverse(),
     "no gRPC retries": lambda o: _find(o, "VirtualService", "preprocessor")["spec"]["http"][1]["retries"].update(retryOn="5xx"),
-    "unknown principal": lambda o: _find(o, "AuthorizationPolicy", "segmenter")["spec"]["rules"][0]["from"][0]["source"].update(principals=["cluster.local/ns/fenlei/sa/pipline"]),
-    "unknown method": lambda o: _find(o, "AuthorizationPolicy", "classifier")["spec"]["rules"][0]["to"][0]["operation"].update(paths=["/fenlei.v1.Classifier/Predikt"]),
-    "method of another service": lambda o: _find(o, "AuthorizationPolicy", "segmenter")["spec"]["rules"][1]["to"][0]["operation"]["paths"].append("/fenlei.v1.Pipeline/Classify"),
-    "a needed call denied": lambda o: _find(o, "AuthorizationPolicy", "features")["spec"]["rules"][0]["to"][0]["operation"]["paths"].remove("/fenlei.v1.Features/DescribeFeatures"),
+    "unknown principal": lambda o: _find(o, "AuthorizationPolicy", "segmenter")["spec"]["rules"][0]["from"][0]["source"].update(
+        principals=["cluster.local/ns/fenlei/sa/pipline"]
+    ),
+    "unknown method": lambda o: _find(o, "AuthorizationPolicy", "classifier")["spec"]["rules"][0]["to"][0]["operation"].update(
+        paths=["/fenlei.v1.Classifier/Predikt"]
+    ),
+    "method of another service": lambda o: _find(o, "AuthorizationPolicy", "segmenter")["spec"]["rules"][1]["to"][0]["operation"][
+        "paths"
+    ].append("/fenlei.v1.Pipeline/Classify"),
+    "a needed call denied": lambda o: _find(o, "AuthorizationPolicy", "features")["spec"]["rules"][0]["to"][0]["operation"]["paths"].remove(
+        "/fenlei.v1.Features/DescribeFeatures"
+    ),
     "no STRICT mTLS": lambda o: _find(o, "PeerAuthentication", "default")["spec"]["mtls"].update(mode="PERMISSIVE"),
     "writable root filesystem": lambda o: _container(o, "pipeline")["securityContext"].update(readOnlyRootFilesystem=False),
     "root user": lambda o: _container(o, "catalog")["securityContext"].update(runAsUser=0),
     "capabilities kept": lambda o: _container(o, "segmenter")["securityContext"]["capabilities"].update(drop=["NET_RAW"]),
     "HTTP probe on a gRPC service": lambda o: _container(o, "features").update(readinessProbe={"tcpSocket": {"port": PORT}}),
     "no limits": lambda o: _container(o, "classifier")["resources"].pop("limits"),
-    "writable models in a serving stage": lambda o: next(m for m in _container(o, "preprocessor")["volumeMounts"] if m["name"] == "home").update(readOnly=False),
+    "writable models in a serving stage": lambda o: next(
+        m for m in _container(o, "preprocessor")["volumeMounts"] if m["name"] == "home"
+    ).update(readOnly=False),
     "misspelt Kubernetes field": lambda o: _container(o, "pipeline").update(imagePulPolicy="Always"),
     "wrong Kubernetes value type": lambda o: _container(o, "segmenter")["ports"][0].update(containerPort="50051"),
-    "pipeline pointed at nothing": lambda o: _container(o, "pipeline")["env"].append({"name": "FENLEI_PIPELINE_FEATURES_ADDRESS", "value": "feature:50051"})
-    or _container(o, "pipeline")["env"].remove(next(e for e in _container(o, "pipeline")["env"] if e.get("value") == "features:50051")),
+    "pipeline pointed at nothing": lambda o: (
+        _container(o, "pipeline")["env"].append({"name": "FENLEI_PIPELINE_FEATURES_ADDRESS", "value": "feature:50051"})
+        or _container(o, "pipeline")["env"].remove(next(e for e in _container(o, "pipeline")["env"] if e.get("value") == "features:50051"))
+    ),
     "service port renamed": lambda o: _find(o, "Service", "classifier")["spec"]["ports"][0].update(name="http"),
     "missing ServiceAccount": lambda o: o.remove(_find(o, "ServiceAccount", "trainer")),
 }

@@ -60,7 +60,9 @@ class InProcessMesh:
             stream_window=2,
         )
         fields.update(settings)
-        served = self.servers.start("pipeline", pipeline_servicer.register, self.helpers.settings_for(self.home, pipeline_servicer.PipelineSettings, **fields))
+        served = self.servers.start(
+            "pipeline", pipeline_servicer.register, self.helpers.settings_for(self.home, pipeline_servicer.PipelineSettings, **fields)
+        )
         return pipeline_pb2_grpc.PipelineStub(served.channel)
 
     def train(self, name: str, swap: bool = False):
@@ -115,7 +117,9 @@ def test_batches_are_split_into_stage_batches_and_reassembled_in_order(pipeline,
 
 def test_stream_keeps_order_beyond_its_window(pipeline, helpers) -> None:
     requests = [
-        pipeline_pb2.ClassifyStreamRequest(documents=[common_pb2.Document(id=f"m{n}-{i}", text=TEXTS[(n + i) % 5]) for i in range(n % 4 * 3)], top_k=1)
+        pipeline_pb2.ClassifyStreamRequest(
+            documents=[common_pb2.Document(id=f"m{n}-{i}", text=TEXTS[(n + i) % 5]) for i in range(n % 4 * 3)], top_k=1
+        )
         for n in range(9)
     ]
     answers = list(pipeline.ClassifyStream(iter(requests), timeout=helpers.TIMEOUT))
@@ -129,7 +133,9 @@ def test_explanations_are_named_by_the_features_stage(pipeline, inproc, helpers)
     answer = pipeline.Classify(pipeline_pb2.ClassifyRequest(text=TEXTS[0], explain=3), timeout=helpers.TIMEOUT)
     assert 1 <= len(answer.explanation) <= 3
     names = inproc.features.DescribeFeatures(
-        features_pb2.DescribeFeaturesRequest(indices=[c.feature_index for c in answer.explanation], model=common_pb2.ModelRef(name="toy", version="v1")),
+        features_pb2.DescribeFeaturesRequest(
+            indices=[c.feature_index for c in answer.explanation], model=common_pb2.ModelRef(name="toy", version="v1")
+        ),
         timeout=helpers.TIMEOUT,
     ).names
     assert [c.feature for c in answer.explanation] == list(names) and all(names)
@@ -156,7 +162,8 @@ def test_stream_error_names_the_callers_message_and_document(inproc, helpers) ->
 
 def test_limits_apply_before_the_stages(pipeline, helpers) -> None:
     error = helpers.rpc_error(
-        pipeline.ClassifyBatch, pipeline_pb2.ClassifyBatchRequest(documents=[common_pb2.Document(id=str(i), text="足球") for i in range(65)])
+        pipeline.ClassifyBatch,
+        pipeline_pb2.ClassifyBatchRequest(documents=[common_pb2.Document(id=str(i), text="足球") for i in range(65)]),
     )
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "65" in error.details()
     error = helpers.rpc_error(pipeline.Classify, pipeline_pb2.ClassifyRequest(text="足" * 2_001))

@@ -99,8 +99,56 @@ def test_stopwords(pre):
 
 def test_stopword_list_keeps_signal(pre):
     assert len(pre.stopwords) >= 200
-    assert {"的", "了", "和", "是", "在", "也", "就", "都", "而", "及", "与", "着", "或", "一个", "我们", "你们", "他们", "这", "那", "之", "其"} <= pre.stopwords
-    signal = {"不", "没", "没有", "无", "非", "未", "别", "不是", "但是", "可是", "不过", "却", "太", "很", "最", "什么", "怎么", "为什么", "吗", "一般", "可以", "上", "下", "哈哈", "唉"}
+    assert {
+        "的",
+        "了",
+        "和",
+        "是",
+        "在",
+        "也",
+        "就",
+        "都",
+        "而",
+        "及",
+        "与",
+        "着",
+        "或",
+        "一个",
+        "我们",
+        "你们",
+        "他们",
+        "这",
+        "那",
+        "之",
+        "其",
+    } <= pre.stopwords
+    signal = {
+        "不",
+        "没",
+        "没有",
+        "无",
+        "非",
+        "未",
+        "别",
+        "不是",
+        "但是",
+        "可是",
+        "不过",
+        "却",
+        "太",
+        "很",
+        "最",
+        "什么",
+        "怎么",
+        "为什么",
+        "吗",
+        "一般",
+        "可以",
+        "上",
+        "下",
+        "哈哈",
+        "唉",
+    }
     assert not signal & pre.stopwords
 
 
@@ -152,7 +200,9 @@ def test_token_memo_is_bounded(pre, monkeypatch):
 
 
 def test_config_json_round_trip():
-    config = PreprocessConfig(remove_digits=True, extra_stopwords=("乙", "甲", "乙"), min_token_length=2, word_ngrams=(1, 3), char_ngrams=(0, 0))
+    config = PreprocessConfig(
+        remove_digits=True, extra_stopwords=("乙", "甲", "乙"), min_token_length=2, word_ngrams=(1, 3), char_ngrams=(0, 0)
+    )
     data = config.to_json()
     assert data["extra_stopwords"] == ["乙", "甲"] and data["word_ngrams"] == [1, 3] and data["char_ngrams"] == [0, 0]
     assert PreprocessConfig.from_json(json.loads(json.dumps(data))) == config

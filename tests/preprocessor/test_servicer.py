@@ -62,7 +62,16 @@ def test_default_filters(stub, helpers) -> None:
         # an option set to its default value is still an override, not "unset"
         (dict(remove_digits=False, lowercase=True), ["abc", "北京", "123", "猫", "大学"]),
     ],
-    ids=["remove_digits", "keep_stopwords", "keep_case", "keep_width", "keep_punctuation", "min_token_length", "extra_stopwords", "explicit-defaults"],
+    ids=[
+        "remove_digits",
+        "keep_stopwords",
+        "keep_case",
+        "keep_width",
+        "keep_punctuation",
+        "min_token_length",
+        "extra_stopwords",
+        "explicit-defaults",
+    ],
 )
 def test_each_option_overrides(stub, helpers, option, expected) -> None:
     assert terms(stub, helpers, TOKENS, **UNIGRAMS, **option) == [expected]
@@ -82,10 +91,18 @@ def test_ngram_ranges(stub, helpers) -> None:
     assert terms(stub, helpers, words, word_ngrams=preprocessor_pb2.NgramRange(min=1, max=2), char_ngrams=off) == [
         ["北京", "大学", "教授", "北京 大学", "大学 教授"]
     ]
-    assert terms(stub, helpers, words, word_ngrams=preprocessor_pb2.NgramRange(min=2, max=2), char_ngrams=off) == [["北京 大学", "大学 教授"]]
+    assert terms(stub, helpers, words, word_ngrams=preprocessor_pb2.NgramRange(min=2, max=2), char_ngrams=off) == [
+        ["北京 大学", "大学 教授"]
+    ]
     chars = terms(stub, helpers, ["北京大学"], word_ngrams=off, char_ngrams=preprocessor_pb2.NgramRange(min=2, max=2))[0]
     assert len(chars) == 3 and all(c.endswith(g) for c, g in zip(chars, ["北京", "京大", "大学"])), chars
-    both = terms(stub, helpers, ["北京大学"], word_ngrams=preprocessor_pb2.NgramRange(min=1, max=1), char_ngrams=preprocessor_pb2.NgramRange(min=1, max=3))[0]
+    both = terms(
+        stub,
+        helpers,
+        ["北京大学"],
+        word_ngrams=preprocessor_pb2.NgramRange(min=1, max=1),
+        char_ngrams=preprocessor_pb2.NgramRange(min=1, max=3),
+    )[0]
     assert len(both) == 1 + 4 + 3 + 2 and "北京大学" in both
 
 
@@ -118,7 +135,12 @@ def test_stream_answers_each_message_with_its_own_options(stub, helpers) -> None
             options=preprocessor_pb2.PreprocessOptions(**UNIGRAMS, **options),
         )
 
-    requests = [message("a"), message("b", remove_stopwords=False), preprocessor_pb2.PreprocessStreamRequest(), message("c", remove_digits=True)]
+    requests = [
+        message("a"),
+        message("b", remove_stopwords=False),
+        preprocessor_pb2.PreprocessStreamRequest(),
+        message("c", remove_digits=True),
+    ]
     answers = list(stub.PreprocessStream(iter(requests), timeout=helpers.TIMEOUT))
     assert [[d.id for d in a.documents] for a in answers] == [[d.id for d in r.documents] for r in requests]
     assert [list(a.documents[0].tokens) if a.documents else None for a in answers] == [
@@ -143,7 +165,12 @@ def test_models_on_disk_by_name_and_version(stub, helpers, served) -> None:
     # request options override the model's; extra stopwords add to the model's
     assert terms(stub, helpers, TOKENS, model=model("v1"), remove_stopwords=True) == [["abc", "北京", "123", "猫", "大学"]]
     assert terms(stub, helpers, TOKENS, model=model("v2"), extra_stopwords=["大学"]) == [["abc", "123", "猫"]]
-    assert terms(stub, helpers, TOKENS, model=model("v2"), char_ngrams=preprocessor_pb2.NgramRange(min=1, max=1))[0][:4] == ["abc", "123", "猫", "大学"]
+    assert terms(stub, helpers, TOKENS, model=model("v2"), char_ngrams=preprocessor_pb2.NgramRange(min=1, max=1))[0][:4] == [
+        "abc",
+        "123",
+        "猫",
+        "大学",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -166,7 +193,11 @@ def test_batch_over_the_limit(stub, helpers) -> None:
     error = helpers.rpc_error(stub.Preprocess, request)
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "65" in error.details(), error.details()
     answers, error = helpers.stream_error(
-        stub.PreprocessStream, [preprocessor_pb2.PreprocessStreamRequest(documents=request.documents[:3]), preprocessor_pb2.PreprocessStreamRequest(documents=request.documents)]
+        stub.PreprocessStream,
+        [
+            preprocessor_pb2.PreprocessStreamRequest(documents=request.documents[:3]),
+            preprocessor_pb2.PreprocessStreamRequest(documents=request.documents),
+        ],
     )
     assert len(answers) == 1 and error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "stream message 1" in error.details(), error.details()

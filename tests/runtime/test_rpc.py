@@ -3,7 +3,7 @@ caller as its status with a message that fits in a header, cut between whole cha
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import grpc
 import pytest

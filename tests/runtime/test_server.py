@@ -59,7 +59,7 @@ def test_not_serving_until_loaded(loop_thread, helpers, tmp_path, tools) -> None
     class Listening(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             if record.getMessage() == "listening":
-                addresses.append(getattr(record, "fields")["address"])
+                addresses.append(record.fields["address"])
 
     handler = Listening()
     logger = logging.getLogger("fenlei.server")

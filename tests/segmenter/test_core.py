@@ -49,7 +49,11 @@ def jieba_with(words: tuple[str, ...]) -> jieba.Tokenizer:
 
 
 def random_texts(count: int, seed: int) -> list[str]:
-    alphabet = "我们中国人民大学北京清华的了在是有和不这个来到他说出年月日手机网球拍卖会装" * 3 + "abcXYZ0123456789.-_%+#&@:/ " * 2 + "，。！（）《》“” \t\n１２ＡＢ😀㐀鿖"
+    alphabet = (
+        "我们中国人民大学北京清华的了在是有和不这个来到他说出年月日手机网球拍卖会装" * 3
+        + "abcXYZ0123456789.-_%+#&@:/ " * 2
+        + "，。！（）《》“” \t\n１２ＡＢ😀㐀鿖"
+    )
     rng = random.Random(seed)
     return ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 30))) for _ in range(count)]
 

@@ -131,7 +131,9 @@ def test_stream_answers_each_message_with_its_own_options(stub, helpers, referen
             documents=helpers.documents(*TEXTS, prefix="b"), options=segmenter_pb2.SegmentOptions(mode=segmenter_pb2.SEGMENT_MODE_SEARCH)
         ),
         segmenter_pb2.SegmentStreamRequest(),  # an empty batch gets an empty answer
-        segmenter_pb2.SegmentStreamRequest(documents=helpers.documents(*TEXTS, prefix="c"), options=segmenter_pb2.SegmentOptions(hmm=False)),
+        segmenter_pb2.SegmentStreamRequest(
+            documents=helpers.documents(*TEXTS, prefix="c"), options=segmenter_pb2.SegmentOptions(hmm=False)
+        ),
     ]
     answers = list(stub.SegmentStream(iter(requests), timeout=helpers.TIMEOUT))
     assert len(answers) == len(requests)
@@ -243,7 +245,9 @@ def test_bad_model_or_options(stub, helpers, model, options, code, named) -> Non
 def test_stream_error_names_the_message_and_document(stub, helpers) -> None:
     requests = [
         segmenter_pb2.SegmentStreamRequest(documents=helpers.documents("北京", "上海", prefix="first-")),
-        segmenter_pb2.SegmentStreamRequest(documents=[common_pb2.Document(id="ok", text="北京"), common_pb2.Document(id="bad-one", text=" ")]),
+        segmenter_pb2.SegmentStreamRequest(
+            documents=[common_pb2.Document(id="ok", text="北京"), common_pb2.Document(id="bad-one", text=" ")]
+        ),
         segmenter_pb2.SegmentStreamRequest(documents=helpers.documents("广州")),
     ]
     answers, error = helpers.stream_error(stub.SegmentStream, requests)

@@ -86,9 +86,21 @@ def test_envoy_routes_and_clusters_follow_the_policy(tmp_path) -> None:
     identity = CertificateAuthority(tmp_path / "ca").issue("pipeline")
     clusters = {c["name"]: c for c in xds.mesh_clusters(policy, instances, ["classifier"], identity, tmp_path / "ca" / "ca.pem")}
     assert sorted(clusters) == ["classifier", "classifier|v1", "classifier|v2"]
-    assert clusters["classifier|v2"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]["port_value"] == 1002
-    assert clusters["classifier"]["circuit_breakers"]["thresholds"][0] == {"max_connections": 4, "max_pending_requests": 2, "max_requests": 8, "max_retries": 3}
-    san = clusters["classifier"]["transport_socket"]["typed_config"]["common_tls_context"]["validation_context"]["match_typed_subject_alt_names"]
+    assert (
+        clusters["classifier|v2"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"][
+            "port_value"
+        ]
+        == 1002
+    )
+    assert clusters["classifier"]["circuit_breakers"]["thresholds"][0] == {
+        "max_connections": 4,
+        "max_pending_requests": 2,
+        "max_requests": 8,
+        "max_retries": 3,
+    }
+    san = clusters["classifier"]["transport_socket"]["typed_config"]["common_tls_context"]["validation_context"][
+        "match_typed_subject_alt_names"
+    ]
     assert san == [{"san_type": "URI", "matcher": {"exact": "spiffe://cluster.local/ns/fenlei/sa/classifier"}}]
 
 
@@ -101,7 +113,10 @@ def test_envoy_routes_and_clusters_follow_the_policy(tmp_path) -> None:
         (ROUTE.replace("grpcStatus: UNAVAILABLE", "grpcStatus: SOMETIMES"), "SOMETIMES"),
         (ROUTE.replace("timeout: 2s", "timeout: soon"), "soon"),
         (RULE.replace("mode: ISTIO_MUTUAL", "mode: SIMPLE"), "SIMPLE"),
-        (RULE.replace("maxEjectionPercent: 50", "maxEjectionPercent: 50, splitExternalLocalOriginErrors: true"), "splitExternalLocalOriginErrors"),
+        (
+            RULE.replace("maxEjectionPercent: 50", "maxEjectionPercent: 50, splitExternalLocalOriginErrors: true"),
+            "splitExternalLocalOriginErrors",
+        ),
         (RULE.replace("namespace: fenlei", "namespace: default"), "default"),
         (ROUTE.replace("kind: VirtualService", "kind: ServiceEntry"), "ServiceEntry"),
     ],

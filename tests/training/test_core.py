@@ -95,7 +95,10 @@ def test_training_publishes_a_complete_version_only_at_the_end(tmp_path: Path) -
     assert draft_id.startswith("draft-") and not store.draft_dir("reviews", draft_id).exists()
     manifest = store.manifest("reviews", "v1")
     assert sorted(manifest["files"]) == [
-        "classifier/classifier.json", "features/features.json", "preprocessor/preprocessor.json", "segmenter/segmenter.json"
+        "classifier/classifier.json",
+        "features/features.json",
+        "preprocessor/preprocessor.json",
+        "segmenter/segmenter.json",
     ]
     assert manifest["report"]["accuracy"] == 1.0 and manifest["labels"] == ["好", "差"]
     store.verify("reviews", "v1")

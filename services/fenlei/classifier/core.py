@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import enum
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -102,6 +103,7 @@ class ClassifierConfig:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ClassifierConfig:
         return artifacts.config_from_json(cls, data, "classifier")
+
 
 @dataclass(slots=True)
 class Scored:
@@ -301,9 +303,7 @@ def _fit_ensemble(X: sp.csr_matrix, y: np.ndarray, C: float, seed: int, should_s
 class LinearModel:
     """A fitted classifier: scores = scoring(X @ coef.T + intercept)."""
 
-    def __init__(
-        self, classes: Sequence[str], coef: np.ndarray, intercept: np.ndarray, scoring: str, algorithm: Algorithm
-    ) -> None:
+    def __init__(self, classes: Sequence[str], coef: np.ndarray, intercept: np.ndarray, scoring: str, algorithm: Algorithm) -> None:
         coef = np.asarray(coef, dtype=np.float32)
         intercept = np.asarray(intercept, dtype=np.float32)
         if coef.ndim != 2 or coef.shape[0] != len(classes) or intercept.shape != (len(classes),) or len(classes) < 2:
@@ -398,9 +398,7 @@ class LinearModel:
         return result
 
     def save(self, directory: Path) -> None:
-        artifacts.write_json(
-            directory, "classifier", {"classes": self.classes, "scoring": self.scoring, "algorithm": self.algorithm.value}
-        )
+        artifacts.write_json(directory, "classifier", {"classes": self.classes, "scoring": self.scoring, "algorithm": self.algorithm.value})
         artifacts.write_array(directory, "coef", self.coef)
         artifacts.write_array(directory, "intercept", self.intercept)
 

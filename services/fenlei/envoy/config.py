@@ -59,7 +59,9 @@ def http2_options(max_requests_per_connection: int | None = None) -> dict[str, A
     options: dict[str, Any] = {"explicit_http_config": {"http2_protocol_options": {}}}
     if max_requests_per_connection:
         options["common_http_protocol_options"] = {"max_requests_per_connection": max_requests_per_connection}
-    return {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": typed("envoy.extensions.upstreams.http.v3.HttpProtocolOptions", **options)}
+    return {
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": typed("envoy.extensions.upstreams.http.v3.HttpProtocolOptions", **options)
+    }
 
 
 def deadline(seconds: float | None) -> dict[str, Any]:
@@ -67,14 +69,20 @@ def deadline(seconds: float | None) -> dict[str, Any]:
     Envoy's route timeout, so it ends the call with DEADLINE_EXCEEDED (a route timeout
     reaches gRPC callers as UNAVAILABLE, which clients retry); a caller's shorter
     grpc-timeout wins. None or 0: no limit but the caller's own (streams)."""
-    limit = {"max_stream_duration": duration(seconds), "grpc_timeout_header_max": duration(seconds)} if seconds else {"grpc_timeout_header_max": "0s"}
+    limit = (
+        {"max_stream_duration": duration(seconds), "grpc_timeout_header_max": duration(seconds)}
+        if seconds
+        else {"grpc_timeout_header_max": "0s"}
+    )
     return {"timeout": "0s", "max_stream_duration": limit}
 
 
 def route_configuration(name: str, routes: list[dict[str, Any]], headers: dict[str, str] | None = None) -> dict[str, Any]:
     config: dict[str, Any] = {"name": name, "virtual_hosts": [{"name": name, "domains": ["*"], "routes": routes}]}
     if headers:
-        config["response_headers_to_add"] = [{"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"} for k, v in headers.items()]
+        config["response_headers_to_add"] = [
+            {"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"} for k, v in headers.items()
+        ]
     return config
 
 

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import enum
 import itertools
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -65,6 +66,7 @@ class FeatureConfig:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FeatureConfig:
         return artifacts.config_from_json(cls, data, "feature")
+
 
 # Pending per-class entries are merged into the total beyond this many (and beyond the total's size).
 MERGE_AT = 1 << 20
@@ -151,9 +153,7 @@ class FeatureFitter:
             self._class_documents[c] += int(n)
         if self._presence is None and self._sums is None:
             return
-        membership = sp.csr_matrix(
-            (np.ones(len(labels)), (class_ids, np.arange(len(labels)))), shape=(len(self._classes), len(labels))
-        )
+        membership = sp.csr_matrix((np.ones(len(labels)), (class_ids, np.arange(len(labels)))), shape=(len(self._classes), len(labels)))
         if self._presence is not None:
             present = counts.copy()
             present.data[:] = 1.0
@@ -178,8 +178,7 @@ class FeatureFitter:
             raise InvalidInput("no training documents were sent; send at least two classes of labelled documents")
         if len(self._classes) < 2:
             raise InvalidInput(
-                f"training documents carry only {len(self._classes)} label ({', '.join(self._classes)}); "
-                "a classifier needs at least two"
+                f"training documents carry only {len(self._classes)} label ({', '.join(self._classes)}); a classifier needs at least two"
             )
         df = self._df[: len(self._vocabulary)]
         kept = np.flatnonzero(df >= self.config.min_df)

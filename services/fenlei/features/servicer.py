@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import grpc
 import numpy as np
@@ -61,9 +61,7 @@ class FeaturesServicer(features_pb2_grpc.FeaturesServicer):
         # Off the event loop, and abandoned if the caller goes away: then nothing is saved.
         space = await rpc.in_worker(fitter.finish)
         space.save(directory)
-        return features_pb2.FitResponse(
-            model=model, documents=count, vocabulary_size=space.vocabulary_size, dimension=space.dimension
-        )
+        return features_pb2.FitResponse(model=model, documents=count, vocabulary_size=space.vocabulary_size, dimension=space.dimension)
 
     def _transform(self, request: features_pb2.TransformRequest, items) -> None:
         documents = request.documents

@@ -14,9 +14,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from fenlei import services
 from fenlei.envoy.admin import Admin
@@ -108,7 +109,14 @@ class LocalMesh:
             return answer
 
         return {
-            name: {"pid": r.pid, "address": r.address, "admin": r.admin, "status": status_of(r), "restarts": r.restarts, "last_exit": r.last_exit}
+            name: {
+                "pid": r.pid,
+                "address": r.address,
+                "admin": r.admin,
+                "status": status_of(r),
+                "restarts": r.restarts,
+                "last_exit": r.last_exit,
+            }
             for name, r in processes.items()
         }
 
@@ -155,7 +163,9 @@ class LocalMesh:
     def _change(self, sidecars: bool, versions: dict[str, list[str]], timeout: float) -> dict[str, ProcessRecord]:
         plan = self.files.read_plan()
         if sidecars != plan.sidecars:
-            raise MeshError(f"the mesh under {self.home} runs {'with' if plan.sidecars else 'without'} sidecars; `fenlei down` first to change that")
+            raise MeshError(
+                f"the mesh under {self.home} runs {'with' if plan.sidecars else 'without'} sidecars; `fenlei down` first to change that"
+            )
         current = {service: versions_of for service, versions_of in plan.versions.items()}
         wanted = {**current, **versions}
         if wanted == current:

@@ -25,7 +25,7 @@ class ProcessIdentity:
     command: tuple[str, ...]
 
     @classmethod
-    def of(cls, pid: int, command: tuple[str, ...] | None = None) -> "ProcessIdentity | None":
+    def of(cls, pid: int, command: tuple[str, ...] | None = None) -> ProcessIdentity | None:
         """The identity of a running process; None when there is no such process. command:
         the one it will run, for a child that may not have exec'd it yet (start time
         stays the same through exec)."""
@@ -38,7 +38,9 @@ class ProcessIdentity:
         fields = stat.rsplit(")", 1)[1].split()
         if fields[0] == "Z":
             return None  # exited, not yet reaped
-        return cls(pid, int(fields[19]), command if command is not None else tuple(p.decode(errors="replace") for p in running.split(b"\0") if p))
+        return cls(
+            pid, int(fields[19]), command if command is not None else tuple(p.decode(errors="replace") for p in running.split(b"\0") if p)
+        )
 
     def alive(self) -> bool:
         """The process this identity was taken of still runs (not another with its pid)."""

@@ -25,8 +25,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from fenlei import services
 from fenlei.envoy.admin import Admin
@@ -34,7 +35,7 @@ from fenlei.envoy.binary import envoy_command
 from fenlei.gateway import config as gateway_config
 from fenlei.gateway.auth import Authority
 from fenlei.local.health import app_health
-from fenlei.local.state import Files, MeshState, Plan, ProcessIdentity, ProcessRecord
+from fenlei.local.state import Files, MeshState, ProcessIdentity, ProcessRecord
 from fenlei.runtime import logging as jsonlog
 from fenlei.sidecar.control import CLIENT_PROXIES, ControlPlane, Topology
 from fenlei.sidecar.xds import Instance
@@ -160,7 +161,9 @@ class Supervisor:
                 raise Stopping()
             for name in watched:
                 if self.children[name].poll() is not None:
-                    raise StartFailed(f"{name} exited with {self.children[name].returncode} while starting; see {self.logs / (name + '.log')}")
+                    raise StartFailed(
+                        f"{name} exited with {self.children[name].returncode} while starting; see {self.logs / (name + '.log')}"
+                    )
             if time.monotonic() > deadline:
                 raise StartFailed(f"{what} not ready after {timeout:.0f} s; see {self.logs}")
             time.sleep(0.05)
@@ -233,8 +236,14 @@ class Supervisor:
         self.control.policy()  # a broken policy file stops the start before anything runs
         self.topology = Topology.plan(self.plan.versions)
         self.start_sidecars(self.topology.instances, with_clients=True)
-        clients = [r for r in self.state.processes.values() if r.kind == "proxy" and r.service in {w.name for w in services.WORKLOADS if w.calls}]
-        self.wait_until(lambda: all(Admin(r.admin).has_cluster(services.STAGE_NAMES[-1] + "::") for r in clients), "the sidecars' clusters", self.plan.timeout)
+        clients = [
+            r for r in self.state.processes.values() if r.kind == "proxy" and r.service in {w.name for w in services.WORKLOADS if w.calls}
+        ]
+        self.wait_until(
+            lambda: all(Admin(r.admin).has_cluster(services.STAGE_NAMES[-1] + "::") for r in clients),
+            "the sidecars' clusters",
+            self.plan.timeout,
+        )
         self.start_apps(self.topology.instances)
         xds = self.control.proxy_directory(GATEWAY)
         self.start_gateway(lambda jwks: gateway_config.build(self.settings, {}, jwks, xds_directory=xds))
@@ -268,7 +277,12 @@ class Supervisor:
                 workload = services.BY_NAME[instance.service]
                 prefix = f"FENLEI_{instance.service.upper()}"
                 env = {f"{prefix}_LISTEN": f"unix:{self.control.app_socket(instance)}"}
-                env.update({f"{prefix}_{callee.upper()}_ADDRESS": self.control.outbound_address(instance.name, callee) for callee in workload.calls})
+                env.update(
+                    {
+                        f"{prefix}_{callee.upper()}_ADDRESS": self.control.outbound_address(instance.name, callee)
+                        for callee in workload.calls
+                    }
+                )
                 records.append(self.app_record(topology.key(instance), workload, env, instance.name))
             if records:
                 self.start_and_wait(records, ", ".join(r.name for r in records))
@@ -297,7 +311,11 @@ class Supervisor:
         assert self.topology is not None
         version = self.push()
         placed = {i.name for i in self.topology.instances}
-        admins = [Admin(r.admin) for r in self.state.processes.values() if r.admin and r.state == "running" and (not r.instance or r.instance in placed)]
+        admins = [
+            Admin(r.admin)
+            for r in self.state.processes.values()
+            if r.admin and r.state == "running" and (not r.instance or r.instance in placed)
+        ]
         self.wait_until(lambda: all(a.route_versions() == {version} for a in admins), "the proxies' new configuration", self.plan.timeout)
 
     # ------------------------------------------------------------------ keeping it running
@@ -317,7 +335,9 @@ class Supervisor:
             delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (self.failures[name] - 1))
             record.state, record.last_exit = "backoff", f"{_exit_text(process.returncode)} at {_now()}"
             self.due[name] = now + delay
-            log.warning("process exited; starting it again", extra={"fields": {"process": name, "exit": record.last_exit, "in_seconds": delay}})
+            log.warning(
+                "process exited; starting it again", extra={"fields": {"process": name, "exit": record.last_exit, "in_seconds": delay}}
+            )
             self.save()
         for name, when in list(self.due.items()):
             if when <= now:
@@ -341,7 +361,9 @@ class Supervisor:
         plan = self.files.read_plan()
         try:
             if plan.sidecars != self.plan.sidecars:
-                raise StartFailed("the mesh runs " + ("with" if self.plan.sidecars else "without") + " sidecars; `fenlei down` first to change that")
+                raise StartFailed(
+                    "the mesh runs " + ("with" if self.plan.sidecars else "without") + " sidecars; `fenlei down` first to change that"
+                )
             self.plan = dataclasses.replace(self.plan, versions=plan.versions, generation=plan.generation)
             if self.plan.sidecars:
                 self.scale(plan.versions)

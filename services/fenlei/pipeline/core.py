@@ -4,8 +4,9 @@ request, and how a request's documents are cut into stage batches."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence, TypeVar
+from typing import TypeVar
 
 from fenlei.errors import InvalidInput
 from fenlei.runtime.models import ModelStore

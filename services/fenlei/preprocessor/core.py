@@ -14,9 +14,10 @@ import collections
 import re
 import threading
 import unicodedata
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from fenlei.errors import InvalidInput, LimitExceeded
 from fenlei.runtime import artifacts
@@ -102,7 +103,16 @@ class PreprocessConfig:
     tag_terms: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("normalize_width", "lowercase", "remove_punctuation", "remove_digits", "remove_urls", "remove_emails", "remove_stopwords", "tag_terms"):
+        for name in (
+            "normalize_width",
+            "lowercase",
+            "remove_punctuation",
+            "remove_digits",
+            "remove_urls",
+            "remove_emails",
+            "remove_stopwords",
+            "tag_terms",
+        ):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidInput(f"preprocessor option {name} must be true or false, not {getattr(self, name)!r}")
         if isinstance(self.min_token_length, bool) or not isinstance(self.min_token_length, int) or self.min_token_length < 1:

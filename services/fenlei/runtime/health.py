@@ -8,7 +8,7 @@ NOT_SERVING for good, and each Watch stream ends once it has said so.
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -48,7 +48,9 @@ class Health(health_pb2_grpc.HealthServicer):
         last: Status | None = None
         while True:
             async with self._changed:
-                await self._changed.wait_for(lambda: self._current(request.service) != last or (self._draining and last is not None))
+                await self._changed.wait_for(
+                    lambda last=last: self._current(request.service) != last or (self._draining and last is not None)
+                )
                 status = self._current(request.service)
             if status != last:
                 yield health_pb2.HealthCheckResponse(status=status)

@@ -3,7 +3,8 @@ the offending document."""
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 from fenlei.errors import InvalidInput, LimitExceeded, quote
 from fenlei.runtime.settings import ServiceSettings

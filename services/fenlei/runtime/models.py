@@ -29,8 +29,9 @@ import secrets
 import shutil
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from typing import Any, Generic, TypeVar
 
 from fenlei.errors import FailedPrecondition, InvalidInput, NotFound, quote
 from fenlei.runtime import artifacts

@@ -16,9 +16,10 @@ import json
 import logging
 import os
 import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pool
@@ -31,7 +32,6 @@ from fenlei.runtime.health import Health
 from fenlei.runtime.settings import ServiceSettings
 
 log = logging.getLogger("fenlei.server")
-
 
 
 async def _nothing_to_load() -> None:
@@ -74,7 +74,9 @@ class _Admission(grpc.aio.ServerInterceptor):
 
         async def parsed(data: bytes, context: grpc.aio.ServicerContext, where: str = "") -> Any:
             if not self.ready:
-                await context.abort(grpc.StatusCode.UNAVAILABLE, f"{method}: the service is still loading; retry when its health check says SERVING")
+                await context.abort(
+                    grpc.StatusCode.UNAVAILABLE, f"{method}: the service is still loading; retry when its health check says SERVING"
+                )
             try:
                 return parse(data)
             except DecodeError as error:

@@ -4,7 +4,7 @@ production than in training."""
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import grpc
 
@@ -47,7 +47,9 @@ class StageStreams:
 
     async def predictions(self, vectors: bytes, model: common_pb2.ModelRef, options: classifier_pb2.PredictOptions) -> bytes:
         """A serialized PredictStreamResponse, from vectors() output."""
-        return await self._call("classifier", vectors + classifier_pb2.PredictStreamRequest(model=model, options=options).SerializeToString())
+        return await self._call(
+            "classifier", vectors + classifier_pb2.PredictStreamRequest(model=model, options=options).SerializeToString()
+        )
 
     async def _call(self, stage: str, payload: bytes) -> bytes:
         """One batch on a stage's open stream. A stage that cannot be reached is named, so a

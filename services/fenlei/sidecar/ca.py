@@ -59,8 +59,10 @@ class CertificateAuthority:
             self.directory.mkdir(parents=True, exist_ok=True)
             os.chmod(self.directory, 0o700)
             key = ec.generate_private_key(ec.SECP256R1())
-            subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "fenlei"), x509.NameAttribute(NameOID.COMMON_NAME, self.name)])
-            now = datetime.datetime.now(datetime.timezone.utc)
+            subject = x509.Name(
+                [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "fenlei"), x509.NameAttribute(NameOID.COMMON_NAME, self.name)]
+            )
+            now = datetime.datetime.now(datetime.UTC)
             cert = (
                 x509.CertificateBuilder()
                 .subject_name(subject)
@@ -84,7 +86,7 @@ class CertificateAuthority:
         spiffe://cluster.local/ns/fenlei/sa/<account>. Reissued when close to expiry."""
         ca_key, ca_cert = self._load_or_create()
         identity = Identity(account, self.directory / f"{account}.pem", self.directory / f"{account}.key")
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         if identity.cert.exists():
             current = x509.load_pem_x509_certificate(identity.cert.read_bytes())
             if current.not_valid_after_utc - now > datetime.timedelta(days=1):
@@ -99,7 +101,9 @@ class CertificateAuthority:
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=CERT_DAYS))
             # The SPIFFE id is the identity; the DNS name lets plain gRPC clients check the host too.
-            .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(spiffe_id(account)), x509.DNSName(account)]), critical=True)
+            .add_extension(
+                x509.SubjectAlternativeName([x509.UniformResourceIdentifier(spiffe_id(account)), x509.DNSName(account)]), critical=True
+            )
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
             .sign(ca_key, hashes.SHA256())

@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Iterable
 
 from fenlei import services
 from fenlei.envoy.config import route_configuration, write_bootstrap, write_resources
@@ -38,7 +38,7 @@ class Topology:
     instances: list[Instance]
 
     @classmethod
-    def plan(cls, versions: dict[str, list[str]]) -> "Topology":
+    def plan(cls, versions: dict[str, list[str]]) -> Topology:
         """versions: service → one version label per instance (default one v1 each).
         Inbound ports are 0 until the sidecars have bound them (with_ports)."""
         instances = []
@@ -49,7 +49,7 @@ class Topology:
                 counts[version] = counts.get(version, 0) + 1
         return cls(instances)
 
-    def with_ports(self, ports: dict[str, int]) -> "Topology":
+    def with_ports(self, ports: dict[str, int]) -> Topology:
         """The ports the sidecars bound (instance name → port): each Envoy picks its own
         free port, so no port is chosen here and lost to another process meanwhile."""
         return Topology([replace(i, inbound_port=ports[i.name]) for i in self.instances])
@@ -132,7 +132,9 @@ class ControlPlane:
             )  # fmt: skip
         for client in CLIENT_PROXIES:
             directory = self.proxy_directory(client)
-            proxies[client] = xds.sidecar_bootstrap(client, directory, self.identity(client), self.ca.root, inbound=None, outbound=CALLS[client])
+            proxies[client] = xds.sidecar_bootstrap(
+                client, directory, self.identity(client), self.ca.root, inbound=None, outbound=CALLS[client]
+            )
         return proxies
 
     def write_bootstraps(self, topology: Topology) -> dict[str, Path]:

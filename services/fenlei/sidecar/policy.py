@@ -9,9 +9,10 @@ be worse than an error.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
@@ -209,9 +210,7 @@ def _string_match(where: str, spec: Any) -> tuple[str, str]:
 def _match(where: str, spec: dict[str, Any]) -> Match:
     _check_keys(where, spec, {"name", "uri", "headers"})
     uri = _string_match(f"{where}.uri", spec["uri"]) if "uri" in spec else None
-    headers = tuple(
-        (name.lower(), *_string_match(f"{where}.headers.{name}", value)) for name, value in spec.get("headers", {}).items()
-    )
+    headers = tuple((name.lower(), *_string_match(f"{where}.headers.{name}", value)) for name, value in spec.get("headers", {}).items())
     return Match(uri, headers)  # type: ignore[arg-type]
 
 
@@ -226,7 +225,11 @@ def _http_route(where: str, spec: dict[str, Any], index: int) -> HttpRoute:
         _check_keys(f"{where}.route[{i}]", route, {"destination", "weight"})
         destination = _check_keys(f"{where}.route[{i}].destination", route.get("destination", {}), {"host", "subset", "port"})
         weight = route.get("weight", 100 if len(routes) == 1 else 0)
-        destinations.append(Destination(_host(f"{where}.route[{i}].destination.host", destination.get("host")), str(destination.get("subset", "")), int(weight)))
+        destinations.append(
+            Destination(
+                _host(f"{where}.route[{i}].destination.host", destination.get("host")), str(destination.get("subset", "")), int(weight)
+            )
+        )
     if len(destinations) > 1 and sum(d.weight for d in destinations) != 100:
         raise PolicyError(f"{where}.route: weights add up to {sum(d.weight for d in destinations)}, not 100")
     timeout = seconds(f"{where}.timeout", spec["timeout"]) if "timeout" in spec else None
@@ -299,7 +302,7 @@ def load(files: Iterable[Path], policy: Policy | None = None) -> Policy:
                 kind, name = document.get("kind"), str((document.get("metadata") or {}).get("name", ""))
                 if (kind, name) in policy.names:
                     policy.origins[(kind, name)] = Path(path).name
-    for host, routes in policy.virtual_services.items():
+    for routes in policy.virtual_services.values():
         for route in routes:
             for destination in route.destinations:
                 policy.subset_version(destination.host, destination.subset)

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from fenlei.envoy.config import (
     deadline,
@@ -83,7 +84,9 @@ def mesh_clusters(policy: Policy, instances: Iterable[Instance], hosts: Iterable
                 "connect_timeout": "1s",
                 "load_assignment": {
                     "cluster_name": cluster_name(host, version),
-                    "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket_address("127.0.0.1", i.inbound_port)}} for i in group]}],
+                    "endpoints": [
+                        {"lb_endpoints": [{"endpoint": {"address": socket_address("127.0.0.1", i.inbound_port)}} for i in group]}
+                    ],
                 },
                 "typed_extension_protocol_options": http2_options(rule.pool.max_requests_per_connection if rule else None),
             }
@@ -91,10 +94,14 @@ def mesh_clusters(policy: Policy, instances: Iterable[Instance], hosts: Iterable
                 cluster["health_checks"] = grpc_health_checks()
             if rule is None or rule.mutual_tls:
                 context = tls_context(identity, ca_root)
-                context["validation_context"]["match_typed_subject_alt_names"] = [{"san_type": "URI", "matcher": {"exact": spiffe_id(host)}}]
+                context["validation_context"]["match_typed_subject_alt_names"] = [
+                    {"san_type": "URI", "matcher": {"exact": spiffe_id(host)}}
+                ]
                 cluster["transport_socket"] = {
                     "name": "envoy.transport_sockets.tls",
-                    "typed_config": typed("envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext", common_tls_context=context, sni=host),
+                    "typed_config": typed(
+                        "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext", common_tls_context=context, sni=host
+                    ),
                 }
             if rule:
                 thresholds = {
@@ -132,7 +139,12 @@ def _retry_policy(retries: Retries) -> dict[str, Any]:
         "retry_on": retries.retry_on,
         "num_retries": retries.attempts,
         # A retry goes to another instance when there is one, as Istio's does.
-        "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts", "typed_config": typed("envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate")}],
+        "retry_host_predicate": [
+            {
+                "name": "envoy.retry_host_predicates.previous_hosts",
+                "typed_config": typed("envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"),
+            }
+        ],
         "host_selection_retry_max_attempts": 3,
     }
     if retries.per_try_timeout_seconds is not None:
@@ -191,7 +203,7 @@ def policy_routes(policy: Policy, host: str, *, paths: Iterable[tuple[str, bool]
         if rule.retries:
             action["retry_policy"] = _retry_policy(rule.retries)
         for match in rule.matches or (None,):
-            for path, streams in (paths if paths is not None else [(None, False)]):
+            for path, streams in paths if paths is not None else [(None, False)]:
                 if path is not None and match and match.uri and not _uri_matches(match.uri, path):
                     continue
                 route_match = _route_match(match, path)
@@ -233,13 +245,15 @@ def inbound_rbac(policy: Policy, service: str) -> dict[str, Any]:
     already proved it is one), as in Istio."""
     rules = policy.authorization.get(service)
     if rules is None:
-        policies = {"any-peer": {"permissions": [{"any": True}], "principals": [{"authenticated": {"principal_name": {"prefix": "spiffe://"}}}]}}
+        policies = {
+            "any-peer": {"permissions": [{"any": True}], "principals": [{"authenticated": {"principal_name": {"prefix": "spiffe://"}}}]}
+        }
     else:
         policies = {}
         for index, allow in enumerate(rules):
-            permissions = [
-                {"url_path": {"path": {"prefix": p[:-1]} if p.endswith("*") else {"exact": p}}} for p in allow.paths
-            ] or [{"any": True}]
+            permissions = [{"url_path": {"path": {"prefix": p[:-1]} if p.endswith("*") else {"exact": p}}} for p in allow.paths] or [
+                {"any": True}
+            ]
             principals = [{"authenticated": {"principal_name": {"exact": p}}} for p in allow.principals] or [
                 {"authenticated": {"principal_name": {"prefix": "spiffe://"}}}
             ]
@@ -286,21 +300,29 @@ def _manager(stat_prefix: str, route_name: str, directory: Path, filters: list[d
             codec_type="HTTP2",
             rds=_rds(route_name, directory),
             local_reply_config={"mappers": [unreached]},
-            http_filters=[*filters, {"name": "envoy.filters.http.router", "typed_config": typed("envoy.extensions.filters.http.router.v3.Router")}],
+            http_filters=[
+                *filters,
+                {"name": "envoy.filters.http.router", "typed_config": typed("envoy.extensions.filters.http.router.v3.Router")},
+            ],
         ),
     }
 
 
 FAULT_FILTER = {"name": "envoy.filters.http.fault", "typed_config": typed("envoy.extensions.filters.http.fault.v3.HTTPFault")}
 # Denies everything unless the route's RBACPerRoute allows it.
-DENY_BY_DEFAULT = {"name": "envoy.filters.http.rbac", "typed_config": typed("envoy.extensions.filters.http.rbac.v3.RBAC", rules={"action": "ALLOW", "policies": {}})}
+DENY_BY_DEFAULT = {
+    "name": "envoy.filters.http.rbac",
+    "typed_config": typed("envoy.extensions.filters.http.rbac.v3.RBAC", rules={"action": "ALLOW", "policies": {}}),
+}
 
 
 def outbound_socket(directory: Path, host: str) -> Path:
     return directory / f"out-{host}.sock"
 
 
-def sidecar_bootstrap(name: str, directory: Path, identity: Identity, ca_root: Path, *, inbound: tuple[int, Path] | None, outbound: Iterable[str]) -> dict[str, Any]:
+def sidecar_bootstrap(
+    name: str, directory: Path, identity: Identity, ca_root: Path, *, inbound: tuple[int, Path] | None, outbound: Iterable[str]
+) -> dict[str, Any]:
     """inbound: (mTLS port, the app's Unix socket), or None for a client-only proxy.
     outbound: the hosts the app calls, each through a Unix socket of this proxy."""
     listeners = []

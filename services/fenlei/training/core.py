@@ -12,9 +12,10 @@ import json
 import random
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 from sklearn.metrics import accuracy_score, classification_report, f1_score
 
@@ -33,7 +34,7 @@ class Corpus:
         if len(self.texts) != len(self.labels):
             raise InvalidInput("a corpus needs one label per text")
 
-    def subset(self, indices: Sequence[int]) -> "Corpus":
+    def subset(self, indices: Sequence[int]) -> Corpus:
         return Corpus([self.texts[i] for i in indices], [self.labels[i] for i in indices])
 
 
@@ -149,7 +150,9 @@ class Report:
 class Stages(Protocol):
     async def terms(self, name: str, version: str, texts: Sequence[str]) -> list[list[str]]: ...
 
-    async def fit_features(self, name: str, version: str, terms: Sequence[Sequence[str]], labels: Sequence[str], options: dict[str, Any]) -> int: ...
+    async def fit_features(
+        self, name: str, version: str, terms: Sequence[Sequence[str]], labels: Sequence[str], options: dict[str, Any]
+    ) -> int: ...
 
     async def fit_classifier(
         self, name: str, version: str, terms: Sequence[Sequence[str]], labels: Sequence[str], dimension: int, options: dict[str, Any]
@@ -183,8 +186,16 @@ async def train(store: ModelStore, spec: TrainingSpec, stages: Stages, corpus: C
         predicted = await stages.predict(spec.name, draft.id, await stages.terms(spec.name, draft.id, test.texts))
         accuracy, macro_f1, per_class = evaluate(test.labels, predicted)
         report = Report(
-            spec.name, "", len(corpus.texts), len(test.texts), dimension, accuracy, macro_f1, per_class,
-            time.monotonic() - started, predicted,
+            spec.name,
+            "",
+            len(corpus.texts),
+            len(test.texts),
+            dimension,
+            accuracy,
+            macro_f1,
+            per_class,
+            time.monotonic() - started,
+            predicted,
         )
         report.version = store.publish(draft, {"report": report.to_json(), "labels": sorted(set(corpus.labels))})
     return report

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fenlei import services
 from fenlei.local.mesh import LocalMesh as Mesh
 from fenlei.runtime.models import ModelStore
-from fenlei import services
 from fenlei.runtime.stages import StageStreams
 from fenlei.training.core import Corpus, Report, TrainingSpec, read_corpus, train
 from fenlei.training.stages import GrpcStages

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from google.protobuf import json_format
 
@@ -24,15 +25,16 @@ class GrpcStages:
 
     async def _terms_bytes(self, model: common_pb2.ModelRef, texts: Sequence[str]) -> list[bytes]:
         return await asyncio.gather(
-            *(
-                self.streams.terms([common_pb2.Document(id=str(i), text=texts[i]) for i in batch], model)
-                for batch in _batches(len(texts))
-            )
+            *(self.streams.terms([common_pb2.Document(id=str(i), text=texts[i]) for i in batch], model) for batch in _batches(len(texts)))
         )
 
     async def terms(self, name: str, version: str, texts: Sequence[str]) -> list[list[str]]:
         answers = await self._terms_bytes(common_pb2.ModelRef(name=name, version=version), texts)
-        return [list(document.tokens) for answer in answers for document in preprocessor_pb2.PreprocessStreamResponse.FromString(answer).documents]
+        return [
+            list(document.tokens)
+            for answer in answers
+            for document in preprocessor_pb2.PreprocessStreamResponse.FromString(answer).documents
+        ]
 
     async def fit_features(
         self, name: str, version: str, terms: Sequence[Sequence[str]], labels: Sequence[str], options: dict[str, Any]
@@ -43,7 +45,9 @@ class GrpcStages:
         async def requests() -> AsyncIterator[features_pb2.FitRequest]:
             for index, batch in enumerate(_batches(len(terms))):
                 yield features_pb2.FitRequest(
-                    documents=[common_pb2.LabelledDocument(document=common_pb2.TokenizedDocument(tokens=terms[i]), label=labels[i]) for i in batch],
+                    documents=[
+                        common_pb2.LabelledDocument(document=common_pb2.TokenizedDocument(tokens=terms[i]), label=labels[i]) for i in batch
+                    ],
                     model=model if index == 0 else None,
                     options=feature_options if index == 0 else None,
                 )
@@ -64,7 +68,9 @@ class GrpcStages:
     ) -> None:
         model = common_pb2.ModelRef(name=name, version=version)
         classifier_options = json_format.ParseDict(options, classifier_pb2.ClassifierOptions())
-        vectors = [v for answer in await self._vectors(model, terms) for v in features_pb2.TransformStreamResponse.FromString(answer).vectors]
+        vectors = [
+            v for answer in await self._vectors(model, terms) for v in features_pb2.TransformStreamResponse.FromString(answer).vectors
+        ]
         # SGD learns batch by batch, so each epoch streams the data again.
         sgd = classifier_options.algorithm == classifier_pb2.ALGORITHM_SGD
         epochs = (classifier_options.epochs or ClassifierConfig().epochs) if sgd else 1

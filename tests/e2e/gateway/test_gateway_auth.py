@@ -95,7 +95,9 @@ def test_viewer_may_classify_but_not_fit(gateway) -> None:
         denied = gateway.rest(path, [{}], token="viewer")
         assert denied.status == 403 and denied.status_body() == {"code": 7, "message": "RBAC: access denied"}, denied.body
     with pytest.raises(grpc.RpcError) as failure:
-        features_pb2_grpc.FeaturesStub(gateway.channel()).Fit(iter([features_pb2.FitRequest()]), metadata=gateway.metadata("viewer"), timeout=30)
+        features_pb2_grpc.FeaturesStub(gateway.channel()).Fit(
+            iter([features_pb2.FitRequest()]), metadata=gateway.metadata("viewer"), timeout=30
+        )
     assert failure.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 

@@ -17,7 +17,13 @@ from google.protobuf import json_format, message_factory
 from fenlei.runtime.models import ModelStore
 from fenlei.v1 import classifier_pb2, features_pb2, pipeline_pb2, preprocessor_pb2, segmenter_pb2
 
-STAGE_OF = {"Segmenter": "segmenter", "Preprocessor": "preprocessor", "Features": "features", "Classifier": "classifier", "Pipeline": "pipeline"}
+STAGE_OF = {
+    "Segmenter": "segmenter",
+    "Preprocessor": "preprocessor",
+    "Features": "features",
+    "Classifier": "classifier",
+    "Pipeline": "pipeline",
+}
 TEXT = "姚明率领火箭队击败湖人"
 SESSION_MODEL = {"name": "reviews", "version": "v1"}
 FIT = {"name": "{fit}", "version": "{draft}"}  # replaced by a fresh model and its draft per call path
@@ -30,7 +36,10 @@ SAMPLES: dict[str, Any] = {
         {"documents": [{"id": "a", "text": TEXT}]},
         {"documents": [{"id": "b", "text": "股市大涨"}], "options": {"mode": "SEGMENT_MODE_SEARCH"}},
     ],
-    "/fenlei.v1.Preprocessor/Preprocess": {"documents": [{"id": "p", "tokens": ["北京", "的", "大学", "！", "ABC"]}], "model": SESSION_MODEL},
+    "/fenlei.v1.Preprocessor/Preprocess": {
+        "documents": [{"id": "p", "tokens": ["北京", "的", "大学", "！", "ABC"]}],
+        "model": SESSION_MODEL,
+    },
     "/fenlei.v1.Preprocessor/PreprocessStream": [
         {"documents": [{"id": "p", "tokens": ["北京", "的", "大学"]}], "model": SESSION_MODEL},
         {"documents": [{"id": "q", "tokens": ["火箭队", "击败", "湖人"]}], "model": SESSION_MODEL},
@@ -55,7 +64,11 @@ SAMPLES: dict[str, Any] = {
         {"vectors": VECTORS[1:], "model": SESSION_MODEL},
     ],
     "/fenlei.v1.Pipeline/Classify": {"text": TEXT, "model": "reviews", "topK": 3, "explain": 2},
-    "/fenlei.v1.Pipeline/ClassifyBatch": {"documents": [{"id": "a", "text": TEXT}, {"id": "b", "text": "央行宣布降息"}], "model": "reviews", "topK": 2},
+    "/fenlei.v1.Pipeline/ClassifyBatch": {
+        "documents": [{"id": "a", "text": TEXT}, {"id": "b", "text": "央行宣布降息"}],
+        "model": "reviews",
+        "topK": 2,
+    },
     "/fenlei.v1.Pipeline/ClassifyStream": [
         {"documents": [{"id": "a", "text": TEXT}], "model": "reviews", "topK": 1},
         {"documents": [{"id": "b", "text": "新款手机发布"}, {"id": "c", "text": "高考改革方案"}], "model": "reviews", "explain": 1},

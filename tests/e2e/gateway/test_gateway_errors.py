@@ -128,11 +128,17 @@ REFUSED = {
     "wrong-type": ("/v1/classify", '{"text": "姚明", "model": "reviews", "topK": "x"}'.encode(), 400, INVALID_ARGUMENT),
     "invalid-utf8": ("/v1/classify", b'{"text": "\xff\xfe\xe4\xb8", "model": "reviews"}', 400, INVALID_ARGUMENT),
     # 2 MB of valid JSON: over the gateway's 1 MiB max_request_bytes
-    "too-large": ("/v1/classify", json.dumps({"text": "中" * 700_000, "model": "reviews"}, ensure_ascii=False).encode(), 413, RESOURCE_EXHAUSTED),
+    "too-large": (
+        "/v1/classify",
+        json.dumps({"text": "中" * 700_000, "model": "reviews"}, ensure_ascii=False).encode(),
+        413,
+        RESOURCE_EXHAUSTED,
+    ),
     "too-large-batch": (
         "/v1/classify:batch",
-        json.dumps({"documents": [{"id": str(i), "text": GOOD * 20} for i in range(3500)], "model": "reviews"}, ensure_ascii=False)
-        .encode(),
+        json.dumps(
+            {"documents": [{"id": str(i), "text": GOOD * 20} for i in range(3500)], "model": "reviews"}, ensure_ascii=False
+        ).encode(),
         413,
         RESOURCE_EXHAUSTED,
     ),

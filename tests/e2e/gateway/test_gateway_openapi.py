@@ -13,7 +13,6 @@ import jsonschema
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-
 from schemathesis import checks
 
 from fenlei.gateway.config import OPENAPI
