@@ -11,7 +11,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +128,7 @@ def gateway_latencies(mesh: Mesh, texts: Sequence[str], calls: int) -> dict[str,
     return latencies
 
 
-def interleaved_latencies(paths: dict[str, Callable[[str], Any]], texts: Sequence[str], calls: int) -> dict[str, list[float]]:
+def interleaved_latencies(paths: Mapping[str, Callable[[str], Any]], texts: Sequence[str], calls: int) -> dict[str, list[float]]:
     """Sequential calls in ms, one path after the other in turn, so they share the noise."""
     latencies: dict[str, list[float]] = {name: [] for name in paths}
     for i in range(calls + 20):

@@ -153,7 +153,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     # Through the front door, as any client: the gateway, with a viewer token of this mesh. One
     # stream, whatever the number of lines (a batch holds at most 4,096), in order.
     with Client(mesh.address("gateway"), token=mesh.authority().mint("viewer", ttl_seconds=600), timeout=args.timeout) as client:
-        predictions = client.classify_stream(args.texts or stdin, model=args.model, version=args.version, top_k=1)
+        predictions = client.classify_stream(args.texts if stdin is None else stdin, model=args.model, version=args.version, top_k=1)
         try:
             for prediction in with_progress(predictions):
                 print(f"{prediction.labels[0].label}\t{prediction.labels[0].score:.4f}")

@@ -65,6 +65,7 @@ import re
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import (
     Any,
+    TypeAlias,
 )
 
 import grpc
@@ -117,7 +118,7 @@ SERVICES: dict[str, tuple[str, type]] = {
 
 Token = str | Callable[[], str] | None
 Metadata = Sequence[tuple[str, str | bytes]]
-Tls = bool | grpc.ChannelCredentials | None
+Tls: TypeAlias = bool | grpc.ChannelCredentials | None
 Text = str | common_pb2.Document
 
 
@@ -352,12 +353,12 @@ async def _async_stream_requests(
     items: Iterable[Text] | AsyncIterable[Text], batch_size: int, options: Mapping[str, Any]
 ) -> AsyncIterator[pipeline_pb2.ClassifyStreamRequest]:
     if not hasattr(items, "__aiter__"):
-        for request in _stream_requests(items, batch_size, options):  # type: ignore[arg-type]
+        for request in _stream_requests(items, batch_size, options):
             yield request
         return
     batch: list[common_pb2.Document] = []
     index = 0
-    async for item in items:  # type: ignore[union-attr]
+    async for item in items:
         batch.append(_document(item, index))
         index += 1
         if len(batch) == batch_size:

@@ -220,8 +220,10 @@ class FeatureFitter:
         class_documents = np.asarray(self._class_documents, dtype=np.float64)
         n = class_documents.sum()
         selection = self.config.selection
+        # __init__ keeps exactly the per-class sums the configured selection scores with.
         with np.errstate(divide="ignore", invalid="ignore"):
             if selection is Selection.CHI2:
+                assert self._sums is not None
                 per_class = list(self._sums.rows(n_classes, columns))
                 totals = np.sum(per_class, axis=0)
                 chi2 = np.zeros(len(columns))
@@ -230,6 +232,7 @@ class FeatureFitter:
                     chi2 += (observed - expected) ** 2 / expected
                 return chi2 * idf
             if selection is Selection.ANOVA_F:
+                assert self._sums is not None and self._squares is not None
                 between = np.zeros(len(columns))
                 totals = np.zeros(len(columns))
                 for c, sums in enumerate(self._sums.rows(n_classes, columns)):
@@ -245,6 +248,7 @@ class FeatureFitter:
                 return np.where(np.isnan(f), 0.0, f)
             # Mutual information of presence (present/absent) and class: the sum over the
             # 2 x classes table of P(e, c) log(P(e, c) / (P(e) P(c))), with 0 log 0 = 0.
+            assert self._presence is not None
             mi = np.zeros(len(columns))
             p_present = df / n
             for c, both in enumerate(self._presence.rows(n_classes, columns)):
@@ -327,7 +331,7 @@ class FeatureSpace:
         data /= norms[rows].astype(np.float32)
         return matrix
 
-    def feature_names(self, indices: Sequence[int]) -> list[str]:
+    def feature_names(self, indices: Sequence[int] | np.ndarray) -> list[str]:
         indices = np.asarray(indices, dtype=np.int64).ravel()
         bad = indices[(indices < 0) | (indices >= self.dimension)]
         if len(bad):

@@ -195,11 +195,13 @@ class Supervisor:
             record.address = f"127.0.0.1:{Admin(admin).listener_port('inbound')}"
         return True
 
-    def envoy_record(self, name: str, kind: str, bootstrap: Path, *, workers: int = 1, **fields: str) -> ProcessRecord:
+    def envoy_record(
+        self, name: str, kind: str, bootstrap: Path, *, workers: int = 1, service: str = "", instance: str = "", app: str = ""
+    ) -> ProcessRecord:
         admin_file = self.files.run / f"{name}-admin.txt"
         admin_file.unlink(missing_ok=True)
         command = envoy_command(bootstrap, admin_file, workers=workers, drain_seconds=self.grace)
-        return ProcessRecord(name, kind, command=tuple(command), **fields)
+        return ProcessRecord(name, kind, service=service, instance=instance, app=app, command=tuple(command))
 
     @property
     def grace(self) -> float:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import TypeAlias
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-Status = health_pb2.HealthCheckResponse.ServingStatus
+Status: TypeAlias = health_pb2.HealthCheckResponse.ServingStatus
 
 
 class Health(health_pb2_grpc.HealthServicer):
@@ -47,10 +48,12 @@ class Health(health_pb2_grpc.HealthServicer):
     ) -> AsyncIterator[health_pb2.HealthCheckResponse]:
         last: Status | None = None
         while True:
+            # A def, not a lambda: mypy cannot type a lambda with a default argument against wait_for's Callable[[], T].
+            def changed(last: Status | None = last) -> bool:
+                return self._current(request.service) != last or (self._draining and last is not None)
+
             async with self._changed:
-                await self._changed.wait_for(
-                    lambda last=last: self._current(request.service) != last or (self._draining and last is not None)
-                )
+                await self._changed.wait_for(changed)
                 status = self._current(request.service)
             if status != last:
                 yield health_pb2.HealthCheckResponse(status=status)

@@ -20,6 +20,7 @@ from fenlei.runtime import logging as jsonlog
 
 log = logging.getLogger("fenlei.rpc")
 T = TypeVar("T")
+Response = TypeVar("Response", bound=Message)
 
 STATUS_OF: dict[type[errors.FenleiError], grpc.StatusCode] = {
     errors.InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
@@ -140,11 +141,11 @@ def batch_unary(handle: BatchFn, response_type: type[Message]) -> Handler:
     return method
 
 
-def batch_stream(handle: BatchFn, response_type: type[Message]) -> Callable[..., AsyncIterator[Message]]:
+def batch_stream(handle: BatchFn, response_type: type[Response]) -> Callable[..., AsyncIterator[Response]]:
     """Serves the same function as a bidirectional stream. An error names the batch."""
 
     @streaming
-    async def method(self: Any, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Message]:
+    async def method(self: Any, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Response]:
         index = 0
         async for request in requests:
             response = response_type()

@@ -19,7 +19,7 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import descriptor_pool
@@ -46,7 +46,9 @@ class Service:
     described: list[str] = field(default_factory=list)
 
 
-Register = Callable[[grpc.aio.Server, ServiceSettings], Service]
+# A service's settings class: register receives the settings serve was given.
+Settings = TypeVar("Settings", bound=ServiceSettings)
+Register = Callable[[grpc.aio.Server, Settings], Service]
 
 
 class _Admission(grpc.aio.ServerInterceptor):
@@ -59,7 +61,11 @@ class _Admission(grpc.aio.ServerInterceptor):
         self.ready = False
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
-    async def intercept_service(self, continuation, details):  # type: ignore[no-untyped-def]
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
         method = details.method
         handler = self._handlers.get(method)
         if handler is None:
@@ -160,7 +166,7 @@ class RunningServer:
         await self.server.stop(self.grace_seconds)
 
 
-async def start_server(service: str, settings: ServiceSettings, register: Register) -> RunningServer:
+async def start_server(service: str, settings: Settings, register: Register[Settings]) -> RunningServer:
     admission = _Admission()
     server = grpc.aio.server(options=channel_options(settings), interceptors=[admission])
     health = Health()
@@ -199,7 +205,7 @@ def _write_address_file(path: Path, address: str) -> None:
     os.replace(tmp, path)
 
 
-def serve(service: str, settings: ServiceSettings, register: Register) -> None:
+def serve(service: str, settings: Settings, register: Register[Settings]) -> None:
     """Runs a service until SIGTERM or SIGINT, then drains it."""
     jsonlog.configure(service, settings.log_level)
 

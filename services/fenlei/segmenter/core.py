@@ -23,10 +23,10 @@ import enum
 import logging
 import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jieba
 import jieba.posseg
@@ -165,7 +165,8 @@ class _Tagger(jieba.posseg.POSTokenizer):
 
     def __init__(self, tokenizer: jieba.Tokenizer, word_tag_tab: Mapping[str, str], user_tags: dict[str, str]) -> None:
         self.tokenizer = tokenizer
-        self.word_tag_tab = collections.ChainMap(user_tags, word_tag_tab)
+        # typeshed types every map of a ChainMap mutable; a ChainMap writes only to its first (user_tags).
+        self.word_tag_tab = collections.ChainMap(user_tags, cast(MutableMapping[str, str], word_tag_tab))
 
 
 class _Dictionary:

@@ -77,9 +77,9 @@ class CertificateAuthority:
             )
             self.root.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
             _write_private(key_file, _key_pem(key))  # written last: its presence means the CA is whole
-        key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
-        assert isinstance(key, ec.EllipticCurvePrivateKey)
-        return key, x509.load_pem_x509_certificate(self.root.read_bytes())
+        loaded = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+        assert isinstance(loaded, ec.EllipticCurvePrivateKey)
+        return loaded, x509.load_pem_x509_certificate(self.root.read_bytes())
 
     def issue(self, account: str) -> Identity:
         """A certificate for a service account, valid for client and server use, naming

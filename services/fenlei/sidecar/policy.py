@@ -20,7 +20,7 @@ from fenlei.errors import InvalidInput
 
 NAMESPACE = "fenlei"
 # Istio's retry policy when a VirtualService route names none.
-DEFAULT_RETRIES = {"attempts": 2, "retryOn": "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"}
+DEFAULT_RETRIES: dict[str, Any] = {"attempts": 2, "retryOn": "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"}
 GRPC_CODES = {
     "OK": 0, "CANCELLED": 1, "UNKNOWN": 2, "INVALID_ARGUMENT": 3, "DEADLINE_EXCEEDED": 4, "NOT_FOUND": 5,
     "ALREADY_EXISTS": 6, "PERMISSION_DENIED": 7, "RESOURCE_EXHAUSTED": 8, "FAILED_PRECONDITION": 9, "ABORTED": 10,
@@ -211,7 +211,7 @@ def _match(where: str, spec: dict[str, Any]) -> Match:
     _check_keys(where, spec, {"name", "uri", "headers"})
     uri = _string_match(f"{where}.uri", spec["uri"]) if "uri" in spec else None
     headers = tuple((name.lower(), *_string_match(f"{where}.headers.{name}", value)) for name, value in spec.get("headers", {}).items())
-    return Match(uri, headers)  # type: ignore[arg-type]
+    return Match(uri, headers)
 
 
 def _http_route(where: str, spec: dict[str, Any], index: int) -> HttpRoute:

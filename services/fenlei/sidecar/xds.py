@@ -251,9 +251,9 @@ def inbound_rbac(policy: Policy, service: str) -> dict[str, Any]:
     else:
         policies = {}
         for index, allow in enumerate(rules):
-            permissions = [{"url_path": {"path": {"prefix": p[:-1]} if p.endswith("*") else {"exact": p}}} for p in allow.paths] or [
-                {"any": True}
-            ]
+            permissions: list[dict[str, Any]] = [
+                {"url_path": {"path": {"prefix": p[:-1]} if p.endswith("*") else {"exact": p}}} for p in allow.paths
+            ] or [{"any": True}]
             principals = [{"authenticated": {"principal_name": {"exact": p}}} for p in allow.principals] or [
                 {"authenticated": {"principal_name": {"prefix": "spiffe://"}}}
             ]

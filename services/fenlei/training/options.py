@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
+from google.protobuf.message import Message
 
 from fenlei.errors import FenleiError, InvalidInput
 from fenlei.v1 import classifier_pb2, features_pb2, preprocessor_pb2, segmenter_pb2
@@ -75,18 +76,24 @@ class Stage:
         return getattr(TrainingSpec(name=""), self.field) if self.spec_takes_config else self.config()
 
 
+def _descriptor(message: type[Message]) -> Descriptor:
+    # The stubs type DESCRIPTOR as descriptor.Descriptor or upb's Descriptor; upb's is an instance of
+    # descriptor.Descriptor too (DescriptorMetaclass's instance check), which mypy cannot see.
+    return cast(Descriptor, message.DESCRIPTOR)
+
+
 STAGES = (
-    Stage("segment", segmenter_pb2.SegmentOptions.DESCRIPTOR, "fenlei.segmenter.core:SegmentConfig", renamed=(("mode", "segment-mode"),)),
+    Stage("segment", _descriptor(segmenter_pb2.SegmentOptions), "fenlei.segmenter.core:SegmentConfig", renamed=(("mode", "segment-mode"),)),
     Stage(
-        "preprocess", preprocessor_pb2.PreprocessOptions.DESCRIPTOR, "fenlei.preprocessor.core:PreprocessConfig",
+        "preprocess", _descriptor(preprocessor_pb2.PreprocessOptions), "fenlei.preprocessor.core:PreprocessConfig",
         renamed=(("extra_stopwords", "stopwords"),),
     ),
     Stage(
-        "features", features_pb2.FeatureOptions.DESCRIPTOR, "fenlei.features.core:FeatureConfig",
+        "features", _descriptor(features_pb2.FeatureOptions), "fenlei.features.core:FeatureConfig",
         renamed=(("selection", "feature-selection"), ("top_k", "max-features")),
     ),
     # --seed also draws the held-out split.
-    Stage("classifier", classifier_pb2.ClassifierOptions.DESCRIPTOR, "fenlei.classifier.core:ClassifierConfig", from_run=("seed",)),
+    Stage("classifier", _descriptor(classifier_pb2.ClassifierOptions), "fenlei.classifier.core:ClassifierConfig", from_run=("seed",)),
 )  # fmt: skip
 NGRAM_RANGE = preprocessor_pb2.NgramRange.DESCRIPTOR
 
@@ -103,8 +110,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             if field.type == FieldDescriptor.TYPE_BOOL:
                 kwargs.update(action=argparse.BooleanOptionalAction)
             elif field.type == FieldDescriptor.TYPE_ENUM:
-                members = [(value, _member_name(value.name, field.enum_type)) for value in field.enum_type.values[1:]]  # not UNSPECIFIED
-                explained = [(name, _comment(field.enum_type, value.index).rstrip(".")) for value, name in members]
+                proto = _enum_type(field)
+                members = [(value, _member_name(value.name, proto)) for value in proto.values[1:]]  # not UNSPECIFIED
+                explained = [(name, _comment(proto, value.index).rstrip(".")) for value, name in members]
                 about = "; ".join([about, *(f"{name}: {text}" for name, text in explained if text)])
                 kwargs.update(choices=[name for _, name in members])
             elif field.is_repeated and field.type == FieldDescriptor.TYPE_STRING:
@@ -188,10 +196,16 @@ def _proto_values(config: Any, options: Descriptor) -> dict[str, Any]:
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
         if isinstance(value, enum.Enum):
-            proto = options.fields_by_name[field.name].enum_type
+            proto = _enum_type(options.fields_by_name[field.name])
             value = next(v.name for v in proto.values if _member_name(v.name, proto) == value.value)
         values[field.name] = list(value) if isinstance(value, tuple) else value
     return values
+
+
+def _enum_type(field: FieldDescriptor) -> EnumDescriptor:
+    if field.enum_type is None:
+        raise TypeError(f"{field.full_name} is not an enum field")
+    return field.enum_type
 
 
 def _member_name(proto_name: str, proto: EnumDescriptor) -> str:
