@@ -30,32 +30,16 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from testkit import RequestQueue, wait_for
 
+from fenlei import services
 from fenlei.local.state import Files
-from fenlei.v1 import (
-    classifier_pb2_grpc,
-    features_pb2_grpc,
-    pipeline_pb2_grpc,
-    preprocessor_pb2_grpc,
-    segmenter_pb2_grpc,
-)
+from fenlei.v1 import pipeline_pb2_grpc
 
-SERVICES = ("segmenter", "preprocessor", "features", "classifier", "pipeline")
+# The services with a public contract (one gRPC service each), from the registry.
+SERVICES = tuple(w.name for w in services.PUBLIC)
 # What `fenlei up` runs: the gRPC services, the reflection catalog and the Envoy gateway.
-PROCESSES = (*SERVICES, "catalog", "gateway")
-FULL_NAMES = {
-    "segmenter": "fenlei.v1.Segmenter",
-    "preprocessor": "fenlei.v1.Preprocessor",
-    "features": "fenlei.v1.Features",
-    "classifier": "fenlei.v1.Classifier",
-    "pipeline": "fenlei.v1.Pipeline",
-}
-STUBS = {
-    "segmenter": segmenter_pb2_grpc.SegmenterStub,
-    "preprocessor": preprocessor_pb2_grpc.PreprocessorStub,
-    "features": features_pb2_grpc.FeaturesStub,
-    "classifier": classifier_pb2_grpc.ClassifierStub,
-    "pipeline": pipeline_pb2_grpc.PipelineStub,
-}
+PROCESSES = (*(w.name for w in services.SERVERS), "gateway")
+FULL_NAMES = {w.name: w.contract[0].full_name for w in services.PUBLIC}
+STUBS = {w.name: services.stub_class(w.contract[0]) for w in services.PUBLIC}
 # A bound for anything that should take well under a second: it keeps a broken service
 # from hanging the suite; it is not a speed assertion.
 HANG_GUARD = 60.0

@@ -38,7 +38,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
-from fenlei.v1 import classifier_pb2, features_pb2, pipeline_pb2, preprocessor_pb2, segmenter_pb2
+from fenlei import services
 
 REPO = Path(__file__).resolve().parents[2]
 MESH = REPO / "mesh"
@@ -69,20 +69,15 @@ SCENARIOS = (
 
 # ---------------------------------------------------------------- the contract
 
-SERVICES = ("segmenter", "preprocessor", "features", "classifier", "pipeline", "catalog")
-STAGES = ("segmenter", "preprocessor", "features", "classifier", "pipeline")  # autoscaled
-PUBLIC: dict[str, ServiceDescriptor] = {
-    "segmenter": segmenter_pb2.DESCRIPTOR.services_by_name["Segmenter"],
-    "preprocessor": preprocessor_pb2.DESCRIPTOR.services_by_name["Preprocessor"],
-    "features": features_pb2.DESCRIPTOR.services_by_name["Features"],
-    "classifier": classifier_pb2.DESCRIPTOR.services_by_name["Classifier"],
-    "pipeline": pipeline_pb2.DESCRIPTOR.services_by_name["Pipeline"],
-}
+# What the manifests must hold, from the registry of services.
+SERVICES = tuple(w.name for w in services.SERVERS)
+STAGES = tuple(w.name for w in services.SERVERS if w.autoscale[1] > w.autoscale[0])  # autoscaled
+PUBLIC: dict[str, ServiceDescriptor] = {w.name: w.contract[0] for w in services.PUBLIC}
 HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"]
 REFLECTION = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
-MODULES = {**{s: f"fenlei.{s}.servicer" for s in PUBLIC}, "catalog": "fenlei.gateway.catalog"}
+MODULES = {w.name: w.module for w in services.SERVERS}
 # Stages whose Fit writes model artifacts: the model volume is writable there only.
-WRITERS = {"features", "classifier"}
+WRITERS = {w.name for w in services.WORKLOADS if w.writes_models}
 
 
 def paths_of(service: ServiceDescriptor, streaming: bool | None = None) -> set[str]:
