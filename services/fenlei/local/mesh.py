@@ -166,7 +166,7 @@ class LocalMesh:
             raise MeshError(
                 f"the mesh under {self.home} runs {'with' if plan.sidecars else 'without'} sidecars; `fenlei down` first to change that"
             )
-        current = {service: versions_of for service, versions_of in plan.versions.items()}
+        current = dict(plan.versions)
         wanted = {**current, **versions}
         if wanted == current:
             return self.processes()
