@@ -141,14 +141,28 @@ def test_up_status_down(tmp_path, tools) -> None:
         assert status.returncode == 0, status.stdout + status.stderr
         assert {s: e["status"] for s, e in json.loads(status.stdout).items()} == {s: "SERVING" for s in tools.PROCESSES}
 
-        # one service gone: status says which, and fails
-        os.kill(state["classifier"]["pid"], signal.SIGTERM)
-        tools.wait_for(lambda: not tools.alive(state["classifier"]["pid"]), "the classifier to exit after SIGTERM")
-        degraded = tools.cli(home, "status", "--json", timeout=60)
+        # one service that does not answer (stopped, so nothing restarts it): status says which, and fails
+        os.kill(state["classifier"]["pid"], signal.SIGSTOP)
+        try:
+            degraded = tools.cli(home, "status", "--json", timeout=60)
+        finally:
+            os.kill(state["classifier"]["pid"], signal.SIGCONT)
         assert degraded.returncode != 0
         report = json.loads(degraded.stdout)
-        assert report["classifier"]["status"] != "SERVING"
+        assert report["classifier"]["status"].startswith("UNREACHABLE"), report["classifier"]
         assert all(report[s]["status"] == "SERVING" for s in tools.PROCESSES if s != "classifier"), report
+
+        # one service gone: the supervisor starts it again, on the port its callers know
+        os.kill(state["classifier"]["pid"], signal.SIGTERM)
+        tools.wait_for(lambda: not tools.alive(state["classifier"]["pid"]), "the classifier to exit after SIGTERM")
+
+        def restarted() -> dict | None:
+            entry = json.loads(tools.cli(home, "status", "--json", timeout=60).stdout)["classifier"]
+            return entry if entry["status"] == "SERVING" and entry["restarts"] == 1 else None
+
+        again_up = tools.wait_for(restarted, "the supervisor to start the classifier again")
+        assert again_up["last_exit"].startswith("exit 0") and again_up["address"] == state["classifier"]["address"], again_up
+        state = tools.read_state(home)
 
         down = tools.cli(home, "down", timeout=120)
         assert down.returncode == 0, down.stdout + down.stderr
