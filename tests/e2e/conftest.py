@@ -224,7 +224,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, corpus: CorpusFiles) -> Itera
     info: MeshInfo | None = None
     watchdog = start_watchdog(home)
     try:
-        up = cli(home, "up", "--no-mesh", timeout=300)
+        up = cli(home, "up", "--no-sidecars", timeout=300)
         assert up.returncode == 0, f"fenlei up failed ({up.returncode}):\n{up.stdout}\n{up.stderr}"
         state = read_state(home)
         assert sorted(state) == sorted(PROCESSES), state

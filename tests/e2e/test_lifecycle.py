@@ -123,8 +123,9 @@ def test_up_status_down(tmp_path, tools) -> None:
         before = tools.cli(home, "status", timeout=60)
         assert before.returncode != 0 and "not running" in before.stdout, before.stdout + before.stderr
 
-        up = tools.cli(home, "up", "--no-mesh", timeout=300)
+        up = tools.cli(home, "up", "--no-mesh", timeout=300)  # the old name of --no-sidecars still works, with a notice
         assert up.returncode == 0, up.stdout + up.stderr
+        assert "--no-mesh is now called --no-sidecars" in up.stderr and "without sidecars" in up.stdout, up.stderr
         state = tools.read_state(home)
         assert sorted(state) == sorted(tools.PROCESSES)
         for service, entry in state.items():
@@ -134,7 +135,7 @@ def test_up_status_down(tmp_path, tools) -> None:
                 assert json.loads((home / "run" / f"{service}.json").read_text())["pid"] == entry["pid"]
         assert "fenlei down" in up.stdout  # says how to stop it
 
-        again = tools.cli(home, "up", "--no-mesh", timeout=300)  # already up: the same processes, no second mesh
+        again = tools.cli(home, "up", "--no-sidecars", timeout=300)  # already up: the same processes, no second mesh
         assert again.returncode == 0 and tools.read_state(home) == state, again.stdout + again.stderr
 
         status = tools.cli(home, "status", "--json", timeout=60)
