@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import socket
 import subprocess
 import time
@@ -25,7 +24,7 @@ import grpc
 import jwt
 import pytest
 
-from fenlei.envoy.binary import envoy_binary
+from fenlei.envoy.binary import envoy_command
 from fenlei.gateway import config as gateway_config
 from fenlei.gateway.auth import Authority
 from fenlei.local.state import Files
@@ -248,9 +247,7 @@ def private_gateway(mesh, gateway, tmp_path: Path) -> Iterator[Callable[..., Gat
         log = tmp_path / f"gateway-{index}.log"
         with open(log, "ab") as handle:
             process = subprocess.Popen(
-                [envoy_binary(), "-c", str(config_file), "--admin-address-path", str(admin_file), "--disable-hot-restart",
-                 "--base-id", str(10_000 + os.getpid() % 10_000 * 10 + index), "--concurrency", str(settings.workers),
-                 "--log-level", "warning"],
+                envoy_command(config_file, admin_file, workers=settings.workers),
                 stdout=handle, stderr=handle, stdin=subprocess.DEVNULL,
             )  # fmt: skip
         private = Gateway("", "", gateway.authority)
