@@ -36,13 +36,23 @@ def test_swagger_has_every_http_binding_of_the_descriptor_set() -> None:
     from google.api import annotations_pb2
     from google.protobuf import descriptor_pb2
 
+    from fenlei import services
+
+    public = {name for workload in services.PUBLIC for name in workload.grpc_names}
+    internal = {service.full_name for workload in services.WORKLOADS for service in workload.internal}
     descriptors = descriptor_pb2.FileDescriptorSet.FromString((REPO / "services" / "fenlei" / "v1" / "fenlei.binpb").read_bytes())
     bindings = set()
     for file in descriptors.file:
         if not file.name.startswith("fenlei/v1/"):
             continue
         for service in file.service:
+            full_name = f"{file.package}.{service.name}"
+            assert full_name in public | internal, f"{full_name} is in no workload of fenlei.services"
             for method in service.method:
+                if full_name in internal:
+                    # Mesh-internal: no route through the gateway, so no HTTP binding either.
+                    assert not method.options.HasExtension(annotations_pb2.http), f"{service.name}.{method.name}"
+                    continue
                 rule = method.options.Extensions[annotations_pb2.http]
                 for binding in (rule, *rule.additional_bindings):
                     verb = binding.WhichOneof("pattern")

@@ -18,7 +18,7 @@ from typing import Any
 
 from google.protobuf.descriptor import ServiceDescriptor
 
-from fenlei.v1 import classifier_pb2, features_pb2, pipeline_pb2, preprocessor_pb2, segmenter_pb2
+from fenlei.v1 import classifier_pb2, features_pb2, pipeline_pb2, preprocessor_pb2, registry_pb2, segmenter_pb2
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,11 @@ class Workload:
     describes_api: bool = False  # serves reflection for every public service (the gateway routes it there)
     writes_models: bool = False  # writes model artifacts (its Fit): the model volume is writable for it
     autoscale: tuple[int, int] = (1, 1)  # Kubernetes replicas: min, max (max > min: an HPA)
+    # The only writer of its state (the registry's SQLite database): one replica, replaced
+    # by stopping the old before starting the new (Kubernetes: strategy Recreate).
+    single_writer: bool = False
+    # gRPC services it serves that are not public: mesh-internal, for its callers only.
+    internal: tuple[ServiceDescriptor, ...] = ()
     resources: Resources = Resources()
 
     @property
@@ -104,8 +109,18 @@ WORKLOADS: tuple[Workload, ...] = (
         summary="Classify, ClassifyBatch and ClassifyStream over open streams to the stages",
         module="fenlei.pipeline.servicer",
         contract=(_service(pipeline_pb2, "Pipeline"),),
-        calls=STAGE_NAMES,
+        calls=(*STAGE_NAMES, "registry"),
         autoscale=(2, 8),
+    ),
+    Workload(
+        name="registry",
+        summary="model versions, lineage, aliases with history, experiments and feedback; backup and restore",
+        module="fenlei.registry.servicer",
+        contract=(_service(registry_pb2, "ModelRegistry"), _service(registry_pb2, "Experiments")),
+        internal=(_service(registry_pb2, "ExperimentRouting"),),
+        writes_models=True,
+        single_writer=True,
+        resources=Resources(cpu="100m", memory="256Mi", cpu_limit="1", memory_limit="1Gi"),
     ),
     Workload(
         name="catalog",
@@ -117,8 +132,8 @@ WORKLOADS: tuple[Workload, ...] = (
     ),
     Workload(
         name="trainer",
-        summary="the identity of training jobs: streams a corpus through the stages and fits them",
-        calls=STAGE_NAMES,
+        summary="the identity of training jobs: streams a corpus through the stages, fits them and registers the version",
+        calls=(*STAGE_NAMES, "registry"),
     ),
 )
 

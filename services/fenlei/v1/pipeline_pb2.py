@@ -26,7 +26,7 @@ from fenlei.v1 import common_pb2 as fenlei_dot_v1_dot_common__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66\x65nlei/v1/pipeline.proto\x12\tfenlei.v1\x1a\x16\x66\x65nlei/v1/common.proto\x1a\x1cgoogle/api/annotations.proto\"o\n\x0f\x43lassifyRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x0f\n\x07\x65xplain\x18\x05 \x01(\r\x12\x0e\n\x06labels\x18\x06 \x03(\t\"\x87\x01\n\x10\x43lassifyResponse\x12%\n\x06labels\x18\x01 \x03(\x0b\x32\x15.fenlei.v1.LabelScore\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12,\n\x0b\x65xplanation\x18\x04 \x03(\x0b\x32\x17.fenlei.v1.Contribution\"\x8e\x01\n\x14\x43lassifyBatchRequest\x12&\n\tdocuments\x18\x01 \x03(\x0b\x32\x13.fenlei.v1.Document\x12\r\n\x05model\x18\x02 \x01(\t\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x0f\n\x07\x65xplain\x18\x05 \x01(\r\x12\x0e\n\x06labels\x18\x06 \x03(\t\"c\n\x15\x43lassifyBatchResponse\x12*\n\x0bpredictions\x18\x01 \x03(\x0b\x32\x15.fenlei.v1.Prediction\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"\x8f\x01\n\x15\x43lassifyStreamRequest\x12&\n\tdocuments\x18\x01 \x03(\x0b\x32\x13.fenlei.v1.Document\x12\r\n\x05model\x18\x02 \x01(\t\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x0f\n\x07\x65xplain\x18\x05 \x01(\r\x12\x0e\n\x06labels\x18\x06 \x03(\t\"d\n\x16\x43lassifyStreamResponse\x12*\n\x0bpredictions\x18\x01 \x03(\x0b\x32\x15.fenlei.v1.Prediction\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t2\xe2\x02\n\x08Pipeline\x12`\n\x08\x43lassify\x12\x1a.fenlei.v1.ClassifyRequest\x1a\x1b.fenlei.v1.ClassifyResponse\"\x1b\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x11\"\x0c/v1/classify:\x01*\x12u\n\rClassifyBatch\x12\x1f.fenlei.v1.ClassifyBatchRequest\x1a .fenlei.v1.ClassifyBatchResponse\"!\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x17\"\x12/v1/classify:batch:\x01*\x12}\n\x0e\x43lassifyStream\x12 .fenlei.v1.ClassifyStreamRequest\x1a!.fenlei.v1.ClassifyStreamResponse\"\"\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x18\"\x13/v1/classify:stream:\x01*(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66\x65nlei/v1/pipeline.proto\x12\tfenlei.v1\x1a\x16\x66\x65nlei/v1/common.proto\x1a\x1cgoogle/api/annotations.proto\"\x84\x01\n\x0f\x43lassifyRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x0f\n\x07\x65xplain\x18\x05 \x01(\r\x12\x0e\n\x06labels\x18\x06 \x03(\t\x12\x13\n\x0brouting_key\x18\x07 \x01(\t\"\xbc\x01\n\x10\x43lassifyResponse\x12%\n\x06labels\x18\x01 \x03(\x0b\x32\x15.fenlei.v1.LabelScore\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12,\n\x0b\x65xplanation\x18\x04 \x03(\x0b\x32\x17.fenlei.v1.Contribution\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x12\n\nexperiment\x18\x06 \x01(\t\x12\x0b\n\x03\x61rm\x18\x07 \x01(\t\"\xa3\x01\n\x14\x43lassifyBatchRequest\x12&\n\tdocuments\x18\x01 \x03(\x0b\x32\x13.fenlei.v1.Document\x12\r\n\x05model\x18\x02 \x01(\t\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x0f\n\x07\x65xplain\x18\x05 \x01(\r\x12\x0e\n\x06labels\x18\x06 \x03(\t\x12\x13\n\x0brouting_key\x18\x07 \x01(\t\"\x98\x01\n\x15\x43lassifyBatchResponse\x12*\n\x0bpredictions\x18\x01 \x03(\x0b\x32\x15.fenlei.v1.Prediction\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x12\n\nexperiment\x18\x05 \x01(\t\x12\x0b\n\x03\x61rm\x18\x06 \x01(\t\"\xa4\x01\n\x15\x43lassifyStreamRequest\x12&\n\tdocuments\x18\x01 \x03(\x0b\x32\x13.fenlei.v1.Document\x12\r\n\x05model\x18\x02 \x01(\t\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x0f\n\x07\x65xplain\x18\x05 \x01(\r\x12\x0e\n\x06labels\x18\x06 \x03(\t\x12\x13\n\x0brouting_key\x18\x07 \x01(\t\"\x99\x01\n\x16\x43lassifyStreamResponse\x12*\n\x0bpredictions\x18\x01 \x03(\x0b\x32\x15.fenlei.v1.Prediction\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x12\n\nexperiment\x18\x05 \x01(\t\x12\x0b\n\x03\x61rm\x18\x06 \x01(\t2\xe2\x02\n\x08Pipeline\x12`\n\x08\x43lassify\x12\x1a.fenlei.v1.ClassifyRequest\x1a\x1b.fenlei.v1.ClassifyResponse\"\x1b\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x11\"\x0c/v1/classify:\x01*\x12u\n\rClassifyBatch\x12\x1f.fenlei.v1.ClassifyBatchRequest\x1a .fenlei.v1.ClassifyBatchResponse\"!\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x17\"\x12/v1/classify:batch:\x01*\x12}\n\x0e\x43lassifyStream\x12 .fenlei.v1.ClassifyStreamRequest\x1a!.fenlei.v1.ClassifyStreamResponse\"\"\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x18\"\x13/v1/classify:stream:\x01*(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,18 +39,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PIPELINE'].methods_by_name['ClassifyBatch']._serialized_options = b'\310\363\030\001\202\323\344\223\002\027\"\022/v1/classify:batch:\001*'
   _globals['_PIPELINE'].methods_by_name['ClassifyStream']._loaded_options = None
   _globals['_PIPELINE'].methods_by_name['ClassifyStream']._serialized_options = b'\310\363\030\001\202\323\344\223\002\030\"\023/v1/classify:stream:\001*'
-  _globals['_CLASSIFYREQUEST']._serialized_start=93
-  _globals['_CLASSIFYREQUEST']._serialized_end=204
-  _globals['_CLASSIFYRESPONSE']._serialized_start=207
-  _globals['_CLASSIFYRESPONSE']._serialized_end=342
-  _globals['_CLASSIFYBATCHREQUEST']._serialized_start=345
-  _globals['_CLASSIFYBATCHREQUEST']._serialized_end=487
-  _globals['_CLASSIFYBATCHRESPONSE']._serialized_start=489
-  _globals['_CLASSIFYBATCHRESPONSE']._serialized_end=588
-  _globals['_CLASSIFYSTREAMREQUEST']._serialized_start=591
-  _globals['_CLASSIFYSTREAMREQUEST']._serialized_end=734
-  _globals['_CLASSIFYSTREAMRESPONSE']._serialized_start=736
-  _globals['_CLASSIFYSTREAMRESPONSE']._serialized_end=836
-  _globals['_PIPELINE']._serialized_start=839
-  _globals['_PIPELINE']._serialized_end=1193
+  _globals['_CLASSIFYREQUEST']._serialized_start=94
+  _globals['_CLASSIFYREQUEST']._serialized_end=226
+  _globals['_CLASSIFYRESPONSE']._serialized_start=229
+  _globals['_CLASSIFYRESPONSE']._serialized_end=417
+  _globals['_CLASSIFYBATCHREQUEST']._serialized_start=420
+  _globals['_CLASSIFYBATCHREQUEST']._serialized_end=583
+  _globals['_CLASSIFYBATCHRESPONSE']._serialized_start=586
+  _globals['_CLASSIFYBATCHRESPONSE']._serialized_end=738
+  _globals['_CLASSIFYSTREAMREQUEST']._serialized_start=741
+  _globals['_CLASSIFYSTREAMREQUEST']._serialized_end=905
+  _globals['_CLASSIFYSTREAMRESPONSE']._serialized_start=908
+  _globals['_CLASSIFYSTREAMRESPONSE']._serialized_end=1061
+  _globals['_PIPELINE']._serialized_start=1064
+  _globals['_PIPELINE']._serialized_end=1418
 # @@protoc_insertion_point(module_scope)

@@ -28,6 +28,13 @@ if _version_not_supported:
 class PipelineStub:
     """Classifies text by streaming it through segmenter, preprocessor, features and
     classifier.
+
+    Which version answers: the one named (a version or an alias); else, while an experiment
+    routes the model's traffic, the arm named by the request header `x-fenlei-arm`, else the
+    arm the routing_key was assigned to (once, then kept while weights change), else an arm
+    drawn by the weights; else the model's "production" alias, else its newest version.
+    Every answer carries a request id (the `x-request-id` header when the caller sent one)
+    that SendFeedback takes.
     """
 
     def __init__(self, channel):
@@ -56,6 +63,13 @@ class PipelineStub:
 class PipelineServicer:
     """Classifies text by streaming it through segmenter, preprocessor, features and
     classifier.
+
+    Which version answers: the one named (a version or an alias); else, while an experiment
+    routes the model's traffic, the arm named by the request header `x-fenlei-arm`, else the
+    arm the routing_key was assigned to (once, then kept while weights change), else an arm
+    drawn by the weights; else the model's "production" alias, else its newest version.
+    Every answer carries a request id (the `x-request-id` header when the caller sent one)
+    that SendFeedback takes.
     """
 
     def Classify(self, request, context):
@@ -106,6 +120,13 @@ def add_PipelineServicer_to_server(servicer, server):
 class Pipeline:
     """Classifies text by streaming it through segmenter, preprocessor, features and
     classifier.
+
+    Which version answers: the one named (a version or an alias); else, while an experiment
+    routes the model's traffic, the arm named by the request header `x-fenlei-arm`, else the
+    arm the routing_key was assigned to (once, then kept while weights change), else an arm
+    drawn by the weights; else the model's "production" alias, else its newest version.
+    Every answer carries a request id (the `x-request-id` header when the caller sent one)
+    that SendFeedback takes.
     """
 
     @staticmethod

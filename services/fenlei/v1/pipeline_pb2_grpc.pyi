@@ -29,6 +29,13 @@ GRPC_VERSION: str
 class PipelineStub:
     """Classifies text by streaming it through segmenter, preprocessor, features and
     classifier.
+
+    Which version answers: the one named (a version or an alias); else, while an experiment
+    routes the model's traffic, the arm named by the request header `x-fenlei-arm`, else the
+    arm the routing_key was assigned to (once, then kept while weights change), else an arm
+    drawn by the weights; else the model's "production" alias, else its newest version.
+    Every answer carries a request id (the `x-request-id` header when the caller sent one)
+    that SendFeedback takes.
     """
 
     @_typing.overload
@@ -44,6 +51,13 @@ class PipelineStub:
 class PipelineAsyncStub(PipelineStub):
     """Classifies text by streaming it through segmenter, preprocessor, features and
     classifier.
+
+    Which version answers: the one named (a version or an alias); else, while an experiment
+    routes the model's traffic, the arm named by the request header `x-fenlei-arm`, else the
+    arm the routing_key was assigned to (once, then kept while weights change), else an arm
+    drawn by the weights; else the model's "production" alias, else its newest version.
+    Every answer carries a request id (the `x-request-id` header when the caller sent one)
+    that SendFeedback takes.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -55,6 +69,13 @@ class PipelineAsyncStub(PipelineStub):
 class PipelineServicer(metaclass=_abc_1.ABCMeta):
     """Classifies text by streaming it through segmenter, preprocessor, features and
     classifier.
+
+    Which version answers: the one named (a version or an alias); else, while an experiment
+    routes the model's traffic, the arm named by the request header `x-fenlei-arm`, else the
+    arm the routing_key was assigned to (once, then kept while weights change), else an arm
+    drawn by the weights; else the model's "production" alias, else its newest version.
+    Every answer carries a request id (the `x-request-id` header when the caller sent one)
+    that SendFeedback takes.
     """
 
     @_abc_1.abstractmethod
