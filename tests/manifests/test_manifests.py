@@ -12,6 +12,10 @@ what fenlei needs.
   DestinationRule subsets, Deployments, ServiceAccounts, methods of the contract;
 - workloads run non-root on a read-only root filesystem, drop every capability, have
   gRPC probes and resources;
+- a single writer (the registry) runs one replica, replaced with Recreate, with a
+  disruption budget that still lets nodes drain and no autoscaler; calls that change its
+  state are retried only where they never reached it; its mesh-internal service is open
+  to the callers that need it alone;
 - the local mesh's translator (fenlei.sidecar.policy) accepts every Istio file;
 - and each check catches a deliberate mistake, so none of them is vacuous.
 
@@ -34,6 +38,7 @@ import pydantic
 import pytest
 import yaml
 from cloudcoil.resources import get_model
+from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
@@ -72,49 +77,68 @@ SCENARIOS = (
 # What the manifests must hold, from the registry of services.
 SERVICES = tuple(w.name for w in services.SERVERS)
 STAGES = tuple(w.name for w in services.SERVERS if w.autoscale[1] > w.autoscale[0])  # autoscaled
-PUBLIC: dict[str, ServiceDescriptor] = {w.name: w.contract[0] for w in services.PUBLIC}
+# Each server's gRPC services: its public contract and the mesh-internal ones.
+SERVED: dict[str, tuple[ServiceDescriptor, ...]] = {w.name: (*w.contract, *w.internal) for w in services.SERVERS}
+PUBLIC: tuple[ServiceDescriptor, ...] = tuple(s for w in services.PUBLIC for s in w.contract)
 HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"]
 REFLECTION = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
 MODULES = {w.name: w.module for w in services.SERVERS}
-# Stages whose Fit writes model artifacts: the model volume is writable there only.
+CALLS = {w.name: w.calls for w in services.WORKLOADS}
+# Stages whose Fit writes model artifacts, and the registry: the model volume is writable there only.
 WRITERS = {w.name for w in services.WORKLOADS if w.writes_models}
+# The only writers of their state (the registry's SQLite database): one replica, never two at once.
+SINGLE_WRITERS = {w.name for w in services.SERVERS if w.single_writer}
 
 
-def paths_of(service: ServiceDescriptor, streaming: bool | None = None) -> set[str]:
+def paths_of(*described: ServiceDescriptor, streaming: bool | None = None) -> set[str]:
     return {
         f"/{service.full_name}/{m.name}"
+        for service in described
         for m in service.methods
         if streaming is None or (m.client_streaming or m.server_streaming) == streaming
     }
 
 
 def served_paths(app: str) -> set[str]:
-    """Every method a server of `app` answers: its own service, health, reflection."""
-    own = paths_of(PUBLIC[app]) if app in PUBLIC else set()
-    return own | paths_of(HEALTH) | paths_of(REFLECTION)
+    """Every method a server of `app` answers: its own services, health, reflection."""
+    return paths_of(*SERVED.get(app, ()), HEALTH, REFLECTION)
 
 
 # What the mesh carries to each host (the gateway routes health to the pipeline and
 # reflection to the catalog), and which of it is long-lived.
-CARRIED = {**{app: paths_of(PUBLIC[app]) for app in PUBLIC}, "catalog": paths_of(REFLECTION)}
+CARRIED = {**{app: paths_of(*own) for app, own in SERVED.items() if own}, "catalog": paths_of(REFLECTION)}
 CARRIED["pipeline"] |= paths_of(HEALTH)
-LONG_LIVED = {
-    app: {p for p in paths if p in paths_of(PUBLIC.get(app, REFLECTION), True) | paths_of(HEALTH, True) | paths_of(REFLECTION, True)}
-    for app, paths in CARRIED.items()
+LONG_LIVED = {app: paths & paths_of(*SERVED.get(app, ()), HEALTH, REFLECTION, streaming=True) for app, paths in CARRIED.items()}
+INTERNAL = paths_of(*(s for w in services.SERVERS for s in w.internal))
+# What the gateway routes: the public contract and reflection (never a mesh-internal service).
+GATEWAY_PATHS = paths_of(*PUBLIC) | {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"}
+# The registry's calls that change its state. A try that reached the registry may have
+# done its work although its answer was lost (a version registered, an alias moved
+# twice by a repeated rollback), so the mesh retries them only where the call never got
+# there: the connection failed, or the stream was refused before it was read.
+# What a retry could repeat: every method of the registry the contract does not mark
+# idempotent (option idempotency_level), read from the contract itself.
+CHANGES_STATE = {
+    f"/{service.full_name}/{method.name}"
+    for service in (*services.BY_NAME["registry"].contract, *services.BY_NAME["registry"].internal)
+    for method in service.methods
+    if method.GetOptions().idempotency_level == descriptor_pb2.MethodOptions.IdempotencyLevel.IDEMPOTENCY_UNKNOWN
 }
+NEVER_SEEN = {"connect-failure", "refused-stream"}
 
 # Calls fenlei makes, which the AuthorizationPolicies must allow (caller account → paths).
 REQUIRED_CALLS = {
     "pipeline": {
         "/fenlei.v1.Segmenter/SegmentStream", "/fenlei.v1.Preprocessor/PreprocessStream",
         "/fenlei.v1.Features/TransformStream", "/fenlei.v1.Features/DescribeFeatures", "/fenlei.v1.Classifier/PredictStream",
+        "/fenlei.v1.ExperimentRouting/AssignArm", "/fenlei.v1.ExperimentRouting/RecordPredictions",
     },
     "trainer": {
         "/fenlei.v1.Segmenter/SegmentStream", "/fenlei.v1.Preprocessor/PreprocessStream",
         "/fenlei.v1.Features/TransformStream", "/fenlei.v1.Classifier/PredictStream",
-        "/fenlei.v1.Features/Fit", "/fenlei.v1.Classifier/Fit",
+        "/fenlei.v1.Features/Fit", "/fenlei.v1.Classifier/Fit", "/fenlei.v1.ModelRegistry/RegisterVersion",
     },
-    "gateway": {p for app in PUBLIC for p in paths_of(PUBLIC[app])} | {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"},
+    "gateway": GATEWAY_PATHS,
 }  # fmt: skip
 GRPC_RETRY_ON = {"cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable"}
 
@@ -267,14 +291,9 @@ def reference_problems(k8s: list[Obj], istio: list[Obj], *, deployed: list[Obj] 
                 port = destination.get("port", {}).get("number")
                 if port is not None and port not in {p["port"] for p in services[host]["spec"]["ports"]}:
                     problems.append(f"{where}: {host} has no port {port}")
-            retries = route.get("retries")
-            if not ingress and (
-                not retries or not retries.get("attempts") or not GRPC_RETRY_ON & set(str(retries.get("retryOn", "")).split(","))
-            ):
-                problems.append(f"{where}: no retries on a gRPC condition ({', '.join(sorted(GRPC_RETRY_ON))})")
         if not ingress:
             for host in hosts:
-                problems += _stream_timeout_problems(service, host)
+                problems += _retry_problems(service, host) + _stream_timeout_problems(service, host)
 
     for policy in of_kind(istio, "AuthorizationPolicy"):
         spec = policy["spec"]
@@ -291,40 +310,87 @@ def reference_problems(k8s: list[Obj], istio: list[Obj], *, deployed: list[Obj] 
                         problems.append(f"{name(policy)}: principal {principal!r} is not a ServiceAccount of namespace {NAMESPACE}")
             for target in rule.get("to", []):
                 for path in target["operation"].get("paths", []):
-                    if path not in served_paths(app or ""):
-                        problems.append(f"{name(policy)}: path {path!r} is not a method that {app} serves")
+                    if not any(_covers(path, served) for served in served_paths(app or "")) or (
+                        path.endswith("*") and not path.endswith("/*")
+                    ):
+                        problems.append(f"{name(policy)}: path {path!r} names no method that {app} serves")
     problems += _required_call_problems(of_kind(istio, "AuthorizationPolicy"))
+    for envoy_filter in of_kind(istio, "EnvoyFilter"):
+        for patch in envoy_filter["spec"].get("configPatches", []):
+            value = patch.get("patch", {}).get("value", {})
+            if value.get("name") == "envoy.filters.http.grpc_json_transcoder":
+                transcoded = set(value.get("typed_config", {}).get("services", []))
+                if transcoded != {s.full_name for s in PUBLIC}:
+                    problems.append(f"{name(envoy_filter)}: transcodes {sorted(transcoded)}, not the public contract")
     return problems
+
+
+def _routes_taking(service: Obj, path: str) -> list[int]:
+    """The rules a call of `path` can reach, by index: each whose match may take it, up to
+    the first that takes it whatever the headers."""
+    reached = []
+    taken: list[list[tuple[str, str]]] = []  # header conditions earlier rules take this path under
+    for index, route in enumerate(service["spec"].get("http", [])):
+        matches = route.get("match") or [{}]
+        reachable = [
+            m for m in matches
+            if ("uri" not in m or _uri_matches(m["uri"], path))
+            and not any(all(c in _conditions(m) for c in earlier) for earlier in taken)
+        ]  # fmt: skip
+        if not reachable:
+            continue
+        reached.append(index)
+        taken += [_conditions(m) for m in reachable]
+        if [] in taken:
+            break
+    return reached
+
+
+def _where(service: Obj, index: int) -> str:
+    return f"{name(service)} http[{index}] ({service['spec']['http'][index].get('name')})"
 
 
 def _stream_timeout_problems(service: Obj, host: str) -> list[str]:
     """No route a long-lived call can take may have a timeout: for each such method, every
-    rule it could reach (up to the first that takes it whatever the headers) has timeout
-    0s or none."""
+    rule it could reach has timeout 0s or none."""
     problems = []
     for path in sorted(LONG_LIVED.get(host, ())):
-        taken: list[list[tuple[str, str]]] = []  # header conditions earlier rules take this path under
-        for index, route in enumerate(service["spec"].get("http", [])):
-            matches = route.get("match") or [{}]
-            reachable = [
-                m for m in matches
-                if ("uri" not in m or _uri_matches(m["uri"], path))
-                and not any(all(c in _conditions(m) for c in earlier) for earlier in taken)
-            ]  # fmt: skip
-            if not reachable:
-                continue
-            if route.get("timeout", "0s") not in ("0s", "0ms"):
+        for index in _routes_taking(service, path):
+            timeout = service["spec"]["http"][index].get("timeout", "0s")
+            if timeout not in ("0s", "0ms"):
+                problems.append(f"{_where(service, index)}: {path} is long-lived but the route has timeout {timeout}")
+    return problems
+
+
+def _retry_problems(service: Obj, host: str) -> list[str]:
+    """Every rule retries: on a gRPC condition where each call it takes may be repeated, and
+    only where the call never reached the host where one changes state."""
+    problems = []
+    changing: dict[int, list[str]] = {}
+    for path in sorted(CARRIED.get(host, set()) & CHANGES_STATE):
+        for index in _routes_taking(service, path):
+            changing.setdefault(index, []).append(path)
+    for index, route in enumerate(service["spec"].get("http", [])):
+        retries = route.get("retries") or {}
+        retry_on = set(str(retries.get("retryOn", "")).split(",")) if retries.get("attempts") else set()
+        if index in changing:
+            if not retry_on or retry_on - NEVER_SEEN:
                 problems.append(
-                    f"{name(service)} http[{index}] ({route.get('name')}): {path} is long-lived but the route has timeout {route['timeout']}"
+                    f"{_where(service, index)}: {', '.join(changing[index])} change state but the route retries on "
+                    f"{', '.join(sorted(retry_on - NEVER_SEEN)) or 'nothing'} (retry them on {', '.join(sorted(NEVER_SEEN))} only)"
                 )
-            taken += [_conditions(m) for m in reachable]
-            if [] in taken:
-                break
+        elif not GRPC_RETRY_ON & retry_on:
+            problems.append(f"{_where(service, index)}: no retries on a gRPC condition ({', '.join(sorted(GRPC_RETRY_ON))})")
     return problems
 
 
 def _conditions(match: Obj) -> list[tuple[str, str]]:
     return sorted((header, repr(condition)) for header, condition in match.get("headers", {}).items())
+
+
+def _covers(pattern: str, path: str) -> bool:
+    """Istio's path match: exact, or a prefix when the pattern ends in "*"."""
+    return path.startswith(pattern[:-1]) if pattern.endswith("*") else path == pattern
 
 
 def _required_call_problems(policies: list[Obj]) -> list[str]:
@@ -339,12 +405,20 @@ def _required_call_problems(policies: list[Obj]) -> list[str]:
         for target in rule.get("to", [])
         for path in target["operation"].get("paths", [])
     }
-    return [
+    denied = [
         f"{caller} may not call {path}, which fenlei needs"
         for caller, paths in REQUIRED_CALLS.items()
         for path in sorted(paths)
-        if (caller, path) not in allowed
+        if not any(who == caller and _covers(pattern, path) for who, pattern in allowed)
     ]
+    # A mesh-internal method is for the callers that need it, no one else.
+    opened = sorted({
+        f"{caller} may call {path}, which is mesh-internal"
+        for caller, pattern in allowed
+        for path in INTERNAL
+        if _covers(pattern, path) and path not in REQUIRED_CALLS.get(caller, ())
+    })  # fmt: skip
+    return denied + opened
 
 
 def coverage_problems(objects: list[Obj]) -> list[str]:
@@ -443,10 +517,25 @@ def workload_problems(objects: list[Obj]) -> list[str]:
             ports = service["spec"]["ports"]
             if [(p.get("name"), p.get("port"), p.get("appProtocol")) for p in ports] != [("grpc", PORT, "grpc")]:
                 problems.append(f"{name(service)}: ports are not exactly grpc {PORT} appProtocol grpc")
+    budgeted = set()
     for budget in of_kind(objects, "PodDisruptionBudget"):
-        if not any(_selects(budget["spec"]["selector"].get("matchLabels", {}), pod) for pod in pods):
+        selected = [pod.get("app") for pod in pods if _selects(budget["spec"]["selector"].get("matchLabels", {}), pod)]
+        if not selected:
             problems.append(f"{name(budget)}: selects no pods")
+        budgeted.update(selected)
+        if set(selected) & SINGLE_WRITERS and budget["spec"].get("maxUnavailable") != 1:
+            problems.append(
+                f"{name(budget)}: a single replica needs maxUnavailable 1 (0 blocks every node drain), not {budget['spec'].get('maxUnavailable')}"
+            )
+    problems += [f"PodDisruptionBudget: none for {s}" for s in SERVICES if s not in budgeted]
     scaled = {h["spec"]["scaleTargetRef"]["name"] for h in of_kind(objects, "HorizontalPodAutoscaler")}
+    problems += [f"HorizontalPodAutoscaler: scales {t}, a single writer" for t in sorted(scaled & SINGLE_WRITERS)]
+    for writer in sorted(SINGLE_WRITERS & set(deployments)):
+        spec = deployments[writer]["spec"]
+        if spec.get("replicas") != 1:
+            problems.append(f"Deployment/{writer}: a single writer runs exactly one replica, not {spec.get('replicas')}")
+        if spec.get("strategy", {}).get("type") != "Recreate":
+            problems.append(f"Deployment/{writer}: a single writer is replaced with strategy Recreate (a rolling update runs two writers)")
     problems += [f"HorizontalPodAutoscaler: none for {s}" for s in STAGES if s not in scaled]
     problems += [f"HorizontalPodAutoscaler: target {t} is not a Deployment" for t in scaled if t not in deployments]
     problems += [f"Deployment: none for {s}" for s in (*SERVICES, "gateway") if s not in deployments]
@@ -464,11 +553,11 @@ def _service_container_problems(where: str, app: str, container: Obj, volumes: d
         if env.get(key) != value:
             problems.append(f"{where}: {key} is {env.get(key)!r}, not {value!r}")
     if app == "pipeline":
-        for stage in ("segmenter", "preprocessor", "features", "classifier"):
-            address = env.get(f"FENLEI_PIPELINE_{stage.upper()}_ADDRESS", "")
+        for callee in CALLS["pipeline"]:
+            address = env.get(f"FENLEI_PIPELINE_{callee.upper()}_ADDRESS", "")
             host, _, port = address.partition(":")
             if host not in services or port != str(PORT):
-                problems.append(f"{where}: FENLEI_PIPELINE_{stage.upper()}_ADDRESS={address!r} is not a Service at port {PORT}")
+                problems.append(f"{where}: FENLEI_PIPELINE_{callee.upper()}_ADDRESS={address!r} is not a Service at port {PORT}")
     if not any(p.get("containerPort") == PORT for p in container.get("ports", [])):
         problems.append(f"{where}: no containerPort {PORT}")
     for probe in ("readinessProbe", "livenessProbe"):
@@ -623,7 +712,7 @@ def gateway_problems(config_path: Path, services: set[str]) -> list[str]:
     transcoder = filters.get("envoy.filters.http.grpc_json_transcoder", {})
     if transcoder.get("proto_descriptor") != "/app/services/fenlei/v1/fenlei.binpb":
         problems.append("the transcoder does not read the image's descriptor set")
-    if set(transcoder.get("services", [])) != {s.full_name for s in PUBLIC.values()}:
+    if set(transcoder.get("services", [])) != {s.full_name for s in PUBLIC}:
         problems.append(f"the transcoder's services are not the contract's: {transcoder.get('services')}")
     clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
     for cluster_name, cluster in clusters.items():
@@ -635,7 +724,7 @@ def gateway_problems(config_path: Path, services: set[str]) -> list[str]:
         ):
             problems.append(f"cluster {cluster_name} is not Service {cluster_name}:{PORT}")
     routes = manager["route_config"]["virtual_hosts"][0]["routes"]
-    for path in sorted({p for paths in CARRIED.values() for p in paths} - paths_of(HEALTH, False) - {"/grpc.health.v1.Health/Watch"}):
+    for path in sorted(GATEWAY_PATHS):
         route = next((r for r in routes if r["match"].get("path") == path or path.startswith(r["match"].get("prefix", "\0"))), None)
         owner = next(app for app, paths in CARRIED.items() if path in paths)
         if route is None or route.get("route", {}).get("cluster") != owner:
@@ -732,6 +821,15 @@ MUTATIONS: dict[str, Callable[[list[Obj]], None]] = {
     "timeout on a stream": lambda o: _find(o, "VirtualService", "classifier")["spec"]["http"][0].update(timeout="15s"),
     "stream caught by a unary route": lambda o: _find(o, "VirtualService", "features")["spec"]["http"].reverse(),
     "no gRPC retries": lambda o: _find(o, "VirtualService", "preprocessor")["spec"]["http"][1]["retries"].update(retryOn="5xx"),
+    "an internal method opened": lambda o: _find(o, "AuthorizationPolicy", "registry")["spec"]["rules"][0]["to"][0]["operation"][
+        "paths"
+    ].append("/fenlei.v1.ExperimentRouting/*"),
+    "ingress transcoder behind the contract": lambda o: _find(o, "EnvoyFilter", "ingress-grpc-json-transcoder")["spec"]["configPatches"][0][
+        "patch"
+    ]["value"]["typed_config"]["services"].remove("fenlei.v1.Experiments"),
+    "a state change retried blindly": lambda o: _find(o, "VirtualService", "registry")["spec"]["http"][-1]["retries"].update(
+        retryOn="connect-failure,refused-stream,unavailable"
+    ),
     "unknown principal": lambda o: _find(o, "AuthorizationPolicy", "segmenter")["spec"]["rules"][0]["from"][0]["source"].update(
         principals=["cluster.local/ns/fenlei/sa/pipline"]
     ),
@@ -753,6 +851,28 @@ MUTATIONS: dict[str, Callable[[list[Obj]], None]] = {
     "writable models in a serving stage": lambda o: next(
         m for m in _container(o, "preprocessor")["volumeMounts"] if m["name"] == "home"
     ).update(readOnly=False),
+    "a single writer rolled": lambda o: _find(o, "Deployment", "registry")["spec"].update(
+        strategy={"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    ),
+    "two single writers": lambda o: _find(o, "Deployment", "registry")["spec"].update(replicas=2),
+    "a single writer autoscaled": lambda o: o.append(
+        {
+            **copy.deepcopy(_find(o, "HorizontalPodAutoscaler", "classifier")),
+            "metadata": {"name": "registry", "namespace": NAMESPACE},
+            "spec": {
+                **_find(o, "HorizontalPodAutoscaler", "classifier")["spec"],
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "registry"},
+            },
+        }
+    ),
+    "a budget that blocks drains": lambda o: _find(o, "PodDisruptionBudget", "registry")["spec"].update(maxUnavailable=0),
+    "no budget": lambda o: o.remove(_find(o, "PodDisruptionBudget", "segmenter")),
+    "registry models read-only": lambda o: next(m for m in _container(o, "registry")["volumeMounts"] if m["name"] == "home").update(
+        readOnly=True
+    ),
+    "pipeline without the registry": lambda o: _container(o, "pipeline")["env"].remove(
+        next(e for e in _container(o, "pipeline")["env"] if e["name"] == "FENLEI_PIPELINE_REGISTRY_ADDRESS")
+    ),
     "misspelt Kubernetes field": lambda o: _container(o, "pipeline").update(imagePulPolicy="Always"),
     "wrong Kubernetes value type": lambda o: _container(o, "segmenter")["ports"][0].update(containerPort="50051"),
     "pipeline pointed at nothing": lambda o: (
@@ -774,9 +894,12 @@ CAUGHT_AS = {
     "timeout on a stream": "/fenlei.v1.Classifier/PredictStream is long-lived but the route has timeout 15s",
     "stream caught by a unary route": "(unary): /fenlei.v1.Features/TransformStream is long-lived",
     "no gRPC retries": "VirtualService/preprocessor http[1] (unary): no retries on a gRPC condition",
+    "an internal method opened": "gateway may call /fenlei.v1.ExperimentRouting/AssignArm, which is mesh-internal",
+    "ingress transcoder behind the contract": "EnvoyFilter/ingress-grpc-json-transcoder: transcodes",
+    "a state change retried blindly": "/fenlei.v1.ModelRegistry/TagVersion change state but the route retries on unavailable",
     "unknown principal": "principal 'cluster.local/ns/fenlei/sa/pipline' is not a ServiceAccount",
-    "unknown method": "path '/fenlei.v1.Classifier/Predikt' is not a method that classifier serves",
-    "method of another service": "path '/fenlei.v1.Pipeline/Classify' is not a method that segmenter serves",
+    "unknown method": "path '/fenlei.v1.Classifier/Predikt' names no method that classifier serves",
+    "method of another service": "path '/fenlei.v1.Pipeline/Classify' names no method that segmenter serves",
     "a needed call denied": "pipeline may not call /fenlei.v1.Features/DescribeFeatures",
     "no STRICT mTLS": "no namespace-wide STRICT PeerAuthentication",
     "writable root filesystem": "Deployment/pipeline container pipeline: root filesystem is not read-only",
@@ -785,6 +908,13 @@ CAUGHT_AS = {
     "HTTP probe on a gRPC service": "readinessProbe is not a gRPC probe on port 50051",
     "no limits": "Deployment/classifier container classifier: no limits for cpu, memory",
     "writable models in a serving stage": "Deployment/preprocessor container preprocessor: the model volume should be read-only",
+    "a single writer rolled": "Deployment/registry: a single writer is replaced with strategy Recreate",
+    "two single writers": "Deployment/registry: a single writer runs exactly one replica, not 2",
+    "a single writer autoscaled": "HorizontalPodAutoscaler: scales registry, a single writer",
+    "a budget that blocks drains": "PodDisruptionBudget/registry: a single replica needs maxUnavailable 1 (0 blocks every node drain), not 0",
+    "no budget": "PodDisruptionBudget: none for segmenter",
+    "registry models read-only": "Deployment/registry container registry: the model volume should be read-write",
+    "pipeline without the registry": "FENLEI_PIPELINE_REGISTRY_ADDRESS='' is not a Service",
     "misspelt Kubernetes field": "'imagePulPolicy' was unexpected",
     "wrong Kubernetes value type": "containerPort: '50051' is not of type 'integer'",
     "pipeline pointed at nothing": "FENLEI_PIPELINE_FEATURES_ADDRESS='feature:50051' is not a Service",

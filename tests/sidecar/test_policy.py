@@ -9,6 +9,7 @@ import pytest
 
 from fenlei.sidecar import xds
 from fenlei.sidecar.ca import CertificateAuthority
+from fenlei.sidecar.control import ControlPlane
 from fenlei.sidecar.policy import PolicyError, load
 
 RULE = """
@@ -154,3 +155,34 @@ spec: {mtls: {mode: STRICT}}
     assert {"url_path": {"path": {"prefix": "/grpc.health.v1.Health/"}}} in rbac["permissions"][0]["or_rules"]["rules"]
     with pytest.raises(PolicyError, match="PERMISSIVE"):
         load([write(tmp_path, "permissive.yaml", text.replace("STRICT", "PERMISSIVE"))])
+
+
+def test_the_registry_is_retried_only_where_a_retry_cannot_repeat_a_change(tmp_path) -> None:
+    """The repository's policy, as a caller's sidecar routes calls to the registry."""
+    routes = xds.policy_routes(ControlPlane(tmp_path).policy(), "registry")
+
+    def action(path: str) -> dict:
+        return next(r for r in routes if r["match"].get("path", path) == path and path.startswith(r["match"].get("prefix", "")))["route"]
+
+    for changes in ("ModelRegistry/RegisterVersion", "ModelRegistry/SetAlias", "ModelRegistry/RollbackAlias", "ModelRegistry/ImportRegistry",
+                    "Experiments/EndExperiment", "ExperimentRouting/RecordPredictions"):  # fmt: skip
+        assert action(f"/fenlei.v1.{changes}")["retry_policy"]["retry_on"] == "connect-failure,refused-stream", changes
+    for reads in ("ModelRegistry/GetVersion", "ModelRegistry/SearchVersions", "Experiments/GetExperiment", "ExperimentRouting/AssignArm"):
+        assert "unavailable" in action(f"/fenlei.v1.{reads}")["retry_policy"]["retry_on"], reads
+    assert action("/fenlei.v1.ExperimentRouting/AssignArm")["max_stream_duration"]["max_stream_duration"] == "1.000s"
+    assert action("/fenlei.v1.ModelRegistry/ImportRegistry")["max_stream_duration"] == {"grpc_timeout_header_max": "0s"}  # no limit
+
+
+def test_only_the_inbound_side_names_the_caller_to_the_app(tmp_path) -> None:
+    identity = CertificateAuthority(tmp_path / "ca").issue("registry")
+    bootstrap = xds.sidecar_bootstrap(
+        "registry-v1-0", tmp_path, identity, tmp_path / "ca" / "ca.pem", inbound=(0, tmp_path / "app.sock"), outbound=["classifier"]
+    )
+    managers = {
+        listener["name"]: listener["filter_chains"][0]["filters"][0]["typed_config"]
+        for listener in bootstrap["static_resources"]["listeners"]
+    }
+    assert managers["inbound"]["forward_client_cert_details"] == "SANITIZE_SET"
+    assert managers["inbound"]["set_current_client_cert_details"] == {"uri": True}
+    # Outbound, Envoy's default (SANITIZE): an app cannot pass on a certificate header of its own.
+    assert "forward_client_cert_details" not in managers["outbound-classifier"]

@@ -25,6 +25,7 @@ from google.api import annotations_pb2
 from fenlei import services
 from fenlei.envoy.config import deadline, disabled, file_source, grpc_health_checks, socket_address, typed, unavailable, unreachable
 from fenlei.gateway.auth import BEARER, ROLE_CLAIM, role_name, roles_at_least
+from fenlei.runtime.rpc import SUBJECT_HEADER
 from fenlei.runtime.settings import load_settings
 from fenlei.sidecar.policy import Policy
 from fenlei.sidecar.xds import policy_routes
@@ -258,6 +259,7 @@ def _jwt_authn(settings: GatewaySettings, jwks: str) -> dict[str, Any]:
                 "require_expiration": True,  # a token without `exp` would be good forever
                 # Only the header: a token in the URL (`?access_token=`) ends up in logs.
                 "from_headers": [{"name": "authorization", "value_prefix": f"{BEARER} "}],
+                "claim_to_headers": [{"header_name": SUBJECT_HEADER, "claim_name": "sub"}],
             }
         },
         rules=[{"match": {"prefix": "/"}, "requires": requirement}],
@@ -304,9 +306,12 @@ def _transcoder(settings: GatewaySettings) -> dict[str, Any]:
     )
 
 
-def _remember_content_type() -> dict[str, Any]:
-    """The transcoder rewrites a REST request's content-type to application/grpc, so the
-    caller's own is kept in a header of ours (overwritten, never trusted from outside)."""
+def _caller_headers() -> dict[str, Any]:
+    """Headers of ours about the caller, never trusted from outside. The transcoder rewrites
+    a REST request's content-type to application/grpc, so the caller's own is kept
+    (overwritten). Who called (SUBJECT_HEADER) is the subject of the token jwt_authn checked,
+    which it sets: a value the client sent is removed here first, on every route (also where
+    no token is checked, as on reflection's), so a call without a token has none."""
     return typed(
         "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
         mutations={
@@ -316,7 +321,8 @@ def _remember_content_type() -> dict[str, Any]:
                         "header": {"key": CALLER_CONTENT_TYPE, "value": "%REQ(content-type)%"},
                         "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
                     }
-                }
+                },
+                {"remove": SUBJECT_HEADER},
             ]
         },
     )
@@ -475,7 +481,7 @@ def build(settings: GatewaySettings, upstreams: dict[str, str], jwks: str = "", 
         # (rate limits are per client address).
         use_remote_address=True,
         http_filters=[
-            {"name": "envoy.filters.http.header_mutation", "typed_config": _remember_content_type()},
+            {"name": "envoy.filters.http.header_mutation", "typed_config": _caller_headers()},
             {"name": "envoy.filters.http.health_check", "typed_config": _healthz()},
             {"name": "envoy.filters.http.lua", "typed_config": _bearer_scheme()},
             {"name": "envoy.filters.http.jwt_authn", "typed_config": _jwt_authn(settings, jwks)},

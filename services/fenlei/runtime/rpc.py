@@ -37,6 +37,26 @@ MAX_MESSAGE_BYTES = 2048
 
 _ERROR_OF = {code: kind for kind, code in STATUS_OF.items()}
 _STREAM_POSITION = re.compile(r"^stream message \d+: ")
+# One key=value pair of x-forwarded-client-cert: values may be quoted (a Subject holds commas);
+# ';' separates the pairs of one certificate, ',' the certificates of successive hops.
+_CLIENT_CERT_PAIR = re.compile(r'([A-Za-z]+)=("(?:[^"\\]|\\.)*"|[^;,]*)')
+SUBJECT_HEADER = "x-fenlei-subject"
+CLIENT_CERT_HEADER = "x-forwarded-client-cert"
+
+
+def caller(context: grpc.aio.ServicerContext) -> str:
+    """Who called: the subject of the caller's token (the gateway sets x-fenlei-subject and
+    overwrites any a client sent), else the SPIFFE id of the calling workload (its sidecar's
+    x-forwarded-client-cert, the nearest hop's), else "anonymous"."""
+    metadata = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
+    subject = metadata.get(SUBJECT_HEADER, "").strip()
+    if subject:
+        return errors.shorten(subject, 256)  # it is recorded in the registry's history
+    workload = ""
+    for key, value in _CLIENT_CERT_PAIR.findall(metadata.get(CLIENT_CERT_HEADER, "")):
+        if key.upper() == "URI" and value.strip('"').startswith("spiffe://"):
+            workload = value.strip('"')  # the last one is the nearest hop's
+    return workload or "anonymous"
 
 
 def status_of(error: errors.FenleiError) -> grpc.StatusCode:

@@ -1,7 +1,8 @@
 """Fixtures for the gateway's end-to-end tests: the session mesh's Envoy (`gateway`, no
 sidecars), the Envoy of a second session mesh with sidecars (`sidecar_gateway`: its routes
 come from the policy, through the mesh's control plane) and private Envoys built by the
-test from the same config builder (`private_gateway`).
+test from the same config builder (`private_gateway` in front of the session mesh,
+`gateway_in_front_of` a server of the test's own).
 
 This directory sits under tests/e2e so that the session `mesh` (and `tools`) of
 tests/e2e/conftest.py are visible here; test modules import nothing but fixtures.
@@ -24,6 +25,7 @@ import grpc
 import jwt
 import pytest
 
+from fenlei import services
 from fenlei.envoy.binary import envoy_command
 from fenlei.gateway import config as gateway_config
 from fenlei.gateway.auth import Authority
@@ -229,29 +231,30 @@ def sidecar_gateway(sidecar_mesh) -> Gateway:
     return sidecar_mesh.gateway
 
 
-@pytest.fixture
-def private_gateway(mesh, gateway, tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
-    """start(upstreams={...overrides}, **GatewaySettings fields) → a Gateway: an Envoy of
-    the test's own, built with fenlei.gateway.config.build in front of the session mesh's
-    services (overridable per upstream), on port 0. Stopped when the test ends."""
-    started: list[tuple[subprocess.Popen, Gateway]] = []
+class Envoys:
+    """Gateways a test starts: Envoys of its own, built with fenlei.gateway.config.build
+    (tokens checked against `authority`), on port 0; `stop` ends them all."""
 
-    def start(upstreams: dict[str, str] | None = None, **overrides: Any) -> Gateway:
-        index = len(started)
+    def __init__(self, directory: Path, authority: Authority) -> None:
+        self.directory = directory
+        self.authority = authority
+        self.started: list[tuple[subprocess.Popen, Gateway]] = []
+
+    def start(self, addresses: dict[str, str], **overrides: Any) -> Gateway:
+        """addresses: service name → address, for every upstream of the gateway."""
+        index = len(self.started)
         settings = gateway_config.GatewaySettings(**{"port": 0, "admin_port": 0, "workers": 2, **overrides})
-        addresses = {name: entry["address"] for name, entry in mesh.state.items() if name != "gateway"}
-        addresses.update(upstreams or {})
-        config_file = tmp_path / f"gateway-{index}.json"
-        gateway_config.write(config_file, gateway_config.build(settings, addresses, gateway.authority.jwks()))
-        admin_file = tmp_path / f"gateway-{index}-admin.txt"
-        log = tmp_path / f"gateway-{index}.log"
+        config_file = self.directory / f"gateway-{index}.json"
+        gateway_config.write(config_file, gateway_config.build(settings, addresses, self.authority.jwks()))
+        admin_file = self.directory / f"gateway-{index}-admin.txt"
+        log = self.directory / f"gateway-{index}.log"
         with open(log, "ab") as handle:
             process = subprocess.Popen(
                 envoy_command(config_file, admin_file, workers=settings.workers),
                 stdout=handle, stderr=handle, stdin=subprocess.DEVNULL,
             )  # fmt: skip
-        private = Gateway("", "", gateway.authority)
-        started.append((process, private))
+        private = Gateway("", "", self.authority)
+        self.started.append((process, private))
         deadline = time.monotonic() + TIMEOUT
         while True:
             if process.poll() is not None:
@@ -272,10 +275,8 @@ def private_gateway(mesh, gateway, tmp_path: Path) -> Iterator[Callable[..., Gat
         private.address = f"127.0.0.1:{port}"
         return private
 
-    try:
-        yield start
-    finally:
-        for process, private in started:
+    def stop(self) -> None:
+        for process, private in self.started:
             private.close()
             process.terminate()
             try:
@@ -283,3 +284,35 @@ def private_gateway(mesh, gateway, tmp_path: Path) -> Iterator[Callable[..., Gat
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=10)
+
+
+@pytest.fixture
+def private_gateway(mesh, gateway, tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
+    """start(upstreams={...overrides}, **GatewaySettings fields) → a Gateway in front of the
+    session mesh's services (overridable per upstream), with the session's token authority."""
+    envoys = Envoys(tmp_path, gateway.authority)
+    addresses = {name: entry["address"] for name, entry in mesh.state.items() if name != "gateway"}
+
+    def start(upstreams: dict[str, str] | None = None, **overrides: Any) -> Gateway:
+        return envoys.start({**addresses, **(upstreams or {})}, **overrides)
+
+    try:
+        yield start
+    finally:
+        envoys.stop()
+
+
+@pytest.fixture
+def gateway_in_front_of(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
+    """start(address, **GatewaySettings fields) → a Gateway whose every upstream is the one
+    server at `address` (a test's own), with a token authority of its own: no mesh."""
+    settings = gateway_config.GatewaySettings()
+    envoys = Envoys(tmp_path, Authority(tmp_path / "authority", settings.issuer, settings.audience))
+
+    def start(address: str, **overrides: Any) -> Gateway:
+        return envoys.start({name: address for name in services.GATEWAY_CALLS}, **overrides)
+
+    try:
+        yield start
+    finally:
+        envoys.stop()
