@@ -130,8 +130,10 @@ def test_unknown_version_and_bad_model_names(mesh) -> None:
     assert error.code() == grpc.StatusCode.NOT_FOUND and "v99" in error.details(), error.details()
     error = classify_error(mesh, text=GOOD, model="../reviews")
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "../reviews" in error.details(), error.details()
-    error = classify_error(mesh, text=GOOD, version="latest")
-    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "latest" in error.details(), error.details()
+    error = classify_error(mesh, text=GOOD, version="latest")  # a name an alias could have
+    assert error.code() == grpc.StatusCode.NOT_FOUND and "no version or alias 'latest'" in error.details(), error.details()
+    error = classify_error(mesh, text=GOOD, version="latest/../v1")
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "latest/../v1" in error.details(), error.details()
     still_serving(mesh)
 
 

@@ -1,4 +1,6 @@
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -209,3 +211,64 @@ def test_fits_write_only_into_live_drafts(tmp_path: Path) -> None:
     with pytest.raises(NotFound, match="published or discarded"):
         store.writable_part("news", "draft-" + "0" * 32, "classifier")
     assert not any(tmp_path.rglob("classifier"))
+
+
+def write_routing(store: ModelStore, name: str, aliases: dict[str, str]) -> None:
+    """routing.json as the registry writes it."""
+    artifacts.write_json(store.model_dir(name), "routing", {"aliases": aliases, "experiment": None})
+
+
+def test_references_are_versions_aliases_or_production_else_the_newest(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    for weight in (1.0, 2.0, 3.0):
+        publish_version(store, "news", weight)
+    assert store.routing("news") == {"aliases": {}, "experiment": None}  # nothing written: no aliases
+    assert store.resolve("news") == "v3"
+    write_routing(store, "news", {"production": "v1", "staging": "v2"})
+    assert (store.resolve("news"), store.resolve("news", "staging"), store.resolve("news", "v3")) == ("v1", "v2", "v3")
+    with pytest.raises(NotFound, match=r"no version or alias 'canary'; versions: v1, v2, v3; aliases: production, staging"):
+        store.resolve("news", "canary")
+    with pytest.raises(InvalidInput, match="not valid: versions look like v1, v2, ..., aliases like production"):
+        store.resolve("news", "v01")
+    with pytest.raises(NotFound, match="no model named 'sports'"):
+        store.resolve("sports", "production")
+    write_routing(store, "news", {"production": "v7"})
+    with pytest.raises(NotFound, match="no published version 'v7' \\(its alias 'production'\\)"):
+        store.resolve("news")
+
+
+def test_loaded_models_follow_aliases_and_never_serve_a_deleted_version(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    publish_version(store, "news", 1.0)
+    publish_version(store, "news", 2.0)
+    loads: list[Path] = []
+
+    def load(directory: Path) -> float:
+        loads.append(directory)
+        return load_coef(directory)
+
+    models = LoadedModels(store, "classifier", load)
+    write_routing(store, "news", {"production": "v1"})
+    assert models.get("news", "production") == models.get("news", "") == 1.0
+    write_routing(store, "news", {"production": "v2"})  # a promotion: no restart, no stale answer
+    assert models.get("news", "production") == 2.0 and len(loads) == 2
+    # the registry deleted v1 (its view is gone): the cached copy never answers again
+    shutil.rmtree(store.version_dir("news", "v1"))
+    with pytest.raises(NotFound, match="no published version 'v1'"):
+        models.get("news", "v1")
+    # and a view written anew under the same name (a restore) is loaded anew
+    publish_version(store, "news", 5.0)
+    shutil.rmtree(store.version_dir("news", "v2"))
+    store.version_dir("news", "v3").rename(store.version_dir("news", "v2"))
+    assert models.get("news", "v2") == 5.0
+
+
+def test_a_draft_is_in_training_while_its_lease_is_held(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    draft = store.create_draft("news")
+    assert store.in_training("news", draft.id)
+    os.close(draft._lease)  # as when its trainer dies
+    draft._lease = None
+    assert not store.in_training("news", draft.id)
+    shutil.rmtree(draft.directory)
+    assert not store.in_training("news", draft.id)

@@ -230,7 +230,7 @@ def test_bad_documents(stub, helpers, documents, code, named) -> None:
     [
         (common_pb2.ModelRef(name="no-such-model"), None, grpc.StatusCode.NOT_FOUND, "no-such-model"),
         (common_pb2.ModelRef(name="Bad Name"), None, grpc.StatusCode.INVALID_ARGUMENT, "Bad Name"),
-        (common_pb2.ModelRef(name="seg-x", version="latest"), None, grpc.StatusCode.INVALID_ARGUMENT, "latest"),
+        (common_pb2.ModelRef(name="seg-x", version="latest/../v1"), None, grpc.StatusCode.INVALID_ARGUMENT, "latest/../v1"),
         (None, segmenter_pb2.SegmentOptions(user_words=["two words"]), grpc.StatusCode.INVALID_ARGUMENT, "two words"),
         (None, segmenter_pb2.SegmentOptions(user_words=[""]), grpc.StatusCode.INVALID_ARGUMENT, "empty"),
     ],

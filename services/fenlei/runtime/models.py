@@ -14,6 +14,14 @@ published one, and a stage checks its files against the manifest before it serve
 A draft whose lease is free (its trainer died) and a version directory without a manifest
 (left by fenlei before drafts) can never serve: `incomplete` lists them, and the next
 training of the model removes them.
+
+With the model registry (fenlei.registry), the versions and routing.json are views the
+registry writes after each commit of its database, and the data plane reads only them:
+
+    <home>/models/<name>/routing.json   {"aliases": {alias: version}, "experiment": null | {...}}
+
+A reference is a version (v3), an alias of routing.json (production), a draft id, or empty:
+the "production" alias when the model has one, else its newest version.
 """
 
 from __future__ import annotations
@@ -42,6 +50,10 @@ DRAFT_PATTERN = re.compile(r"^draft-[0-9a-f]{32}$")
 MANIFEST = "manifest"
 MANIFEST_FILE = f"{MANIFEST}.json"
 DRAFTS = ".drafts"  # not a model version name, nor a model name
+ROUTING = "routing"
+ROUTING_FILE = f"{ROUTING}.json"
+PRODUCTION = "production"  # the alias a reference naming no version answers with
+LOOKS_LIKE_VERSION = re.compile(r"^v[0-9]+$")
 
 log = logging.getLogger("fenlei.models")
 
@@ -61,6 +73,25 @@ def _version_number(version: str) -> int:
     if not match:
         raise InvalidInput(f"model version {quote(version)} is not valid: versions look like v1, v2, ...")
     return int(match.group(1))
+
+
+def _is_alias(reference: str) -> bool:
+    """Aliases are named as models are, but never look like a version or a draft."""
+    return bool(NAME_PATTERN.match(reference)) and not LOOKS_LIKE_VERSION.match(reference) and not reference.startswith("draft-")
+
+
+def check_alias(alias: str) -> str:
+    if not _is_alias(alias or ""):
+        raise InvalidInput(
+            f"alias {quote(alias)} is not valid: use 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit, "
+            "and neither a version (v1, v2, ...) nor a draft id"
+        )
+    return alias
+
+
+def _no_model(name: str) -> NotFound:
+    # Only the name asked for: a caller of one model learns nothing of the others.
+    return NotFound(f"no model named {name!r}: check the name, or train and publish it with `fenlei train FILE --name {name}`")
 
 
 def _is_draft(reference: str) -> bool:
@@ -139,20 +170,49 @@ class ModelStore:
         found = [p.name for p in directory.iterdir() if VERSION_PATTERN.match(p.name) and _is_published(p)]
         return sorted(found, key=_version_number)
 
-    def resolve(self, name: str, version: str = "") -> str:
-        """The published version that answers for (name, version): the newest one when empty."""
-        if version:
-            directory = self.version_dir(name, version)
-            if not _is_published(directory):
-                left = " (a training that did not finish left it incomplete: it never serves)" if directory.is_dir() else ""
-                published = ", ".join(self.versions(name)) or "none"
-                raise NotFound(f"model {name!r} has no published version {version!r}{left}; published versions: {published}")
-            return version
-        versions = self.versions(name)
-        if not versions:
-            # Only the name asked for: a caller of one model learns nothing of the others.
-            raise NotFound(f"no model named {name!r}: check the name, or train and publish it with `fenlei train FILE --name {name}`")
-        return versions[-1]
+    def routing(self, name: str) -> dict[str, Any]:
+        """The model's aliases and running experiment as the registry last wrote them; no
+        aliases and no experiment while it has written none."""
+        directory = self.model_dir(name)
+        if not (directory / ROUTING_FILE).is_file():
+            return {"aliases": {}, "experiment": None}
+        try:
+            written = artifacts.read_json(directory, ROUTING)
+        except artifacts.ArtifactError as exc:
+            raise FailedPrecondition(f"the routing of model {name!r} is damaged ({exc}): the registry rewrites it when it starts") from exc
+        return {"aliases": {}, "experiment": None, **written}
+
+    def resolve(self, name: str, reference: str = "") -> str:
+        """The published version that answers for (name, reference): a version as named, an
+        alias's target, or with no reference the "production" alias's, else the newest version."""
+        if not reference:
+            production = self.routing(name)["aliases"].get(PRODUCTION)
+            if production:
+                return self._published(name, production, f" (its alias {PRODUCTION!r})")
+            versions = self.versions(name)
+            if not versions:
+                raise _no_model(name)
+            return versions[-1]
+        if VERSION_PATTERN.match(reference):
+            return self._published(name, reference)
+        if not _is_alias(reference):
+            raise InvalidInput(f"model version {quote(reference)} is not valid: versions look like v1, v2, ..., aliases like production")
+        aliases = self.routing(name)["aliases"]
+        if reference not in aliases:
+            versions = self.versions(name)
+            if not versions:
+                raise _no_model(name)
+            named = ", ".join(sorted(aliases)) or "none"
+            raise NotFound(f"model {name!r} has no version or alias {reference!r}; versions: {', '.join(versions)}; aliases: {named}")
+        return self._published(name, aliases[reference], f" (its alias {reference!r})")
+
+    def _published(self, name: str, version: str, via: str = "") -> str:
+        directory = self.version_dir(name, version)
+        if not _is_published(directory):
+            left = " (a training that did not finish left it incomplete: it never serves)" if directory.is_dir() else ""
+            published = ", ".join(self.versions(name)) or "none"
+            raise NotFound(f"model {name!r} has no published version {version!r}{via}{left}; published versions: {published}")
+        return version
 
     def part_to_serve(self, name: str, reference: str, part: str) -> Path:
         """Where a stage loads its part of (name, reference) from: a draft by its id, else a
@@ -181,6 +241,15 @@ class ModelStore:
         if _is_published(self.version_dir(name, reference)):
             raise FailedPrecondition(f"model {name!r} version {reference!r} is published and cannot be changed")
         raise NotFound(f"model {name!r} has no draft {reference!r}: fit into the draft its training made (draft-...)")
+
+    def in_training(self, name: str, draft_id: str) -> bool:
+        """Whether a live training holds the draft's lease (its trainer has not exited)."""
+        directory = self.draft_dir(name, draft_id)
+        lease = _lock(directory)
+        if lease is None:
+            return directory.is_dir()
+        os.close(lease)
+        return False
 
     def create_draft(self, name: str) -> Draft:
         """A new draft of the model, leased to this process. Removes the model's incomplete
@@ -305,17 +374,26 @@ class LoadedModels(Generic[T]):
         self.part = part
         self.load = load
         self.capacity = capacity
-        self._loaded: collections.OrderedDict[tuple[str, str], T] = collections.OrderedDict()
+        self._loaded: collections.OrderedDict[tuple[str, str], tuple[T, tuple[int, int, int] | None]] = collections.OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, name: str, reference: str) -> T:
-        if not reference:
-            reference = self.store.resolve(name)
+        if not (VERSION_PATTERN.match(reference) or _is_draft(reference)):
+            reference = self.store.resolve(name, reference)  # an alias or no reference: the version it answers with now
         key = (name, reference)
         with self._lock:
-            if key in self._loaded:
-                self._loaded.move_to_end(key)
-                return self._loaded[key]
+            entry = self._loaded.get(key)
+        if entry is not None:
+            value, loaded_from = entry
+            # A version the registry deleted (or replaced) since it was loaded never serves from here.
+            if loaded_from == self._identity(*key):
+                with self._lock:
+                    if key in self._loaded:
+                        self._loaded.move_to_end(key)
+                return value
+            with self._lock:
+                self._loaded.pop(key, None)
+        loaded_from = self._identity(*key)
         directory = self.store.part_to_serve(name, reference, self.part)
         if not directory.is_dir():
             raise NotFound(f"model {name!r} version {reference!r} has no {self.part} part")
@@ -330,7 +408,17 @@ class LoadedModels(Generic[T]):
             # Drafts end as versions (or are discarded): what was loaded of them is never asked for again.
             for gone in [key for key in self._loaded if _is_draft(key[1]) and not self.store.draft_dir(*key).is_dir()]:
                 del self._loaded[gone]
-            self._loaded[key] = value
+            self._loaded[key] = (value, loaded_from)
             while len(self._loaded) > self.capacity:
                 self._loaded.popitem(last=False)
         return value
+
+    def _identity(self, name: str, reference: str) -> tuple[int, int, int] | None:
+        """Which manifest a published version was loaded under (None for a draft, or once it is gone)."""
+        if _is_draft(reference):
+            return None
+        try:
+            found = os.stat(self.store.version_dir(name, reference) / MANIFEST_FILE)
+        except FileNotFoundError:
+            return None
+        return (found.st_dev, found.st_ino, found.st_mtime_ns)
