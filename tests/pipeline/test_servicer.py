@@ -1,9 +1,13 @@
-"""The pipeline servicer in-process, in front of the four stage servicers (also
-in-process), with settings an e2e mesh does not use: tiny stage batches, a small stream
-window and a default model. A toy model is trained through the same stage servers."""
+"""The pipeline servicer in-process, in front of the four stage servicers and the registry
+(also in-process), with settings an e2e mesh does not use: tiny stage batches, a small
+stream window and a default model. Toy models are trained through the same stage servers
+and registered; experiments run between a model's v1 and its v2, which learned the labels
+the other way round, so every answer shows which of them answered."""
 
 from __future__ import annotations
 
+import logging
+import re
 import shutil
 
 import grpc
@@ -13,12 +17,15 @@ from fenlei.classifier import servicer as classifier_servicer
 from fenlei.features import servicer as features_servicer
 from fenlei.pipeline import servicer as pipeline_servicer
 from fenlei.preprocessor import servicer as preprocessor_servicer
+from fenlei.registry import servicer as registry_servicer
+from fenlei.registry.experiments import arm_at, key_point
 from fenlei.runtime.models import MANIFEST_FILE, ModelStore
 from fenlei.runtime.stages import StageStreams
 from fenlei.segmenter import servicer as segmenter_servicer
 from fenlei.training.core import Corpus, TrainingSpec, train
+from fenlei.training.register import GrpcRegistry
 from fenlei.training.stages import GrpcStages
-from fenlei.v1 import common_pb2, features_pb2, features_pb2_grpc, pipeline_pb2, pipeline_pb2_grpc
+from fenlei.v1 import common_pb2, features_pb2, features_pb2_grpc, pipeline_pb2, pipeline_pb2_grpc, registry_pb2, registry_pb2_grpc
 
 SPORTS = ["足球", "篮球", "比赛", "进球", "冠军", "球员", "联赛", "教练"]
 FINANCE = ["股票", "基金", "市场", "上涨", "下跌", "投资", "银行", "利率"]
@@ -49,6 +56,10 @@ class InProcessMesh:
         }
         self.addresses = {name: stages[name].address for name in ("segmenter", "preprocessor", "features", "classifier")}
         self.features = features_pb2_grpc.FeaturesStub(stages["features"].channel)
+        registry = servers.start("registry", registry_servicer.register, helpers.settings_for(home))
+        self.registry_address = registry.address
+        self.experiments = registry_pb2_grpc.ExperimentsStub(registry.channel)
+        self.model_registry = registry_pb2_grpc.ModelRegistryStub(registry.channel)
 
     def pipeline(self, **settings) -> pipeline_pb2_grpc.PipelineStub:
         fields = dict(
@@ -56,6 +67,7 @@ class InProcessMesh:
             preprocessor_address=self.addresses["preprocessor"],
             features_address=self.addresses["features"],
             classifier_address=self.addresses["classifier"],
+            registry_address=self.registry_address,
             stage_batch_documents=3,
             stream_window=2,
         )
@@ -69,7 +81,9 @@ class InProcessMesh:
         async def run():
             streams = StageStreams(self.addresses)
             try:
-                return await train(ModelStore(self.home), TrainingSpec(name=name), GrpcStages(streams), corpus(swap), corpus(swap))
+                async with grpc.aio.insecure_channel(self.registry_address) as channel:
+                    stages, registry = GrpcStages(streams), GrpcRegistry(channel)
+                    return await train(ModelStore(self.home), TrainingSpec(name=name), stages, registry, corpus(swap), corpus(swap))
             finally:
                 await streams.close()
 
@@ -218,3 +232,201 @@ def test_a_stage_that_cannot_be_reached_is_named(inproc, helpers, tmp_path, stag
     error = helpers.rpc_error(stub.Classify, pipeline_pb2.ClassifyRequest(text="北京", model="toy"))
     assert error.code() == grpc.StatusCode.UNAVAILABLE
     assert error.details().startswith(f"the {stage} stage is unavailable: "), error.details()
+
+
+# ---------------------------------------------------------------- request ids and experiments
+
+REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
+SWAPPED = {"sports": "finance", "finance": "sports"}
+
+
+def test_every_answer_carries_a_request_id(pipeline, helpers) -> None:
+    fresh = [pipeline.Classify(pipeline_pb2.ClassifyRequest(text=TEXTS[0]), timeout=helpers.TIMEOUT) for _ in range(3)]
+    assert all(REQUEST_ID.match(a.request_id) for a in fresh) and len({a.request_id for a in fresh}) == 3
+    assert all((a.experiment, a.arm) == ("", "") for a in fresh)  # no experiment routes toy
+    given = pipeline.Classify(
+        pipeline_pb2.ClassifyRequest(text=TEXTS[0]), metadata=[("x-request-id", "client-7.a")], timeout=helpers.TIMEOUT
+    )
+    assert given.request_id == "client-7.a"
+    odd = pipeline.Classify(pipeline_pb2.ClassifyRequest(text=TEXTS[0]), metadata=[("x-request-id", "a b/c")], timeout=helpers.TIMEOUT)
+    assert REQUEST_ID.match(odd.request_id)
+    batch = pipeline.ClassifyBatch(
+        pipeline_pb2.ClassifyBatchRequest(documents=helpers.documents(*TEXTS)), metadata=[("x-request-id", "b-1")], timeout=helpers.TIMEOUT
+    )
+    assert batch.request_id == "b-1"
+    requests = [pipeline_pb2.ClassifyStreamRequest(documents=helpers.documents(text)) for text in TEXTS[:3]]
+    answers = list(pipeline.ClassifyStream(iter(requests), metadata=[("x-request-id", "s-9")], timeout=helpers.TIMEOUT))
+    assert [a.request_id for a in answers] == ["s-9/0", "s-9/1", "s-9/2"]
+
+
+@pytest.fixture(scope="module")
+def two_versions(inproc):
+    """model name -> a model of its own with v1 (right) and v2 (labels learned swapped)."""
+
+    def make(name: str) -> str:
+        assert inproc.train(name).version == "v1"
+        assert inproc.train(name, swap=True).version == "v2"
+        return name
+
+    return make
+
+
+def create(inproc, name: str, model: str, weights=(1.0, 1.0), allocation=registry_pb2.ALLOCATION_FIXED) -> registry_pb2.Experiment:
+    arms = [registry_pb2.Arm(name="a", target="v1", weight=weights[0]), registry_pb2.Arm(name="b", target="v2", weight=weights[1])]
+    request = registry_pb2.CreateExperimentRequest(name=name, model=model, arms=arms, allocation=allocation)
+    return inproc.experiments.CreateExperiment(request, timeout=30).experiment
+
+
+def classify(pipeline, model: str, text: str = TEXTS[0], arm: str = "", **fields) -> pipeline_pb2.ClassifyResponse:
+    metadata = [("x-fenlei-arm", arm)] if arm else []
+    return pipeline.Classify(pipeline_pb2.ClassifyRequest(text=text, model=model, **fields), metadata=metadata, timeout=30)
+
+
+def test_an_experiment_routes_by_header_and_weight_and_a_named_version_bypasses_it(inproc, pipeline, two_versions, helpers, tools) -> None:
+    model = two_versions("ab-route")
+    create(inproc, "route", model, weights=(1.0, 0.0))
+    answer = tools.wait_for(lambda: (a := classify(pipeline, model)).experiment and a, "the pipeline to see the experiment")
+    assert (answer.experiment, answer.arm, answer.version, answer.labels[0].label) == ("route", "a", "v1", "sports")
+    assert REQUEST_ID.match(answer.request_id)
+    forced = classify(pipeline, model, arm="b")
+    assert (forced.experiment, forced.arm, forced.version, forced.labels[0].label) == ("route", "b", "v2", SWAPPED["sports"])
+    error = helpers.rpc_error(pipeline.Classify, pipeline_pb2.ClassifyRequest(text=TEXTS[0], model=model), metadata=[("x-fenlei-arm", "c")])
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "x-fenlei-arm 'c' is not an arm of experiment 'route' on model 'ab-route': its arms are 'a', 'b'" in error.details()
+    pinned = classify(pipeline, model, arm="b", version="v1")
+    assert (pinned.experiment, pinned.arm, pinned.version) == ("", "", "v1")
+    batch = pipeline.ClassifyBatch(
+        pipeline_pb2.ClassifyBatchRequest(documents=helpers.documents(*TEXTS), model=model), metadata=[("x-fenlei-arm", "b")], timeout=30
+    )
+    assert (batch.experiment, batch.arm, batch.version) == ("route", "b", "v2")
+    assert [p.labels[0].label for p in batch.predictions] == [SWAPPED[t] for t in TRUTH]
+    stream = list(
+        pipeline.ClassifyStream(iter([pipeline_pb2.ClassifyStreamRequest(documents=helpers.documents(TEXTS[1]), model=model)]), timeout=30)
+    )
+    assert [(a.experiment, a.arm, a.version) for a in stream] == [("route", "a", "v1")]
+
+
+def test_routing_keys_stay_on_their_arm_while_weights_change_in_every_pipeline(inproc, pipeline, two_versions, tools) -> None:
+    model = two_versions("ab-keys")
+    create(inproc, "keys", model)
+    tools.wait_for(lambda: classify(pipeline, model).experiment, "the pipeline to see the experiment")
+    keys = [f"user-{i}" for i in range(24)]
+    first = {key: classify(pipeline, model, routing_key=key) for key in keys}
+    arms = {key: answer.arm for key, answer in first.items()}
+    assert set(arms.values()) == {"a", "b"}
+    assert all(answer.version == {"a": "v1", "b": "v2"}[answer.arm] for answer in first.values())
+    for weights in ({"a": 0.0}, {"a": 1.0, "b": 0.0}):
+        inproc.experiments.SetWeights(registry_pb2.SetWeightsRequest(name="keys", weights=weights), timeout=30)
+        everyone = "b" if weights["a"] == 0 else "a"
+        tools.wait_for(
+            lambda everyone=everyone: all(classify(pipeline, model).arm == everyone for _ in range(8)), "the new weights to apply"
+        )
+        assert {key: classify(pipeline, model, routing_key=key).arm for key in keys} == arms
+    other = inproc.pipeline()  # another replica: asks the registry, which kept every key where it was
+    assert {key: classify(other, model, routing_key=key).arm for key in keys} == arms
+    assert {classify(other, model, routing_key=f"new-{i}").arm for i in range(8)} == {"a"}  # new keys: the weights of now
+
+
+def feedback(inproc, request_id: str, label: str, document_id: str = "") -> registry_pb2.SendFeedbackResponse:
+    request = registry_pb2.SendFeedbackRequest(request_id=request_id, document_id=document_id, label=label)
+    return inproc.experiments.SendFeedback(request, timeout=30)
+
+
+def feedback_when_recorded(inproc, tools, request_id: str, label: str, document_id: str = "") -> registry_pb2.SendFeedbackResponse:
+    """SendFeedback, once the pipeline's record of the prediction has reached the registry."""
+
+    def taken():
+        try:
+            return feedback(inproc, request_id, label, document_id)
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+            return None
+
+    return tools.wait_for(taken, f"the prediction of {request_id} {document_id} to be recorded")
+
+
+def test_feedback_by_request_id_scores_the_arm_that_answered(inproc, pipeline, two_versions, helpers, tools) -> None:
+    model = two_versions("ab-feedback")
+    create(inproc, "feedback", model)
+    tools.wait_for(lambda: classify(pipeline, model).experiment, "the pipeline to see the experiment")
+    answers = [(classify(pipeline, model, text, arm=arm), truth) for text, truth in zip(TEXTS, TRUTH) for arm in ("a", "b")]
+    for answer, truth in answers:
+        taken = feedback_when_recorded(inproc, tools, answer.request_id, truth)
+        assert (taken.experiment, taken.arm, taken.correct) == ("feedback", answer.arm, answer.labels[0].label == truth)
+    batch = pipeline.ClassifyBatch(
+        pipeline_pb2.ClassifyBatchRequest(documents=helpers.documents(*TEXTS[:2]), model=model),
+        metadata=[("x-fenlei-arm", "a")],
+        timeout=30,
+    )
+    taken = feedback_when_recorded(inproc, tools, batch.request_id, TRUTH[1], "d1")
+    assert (taken.arm, taken.correct) == ("a", True)
+    stream = list(
+        pipeline.ClassifyStream(
+            iter([pipeline_pb2.ClassifyStreamRequest(documents=helpers.documents(text, prefix="s"), model=model) for text in TEXTS[:2]]),
+            metadata=[("x-fenlei-arm", "b")],
+            timeout=30,
+        )
+    )
+    taken = feedback_when_recorded(inproc, tools, stream[1].request_id, TRUTH[1], "s0")
+    assert (taken.arm, taken.correct) == ("b", False)
+    experiment = inproc.experiments.GetExperiment(registry_pb2.GetExperimentRequest(name="feedback"), timeout=30).experiment
+    a, b = experiment.scores
+    # a (v1) was right 6 times of 6; b (v2, labels swapped) wrong 6 times of 6
+    assert (a.arm, a.feedback, a.correct, a.accuracy) == ("a", 6, 6, 1.0)
+    assert (b.arm, b.feedback, b.correct, b.accuracy) == ("b", 6, 0, 0.0)
+    # 7 answers each, and the first one drawn by weight when the pipeline saw the experiment
+    assert a.predictions >= 7 and b.predictions >= 7 and a.predictions + b.predictions == 15
+    assert {t: dict(c.counts) for t, c in b.confusion.items()} == {"finance": {"sports": 4}, "sports": {"finance": 2}}
+    assert experiment.leader == "a"
+    error = helpers.rpc_error(inproc.experiments.SendFeedback, registry_pb2.SendFeedbackRequest(request_id="nobody", label="sports"))
+    assert error.code() == grpc.StatusCode.NOT_FOUND and "no prediction an experiment served has request id 'nobody'" in error.details()
+    # Documents without ids are told apart by their position.
+    anonymous = [common_pb2.Document(text=text) for text in TEXTS[:2]]
+    batch = pipeline.ClassifyBatch(
+        pipeline_pb2.ClassifyBatchRequest(documents=anonymous, model=model), metadata=[("x-fenlei-arm", "a")], timeout=30
+    )
+    assert [p.id for p in batch.predictions] == ["", ""]
+    taken = feedback_when_recorded(inproc, tools, batch.request_id, TRUTH[1], "1")
+    assert (taken.arm, taken.correct) == ("a", True)
+    assert [
+        e.kind for e in inproc.experiments.GetExperiment(registry_pb2.GetExperimentRequest(name="feedback"), timeout=30).experiment.events
+    ] == ["created"]
+
+
+def test_thompson_allocation_moves_traffic_to_the_better_arm_and_ending_promotes_it(inproc, pipeline, two_versions, tools) -> None:
+    model = two_versions("ab-thompson")
+    create(inproc, "thompson", model, allocation=registry_pb2.ALLOCATION_THOMPSON)
+    tools.wait_for(lambda: classify(pipeline, model).experiment, "the pipeline to see the experiment")
+    for _ in range(4):
+        for text, truth in zip(TEXTS, TRUTH):
+            for arm in ("a", "b"):
+                feedback_when_recorded(inproc, tools, classify(pipeline, model, text, arm=arm).request_id, truth)
+
+    def weights():
+        arms = inproc.experiments.GetExperiment(registry_pb2.GetExperimentRequest(name="thompson"), timeout=30).experiment.arms
+        found = {arm.name: arm.weight for arm in arms}
+        return found if found["b"] < 0.06 else None  # once all the feedback is counted, b is at its floor
+
+    moved = tools.wait_for(weights, "Thompson sampling to move the weights to arm a")
+    assert moved["a"] > 0.9 and moved["b"] >= 0.05  # the floor: b is never starved
+    tools.wait_for(lambda: sum(classify(pipeline, model).arm == "a" for _ in range(20)) >= 16, "the traffic to follow the weights")
+    ended = inproc.experiments.EndExperiment(registry_pb2.EndExperimentRequest(name="thompson", promote_alias="production"), timeout=30)
+    assert (ended.experiment.running, ended.experiment.leader) == (False, "a")
+    assert (ended.move.alias, ended.move.from_version, ended.move.to_version) == ("production", "", "v1")
+    answer = tools.wait_for(lambda: (a := classify(pipeline, model)).experiment == "" and a, "the experiment to stop routing")
+    assert answer.version == "v1"  # the production alias now, not the newest version v2
+
+
+def test_without_the_registry_keys_go_by_hash_and_answers_keep_coming(inproc, two_versions, tmp_path, tools, caplog) -> None:
+    model = two_versions("ab-down")
+    create(inproc, "down", model, weights=(1.0, 3.0))
+    pipeline = inproc.pipeline(registry_address=f"unix:{tmp_path}/no-registry.sock")
+    caplog.set_level(logging.WARNING, logger="fenlei.pipeline")
+    tools.wait_for(lambda: classify(pipeline, model).experiment, "the pipeline to see the experiment")
+    keys = [f"user-{i}" for i in range(24)]
+    arms = {key: classify(pipeline, model, routing_key=key).arm for key in keys}
+    assert arms == {key: arm_at([("a", 1.0), ("b", 3.0)], key_point("down", key)) for key in keys}
+    assert set(arms.values()) == {"a", "b"}
+    tools.wait_for(lambda: "served predictions dropped" in caplog.text, "the dropped predictions to be logged")
+    assert "routing keys assigned by hash: the registry did not answer" in caplog.text

@@ -33,8 +33,8 @@ class PipelineStub:
     routes the model's traffic, the arm named by the request header `x-fenlei-arm`, else the
     arm the routing_key was assigned to (once, then kept while weights change), else an arm
     drawn by the weights; else the model's "production" alias, else its newest version.
-    Every answer carries a request id (the `x-request-id` header when the caller sent one)
-    that SendFeedback takes.
+    Every answer carries a request id (the `x-request-id` header of the call: the gateway
+    sets a fresh one for every request) that SendFeedback takes.
     """
 
     def __init__(self, channel):
@@ -68,8 +68,8 @@ class PipelineServicer:
     routes the model's traffic, the arm named by the request header `x-fenlei-arm`, else the
     arm the routing_key was assigned to (once, then kept while weights change), else an arm
     drawn by the weights; else the model's "production" alias, else its newest version.
-    Every answer carries a request id (the `x-request-id` header when the caller sent one)
-    that SendFeedback takes.
+    Every answer carries a request id (the `x-request-id` header of the call: the gateway
+    sets a fresh one for every request) that SendFeedback takes.
     """
 
     def Classify(self, request, context):
@@ -125,8 +125,8 @@ class Pipeline:
     routes the model's traffic, the arm named by the request header `x-fenlei-arm`, else the
     arm the routing_key was assigned to (once, then kept while weights change), else an arm
     drawn by the weights; else the model's "production" alias, else its newest version.
-    Every answer carries a request id (the `x-request-id` header when the caller sent one)
-    that SendFeedback takes.
+    Every answer carries a request id (the `x-request-id` header of the call: the gateway
+    sets a fresh one for every request) that SendFeedback takes.
     """
 
     @staticmethod

@@ -34,8 +34,8 @@ class PipelineStub:
     routes the model's traffic, the arm named by the request header `x-fenlei-arm`, else the
     arm the routing_key was assigned to (once, then kept while weights change), else an arm
     drawn by the weights; else the model's "production" alias, else its newest version.
-    Every answer carries a request id (the `x-request-id` header when the caller sent one)
-    that SendFeedback takes.
+    Every answer carries a request id (the `x-request-id` header of the call: the gateway
+    sets a fresh one for every request) that SendFeedback takes.
     """
 
     @_typing.overload
@@ -56,8 +56,8 @@ class PipelineAsyncStub(PipelineStub):
     routes the model's traffic, the arm named by the request header `x-fenlei-arm`, else the
     arm the routing_key was assigned to (once, then kept while weights change), else an arm
     drawn by the weights; else the model's "production" alias, else its newest version.
-    Every answer carries a request id (the `x-request-id` header when the caller sent one)
-    that SendFeedback takes.
+    Every answer carries a request id (the `x-request-id` header of the call: the gateway
+    sets a fresh one for every request) that SendFeedback takes.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -74,8 +74,8 @@ class PipelineServicer(metaclass=_abc_1.ABCMeta):
     routes the model's traffic, the arm named by the request header `x-fenlei-arm`, else the
     arm the routing_key was assigned to (once, then kept while weights change), else an arm
     drawn by the weights; else the model's "production" alias, else its newest version.
-    Every answer carries a request id (the `x-request-id` header when the caller sent one)
-    that SendFeedback takes.
+    Every answer carries a request id (the `x-request-id` header of the call: the gateway
+    sets a fresh one for every request) that SendFeedback takes.
     """
 
     @_abc_1.abstractmethod

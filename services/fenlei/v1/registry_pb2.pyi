@@ -414,7 +414,7 @@ class LabelCounts(_message.Message):
     def __init__(self, counts: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class Experiment(_message.Message):
-    __slots__ = ("name", "model", "arms", "allocation", "running", "created", "created_by", "ended", "leader", "scores", "description")
+    __slots__ = ("name", "model", "arms", "allocation", "running", "created", "created_by", "ended", "leader", "scores", "description", "events")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ARMS_FIELD_NUMBER: _ClassVar[int]
@@ -426,6 +426,7 @@ class Experiment(_message.Message):
     LEADER_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     model: str
     arms: _containers.RepeatedCompositeFieldContainer[Arm]
@@ -437,7 +438,22 @@ class Experiment(_message.Message):
     leader: str
     scores: _containers.RepeatedCompositeFieldContainer[ArmScore]
     description: str
-    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., arms: _Optional[_Iterable[_Union[Arm, _Mapping]]] = ..., allocation: _Optional[_Union[Allocation, str]] = ..., running: _Optional[bool] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_by: _Optional[str] = ..., ended: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., leader: _Optional[str] = ..., scores: _Optional[_Iterable[_Union[ArmScore, _Mapping]]] = ..., description: _Optional[str] = ...) -> None: ...
+    events: _containers.RepeatedCompositeFieldContainer[ExperimentEvent]
+    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., arms: _Optional[_Iterable[_Union[Arm, _Mapping]]] = ..., allocation: _Optional[_Union[Allocation, str]] = ..., running: _Optional[bool] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_by: _Optional[str] = ..., ended: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., leader: _Optional[str] = ..., scores: _Optional[_Iterable[_Union[ArmScore, _Mapping]]] = ..., description: _Optional[str] = ..., events: _Optional[_Iterable[_Union[ExperimentEvent, _Mapping]]] = ...) -> None: ...
+
+class ExperimentEvent(_message.Message):
+    __slots__ = ("sequence", "at", "by", "kind", "detail")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    BY_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    at: _timestamp_pb2.Timestamp
+    by: str
+    kind: str
+    detail: _struct_pb2.Struct
+    def __init__(self, sequence: _Optional[int] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., by: _Optional[str] = ..., kind: _Optional[str] = ..., detail: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class CreateExperimentRequest(_message.Message):
     __slots__ = ("name", "model", "arms", "allocation", "description")

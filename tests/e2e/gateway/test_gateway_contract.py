@@ -134,6 +134,14 @@ def unname(answer: Any, model: dict[str, str]) -> Any:
     return placeholders.get(answer, answer) if isinstance(answer, str) else answer
 
 
+def without_request_id(answer: Any) -> Any:
+    """A Pipeline answer without its request id: every answer has one of its own."""
+    if isinstance(answer, list):
+        return [without_request_id(item) for item in answer]
+    assert answer.get("requestId"), answer
+    return {key: value for key, value in answer.items() if key != "requestId"}
+
+
 def call_grpc(channel, method, sample: Any, metadata) -> Any:
     request_class = message_factory.GetMessageClass(method.input_type)
     response_class = message_factory.GetMessageClass(method.output_type)
@@ -174,6 +182,8 @@ def test_rest_and_grpc_through_the_gateway_answer_what_the_service_answers(mesh,
 
     if method.name == "Fit":
         direct, through, rest = unname(direct, models["direct"]), unname(through, models["grpc"]), unname(rest, models["rest"])
+    if method.containing_service.name == "Pipeline":
+        direct, through, rest = without_request_id(direct), without_request_id(through), without_request_id(rest)
     if method.server_streaming:
         assert len(direct) == len(SAMPLES[path]) and all(direct)  # one answer per request
         assert reply.body.count(b"\n") >= len(direct) - 1 and not reply.body.lstrip().startswith(b"[")  # newline-delimited
