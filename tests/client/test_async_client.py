@@ -60,6 +60,16 @@ def test_classify_stream_from_an_async_iterable(fake):
     assert [(p.id, p.labels[0].label) for p in predictions] == [(str(i), f"文本{i}") for i in range(5)]
 
 
+def test_the_stream_answers_themselves(fake):
+    async def main():
+        async with client_for(fake) as client:
+            return [answer async for answer in client.classify_stream_responses(["甲", "乙", "丙"], routing_key="user-3", batch_size=2)]
+
+    answers = run(main())
+    assert [[p.labels[0].label for p in answer.predictions] for answer in answers] == [["甲", "乙"], ["丙"]]
+    assert [request.routing_key for request in fake.servicer.calls[0].requests] == ["user-3", "user-3"]
+
+
 def test_classify_stream_stopped_early(fake):
     async def main():
         async with client_for(fake) as client:

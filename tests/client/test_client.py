@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from fenlei.client import MAX_MESSAGE_BYTES, Client, channel_options, service_config
-from fenlei.v1 import common_pb2, pipeline_pb2, pipeline_pb2_grpc, segmenter_pb2_grpc
+from fenlei.v1 import common_pb2, pipeline_pb2, pipeline_pb2_grpc, registry_pb2_grpc, segmenter_pb2_grpc
 
 FAST = {"initial_backoff": 0.01, "max_backoff": 0.05}
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
@@ -60,6 +60,18 @@ def test_classify_stream_yields_one_prediction_per_text_in_order(fake):
     (call,) = fake.servicer.calls
     assert [len(r.documents) for r in call.requests] == [3, 3, 3, 1]
     assert all(r.model == "news" and r.top_k == 1 for r in call.requests)
+
+
+def test_routing_key_and_the_stream_answers_themselves(fake):
+    with client_for(fake) as client:
+        client.classify("甲", model="news", routing_key="user-1")
+        client.classify_batch(["甲"], model="news", routing_key="user-2")
+        answers = list(client.classify_stream_responses(["甲", "乙", "丙"], model="news", routing_key="user-3", batch_size=2))
+    assert all(isinstance(answer, pipeline_pb2.ClassifyStreamResponse) for answer in answers)
+    assert [[p.labels[0].label for p in answer.predictions] for answer in answers] == [["甲", "乙"], ["丙"]]
+    assert [answer.version for answer in answers] == ["v1", "v1"]
+    keys = [request.routing_key for call in fake.servicer.calls for request in call.requests]
+    assert keys == ["user-1", "user-2", "user-3", "user-3"]
 
 
 def test_classify_stream_stopped_early_cancels_the_call(fake):
@@ -261,8 +273,13 @@ def test_messages_up_to_16_mib(fake):
 def test_service_config():
     config = json.loads(service_config(3, initial_backoff=0.2, max_backoff=3, backoff_multiplier=1.5))
     (method,) = config["methodConfig"]
-    assert {name["service"] for name in method["name"]} == {
-        "fenlei.v1.Pipeline", "fenlei.v1.Segmenter", "fenlei.v1.Preprocessor", "fenlei.v1.Features", "fenlei.v1.Classifier",
+    whole = {name["service"] for name in method["name"] if "method" not in name}
+    assert whole == {"fenlei.v1.Pipeline", "fenlei.v1.Segmenter", "fenlei.v1.Preprocessor", "fenlei.v1.Features", "fenlei.v1.Classifier"}
+    # Of the registry only the reads: a retried change could be made twice.
+    reads = {f"{name['service'].rsplit('.', 1)[1]}.{name['method']}" for name in method["name"] if "method" in name}
+    assert reads == {
+        "ModelRegistry.GetVersion", "ModelRegistry.ListModels", "ModelRegistry.SearchVersions", "ModelRegistry.GetHistory",
+        "ModelRegistry.ExportRegistry", "Experiments.GetExperiment", "Experiments.ListExperiments",
     }  # fmt: skip
     assert method["retryPolicy"] == {
         "maxAttempts": 4,
@@ -291,6 +308,8 @@ def test_stubs_for_every_service(fake):
         assert isinstance(client.pipeline, pipeline_pb2_grpc.PipelineStub)
         assert isinstance(client.stub("segmenter"), segmenter_pb2_grpc.SegmenterStub)
         assert client.stub("segmenter") is client.segmenter
+        assert isinstance(client.model_registry, registry_pb2_grpc.ModelRegistryStub)
+        assert isinstance(client.experiments, registry_pb2_grpc.ExperimentsStub)
         for name in ("preprocessor", "features", "classifier"):
             assert type(client.stub(name)).__name__ == name.capitalize() + "Stub"
         with pytest.raises(KeyError):

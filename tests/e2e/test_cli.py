@@ -88,6 +88,27 @@ def test_classify_prints_label_tab_score_per_text(mesh, tools) -> None:
     assert set(labels) <= set(mesh.labels)
 
 
+def test_classify_shows_the_route_or_the_answers_as_json(mesh, tools) -> None:
+    answered = _classify(mesh, TEXTS[0]).version
+    result = tools.cli(mesh.home, "classify", "--model", "reviews", "--show-route", *TEXTS, timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    assert [row[2:4] for row in rows] == [[answered, "-"]] * len(TEXTS)  # the version, no experiment's arm
+    assert [row[5] for row in rows] == [str(i) for i in range(len(TEXTS))]  # the document ids feedback takes
+    [request_id] = {row[4] for row in rows}  # one stream answer
+    assert request_id.endswith("/0") and len(request_id) > 2
+    assert [row[:2] for row in rows] == [
+        line.split("\t") for line in tools.cli(mesh.home, "classify", "--model", "reviews", *TEXTS).stdout.splitlines()
+    ]
+
+    printed = tools.cli(mesh.home, "classify", "--model", "reviews", "--json", *TEXTS, timeout=120)
+    assert printed.returncode == 0, printed.stderr
+    [answer] = [json.loads(line) for line in printed.stdout.splitlines()]  # one JSON answer a line
+    assert (answer["model"], answer["version"], answer["experiment"], answer["arm"]) == ("reviews", answered, "", "")
+    assert answer["requestId"].endswith("/0") and [p["id"] for p in answer["predictions"]] == ["0", "1", "2", "3"]
+    assert [p["labels"][0]["label"] for p in answer["predictions"]] == [row[0] for row in rows]
+
+
 def test_classify_reads_stdin_lines(mesh, tools) -> None:
     result = tools.cli(
         mesh.home, "classify", "--model", "reviews", input="\n".join(TEXTS[:2]) + "\n\n" + "\n".join(TEXTS[2:]) + "\n", timeout=120

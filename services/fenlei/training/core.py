@@ -1,8 +1,10 @@
 """Training: read a labelled corpus, split it, stream it through the stages to fit
-features and classifier, evaluate on the held-out part and publish a model version.
+features and classifier, evaluate on the held-out part and register the draft as a
+model version, with its lineage and metrics.
 
-The stages are reached through the `Stages` protocol (implemented over gRPC in
-fenlei.training.stages), so this module holds no transport code.
+The stages and the registry are reached through the `Stages` and `Registry` protocols
+(implemented over gRPC in fenlei.training.stages and fenlei.training.register), so this
+module holds no transport code.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 import random
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,19 +25,22 @@ from fenlei.errors import InvalidInput
 from fenlei.preprocessor.core import PreprocessConfig
 from fenlei.runtime.models import ModelStore, check_name
 from fenlei.segmenter.core import SegmentConfig
+from fenlei.training import lineage
 
 
 @dataclass
 class Corpus:
     texts: list[str]
     labels: list[str]
+    # Where it was read from (a file, a dataset's name): the lineage's source.
+    source: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         if len(self.texts) != len(self.labels):
             raise InvalidInput("a corpus needs one label per text")
 
     def subset(self, indices: Sequence[int]) -> Corpus:
-        return Corpus([self.texts[i] for i in indices], [self.labels[i] for i in indices])
+        return Corpus([self.texts[i] for i in indices], [self.labels[i] for i in indices], self.source)
 
 
 def read_corpus(path: Path, text_column: str = "text", label_column: str = "label", label_names: Sequence[str] = ()) -> Corpus:
@@ -78,7 +83,7 @@ def read_corpus(path: Path, text_column: str = "text", label_column: str = "labe
             raise InvalidInput(f"{path}: a label is not an index into the {len(label_names)} label names") from exc
     if not rows:
         raise InvalidInput(f"{path} holds no labelled texts")
-    return Corpus([text for text, _ in rows], [label for _, label in rows])
+    return Corpus([text for text, _ in rows], [label for _, label in rows], str(path.resolve()))
 
 
 def stratified_split(corpus: Corpus, test_fraction: float, seed: int) -> tuple[Corpus, Corpus]:
@@ -116,6 +121,18 @@ class TrainingSpec:
     classifier: dict[str, Any] = field(default_factory=dict)
     test_fraction: float = 0.2
     seed: int = 0
+    # The registered version's tags.
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    """What the registry answered: the version's number, who it records as its author, and
+    the digest of its artifacts."""
+
+    version: str
+    created_by: str
+    digest: str
 
 
 @dataclass
@@ -130,10 +147,23 @@ class Report:
     per_class: dict[str, dict[str, float]]
     seconds: float
     predictions: list[str]
+    lineage: dict[str, Any] = field(default_factory=dict)
+    registered: RegisteredVersion | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        """What a version's manifest keeps of the report (it names the model and version itself)."""
-        return {key: value for key, value in self.__dict__.items() if key not in ("name", "version", "predictions")}
+    def metrics(self) -> dict[str, Any]:
+        """The evaluation as the registry keeps it (fenlei.v1.Metrics, by its field names)."""
+        return {
+            "accuracy": self.accuracy,
+            "macro_f1": self.macro_f1,
+            "per_class": {
+                label: {"precision": row["precision"], "recall": row["recall"], "f1": row["f1-score"], "support": int(row["support"])}
+                for label, row in self.per_class.items()
+            },
+            "train_documents": self.train_documents,
+            "test_documents": self.test_documents,
+            "dimension": self.dimension,
+            "train_seconds": self.seconds,
+        }
 
     def format(self) -> str:
         lines = [
@@ -144,6 +174,13 @@ class Report:
         for label, row in self.per_class.items():
             lines.append(f"{label:<16}{row['precision']:>10.3f}{row['recall']:>10.3f}{row['f1-score']:>10.3f}{int(row['support']):>10}")
         lines.append(f"accuracy {self.accuracy:.4f}   macro F1 {self.macro_f1:.4f}")
+        if self.registered is not None:
+            data = self.lineage
+            lines.append(f"registered {self.name} {self.version} by {self.registered.created_by} (digest {self.registered.digest[:12]})")
+            lines.append(
+                f"  from {data['dataset_documents']} documents of {data['dataset_source'] or 'an unnamed corpus'} "
+                f"(sha256 {data['dataset_sha256'][:12]}), fenlei {data['code_version']}"
+            )
         return "\n".join(lines)
 
 
@@ -161,18 +198,36 @@ class Stages(Protocol):
     async def predict(self, name: str, version: str, terms: Sequence[Sequence[str]]) -> list[str]: ...
 
 
+class Registry(Protocol):
+    async def register(
+        self,
+        name: str,
+        draft: str,
+        lineage: dict[str, Any],
+        metrics: dict[str, Any],
+        labels: Sequence[str],
+        tags: Mapping[str, str],
+    ) -> RegisteredVersion:
+        """Makes the draft the model's next version; raises when the registry refuses it."""
+        ...
+
+
 def evaluate(truth: Sequence[str], predicted: Sequence[str]) -> tuple[float, float, dict[str, dict[str, float]]]:
     per_class = classification_report(truth, predicted, output_dict=True, zero_division=0)
     classes = {label: row for label, row in per_class.items() if label not in ("accuracy", "macro avg", "weighted avg")}
     return float(accuracy_score(truth, predicted)), float(f1_score(truth, predicted, average="macro", zero_division=0)), classes
 
 
-async def train(store: ModelStore, spec: TrainingSpec, stages: Stages, corpus: Corpus, test: Corpus | None = None) -> Report:
-    """Fits and evaluates a draft of spec.name; publishes it as the next version only when
-    every step succeeded. A draft that fails is removed; one whose trainer died is removed
-    by the next training of the model."""
+async def train(
+    store: ModelStore, spec: TrainingSpec, stages: Stages, registry: Registry, corpus: Corpus, test: Corpus | None = None
+) -> Report:
+    """Fits and evaluates a draft of spec.name, then registers it as the next version with
+    its lineage and metrics, only when every step succeeded. A draft that fails, or that the
+    registry refuses, is removed; one whose trainer died is removed by the next training of
+    the model."""
     check_name(spec.name)
     started = time.monotonic()
+    origin = lineage.lineage(spec, corpus, test)  # of the corpus as read, before any split
     if test is None:
         corpus, test = stratified_split(corpus, spec.test_fraction, spec.seed)
     if len(set(corpus.labels)) < 2:
@@ -196,6 +251,12 @@ async def train(store: ModelStore, spec: TrainingSpec, stages: Stages, corpus: C
             per_class,
             time.monotonic() - started,
             predicted,
+            origin,
         )
-        report.version = store.publish(draft, {"report": report.to_json(), "labels": sorted(set(corpus.labels))})
+        # The registry takes the draft's files into its store; what is left of the draft
+        # (all of it, when the registry refuses) goes when the draft closes.
+        report.registered = await registry.register(
+            spec.name, draft.id, origin, report.metrics(), sorted(set(corpus.labels)), dict(spec.tags)
+        )
+        report.version = report.registered.version
     return report
