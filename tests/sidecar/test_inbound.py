@@ -109,6 +109,7 @@ def test_the_app_learns_the_callers_spiffe_id_never_a_claimed_one(registry) -> N
     [certificate] = seen.client_certificates
     assert f"URI={spiffe_id('pipeline')}" in certificate and spiffe_id("gateway") not in certificate
     assert seen.caller == spiffe_id("pipeline")
-    # A subject passes on from a mesh workload: a training job names the person who trains.
+    # A subject passes on from a mesh workload (a training job names the person who trains),
+    # recorded with the workload that vouches for it.
     assert call(registry, "trainer", REGISTRY + "RegisterVersion", [(SUBJECT_HEADER, "alice")]) == OK
-    assert registry.recorder.last().caller == "alice"
+    assert registry.recorder.last().caller == f"alice via {spiffe_id('trainer')}"

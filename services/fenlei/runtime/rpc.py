@@ -42,21 +42,25 @@ _STREAM_POSITION = re.compile(r"^stream message \d+: ")
 _CLIENT_CERT_PAIR = re.compile(r'([A-Za-z]+)=("(?:[^"\\]|\\.)*"|[^;,]*)')
 SUBJECT_HEADER = "x-fenlei-subject"
 CLIENT_CERT_HEADER = "x-forwarded-client-cert"
+# The mesh account of the gateway, the one workload whose subject header comes from a verified token.
+GATEWAY_ACCOUNT = "gateway"
 
 
 def caller(context: grpc.aio.ServicerContext) -> str:
-    """Who called: the subject of the caller's token (the gateway sets x-fenlei-subject and
-    overwrites any a client sent), else the SPIFFE id of the calling workload (its sidecar's
-    x-forwarded-client-cert, the nearest hop's), else "anonymous"."""
+    """Who called, as the registry records it: the subject of the caller's token (the gateway
+    sets x-fenlei-subject and overwrites any a client sent), else the SPIFFE id of the calling
+    workload (its sidecar's x-forwarded-client-cert, the nearest hop's), else "anonymous".
+    A subject that another workload than the gateway vouches for (the trainer names its
+    user) is recorded with that workload: "alice via spiffe://.../sa/trainer"."""
     metadata = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
-    subject = metadata.get(SUBJECT_HEADER, "").strip()
-    if subject:
-        return errors.shorten(subject, 256)  # it is recorded in the registry's history
     workload = ""
     for key, value in _CLIENT_CERT_PAIR.findall(metadata.get(CLIENT_CERT_HEADER, "")):
         if key.upper() == "URI" and value.strip('"').startswith("spiffe://"):
             workload = value.strip('"')  # the last one is the nearest hop's
-    return workload or "anonymous"
+    subject = errors.shorten(metadata.get(SUBJECT_HEADER, "").strip(), 256)  # it is recorded in the registry's history
+    if subject and workload and not workload.endswith(f"/sa/{GATEWAY_ACCOUNT}"):
+        return f"{subject} via {workload}"
+    return subject or workload or "anonymous"
 
 
 def status_of(error: errors.FenleiError) -> grpc.StatusCode:
