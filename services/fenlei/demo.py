@@ -15,6 +15,7 @@ from fenlei.client import Client
 from fenlei.local.mesh import LocalMesh as Mesh
 from fenlei.training.core import Corpus, TrainingSpec
 from fenlei.training.run import train_corpus
+from fenlei.v1 import registry_pb2
 
 MODEL = "reviews"
 SENTENCES = [
@@ -60,6 +61,12 @@ def run_demo(mesh: Mesh, author: str = "") -> int:
     report = asyncio.run(train_corpus(mesh, TrainingSpec(name=MODEL), corpus, author=author))
     print(report.format())
     gateway = mesh.address("gateway")
+    admin = mesh.authority().mint("admin", ttl_seconds=600, subject=author or "demo")
+    with Client(gateway, token=admin, timeout=30) as client:
+        move = client.model_registry.SetAlias(
+            registry_pb2.SetAliasRequest(name=MODEL, alias="production", version=report.version, reason="the demo's model")
+        ).move
+    print(f"promoted {MODEL} {move.to_version} to production (alias move {move.sequence}, before: {move.from_version or 'none'})")
     print(f"\nclassifying through the gateway ({gateway}) with fenlei.client:")
     with Client(gateway, token=token, timeout=30) as client:
         answer = client.classify_batch(SENTENCES, model=MODEL, top_k=1)
@@ -76,7 +83,7 @@ def run_demo(mesh: Mesh, author: str = "") -> int:
             f"  {reply.read().decode()}"
         )
     print(
-        f"\nthe mesh keeps running (model {MODEL} {answer.version}); try `{fenlei} classify --model {MODEL} 很好用` "
-        f"and stop it with `{fenlei} down`"
+        f"\nthe mesh keeps running (model {MODEL} {answer.version}, its production alias); try `{fenlei} classify --model {MODEL} 很好用`, "
+        f"`{fenlei} models show {MODEL}@production`, and stop it with `{fenlei} down`"
     )
     return 0

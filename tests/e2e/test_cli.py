@@ -264,6 +264,9 @@ def test_demo_on_a_running_mesh_that_requires_tokens(tools, tmp_path, monkeypatc
         assert demo.returncode == 0, demo.stdout + demo.stderr
         assert "model reviews v1" in demo.stdout and '"model":"reviews"' in demo.stdout, demo.stdout
         assert "authorization: Bearer $(" in demo.stdout  # the curl it shows carries a token too
+        assert "promoted reviews v1 to production (alias move 1, before: none)" in demo.stdout, demo.stdout
+        shown = tools.cli(home, "models", "show", "reviews@production", "--json", timeout=120)
+        assert shown.returncode == 0 and json.loads(shown.stdout)["version"]["aliases"] == ["production"], shown.stdout + shown.stderr
 
         # `classify` without --model, answered by the mesh's default model
         classify = tools.cli(home, "classify", "质量很好，非常满意", timeout=120)

@@ -270,8 +270,10 @@ def test_ending_promotes_the_leader_in_the_alias_history(registry: Registry, exp
     assert events(registry, "ab")[-1] == (
         "ended",
         "alice",
-        {"winner": "b", "reason": "b is better", "promoted": {"alias": "production", "version": "v2"}},
+        {"winner": "b", "reason": "b is better", "promoted": {"alias": "production", "version": "v2"}, "versions": {"a": "v1", "b": "v2"}},
     )
+    # Arm a named production, which now points at v2: the ended experiment still shows what a served.
+    assert [(arm.name, arm.target, arm.version) for arm in view.arms] == [("a", "production", "v1"), ("b", "v2", "v2")]
     with pytest.raises(FailedPrecondition, match="experiment 'ab' has ended already"):
         experiments.end("ab", "", "", "", "alice")
     assert experiments.list() == [] and [v.name for v in experiments.list(include_ended=True)] == ["ab"]
@@ -283,7 +285,7 @@ def test_ending_without_a_promotion_names_the_winner_given(registry: Registry, e
     experiments.create("ab", "news", two_arms(), FIXED, "", "alice")
     view, move = experiments.end("ab", "", "a", "", "alice")
     assert move is None and not view.running
-    assert events(registry, "ab")[-1] == ("ended", "alice", {"winner": "a", "reason": ""})
+    assert events(registry, "ab")[-1] == ("ended", "alice", {"winner": "a", "reason": "", "versions": {"a": "v1", "b": "v2"}})
     assert registry.history("news", "production")[-1]["to_version"] == "v1"
 
 

@@ -316,7 +316,7 @@ class Experiments:
                 )
             now = self.clock()
             conn.execute("UPDATE experiments SET ended = ? WHERE name = ?", (now, name))
-            detail: dict[str, Any] = {"winner": winner, "reason": reason}
+            detail: dict[str, Any] = {"winner": winner, "reason": reason, "versions": {arm.name: arm.version for arm in view.arms}}
             move = None
             if promote_alias:
                 version = arms[winner].version
@@ -349,18 +349,22 @@ class Experiments:
     def _view(self, conn: sqlite3.Connection, row: tuple) -> ExperimentView:
         name, model, allocation, description, created, created_by, ended, revision = row
         arms = []
-        for arm, target, weight in conn.execute("SELECT name, target, weight FROM arms WHERE experiment = ? ORDER BY position", (name,)):
-            try:
-                version = self.registry.resolve_in(conn, model, target)
-            except NotFound:
-                version = ""  # an ended experiment's target that was deleted since
-            arms.append(ArmView(arm, target, weight, version))
         events = tuple(
             Event(sequence, at, by, kind, json.loads(detail))
             for sequence, at, by, kind, detail in conn.execute(
                 "SELECT sequence, at, by, kind, detail FROM experiment_events WHERE experiment = ? ORDER BY sequence", (name,)
             )
         )
+        # An ended experiment shows the versions its arms served then, not where their aliases point now.
+        served = next((event.detail.get("versions", {}) for event in events if event.kind == "ended"), {})
+        for arm, target, weight in conn.execute("SELECT name, target, weight FROM arms WHERE experiment = ? ORDER BY position", (name,)):
+            version = served.get(arm, "")
+            if not version:
+                try:
+                    version = self.registry.resolve_in(conn, model, target)
+                except NotFound:
+                    version = ""  # an ended experiment's target that was deleted since
+            arms.append(ArmView(arm, target, weight, version))
         return ExperimentView(
             name, model, allocation, description, created, created_by, ended, revision, tuple(arms), self._scores(conn, name), events
         )
