@@ -18,7 +18,7 @@ from typing import Any
 
 from google.protobuf.descriptor import ServiceDescriptor
 
-from fenlei.v1 import classifier_pb2, features_pb2, pipeline_pb2, preprocessor_pb2, registry_pb2, segmenter_pb2
+from fenlei.v1 import classifier_pb2, datasets_pb2, features_pb2, jobs_pb2, pipeline_pb2, preprocessor_pb2, registry_pb2, segmenter_pb2
 
 
 @dataclass(frozen=True)
@@ -129,6 +129,25 @@ WORKLOADS: tuple[Workload, ...] = (
         describes_api=True,
         autoscale=(2, 2),
         resources=Resources(cpu="50m", memory="128Mi", cpu_limit="500m", memory_limit="256Mi"),
+    ),
+    Workload(
+        name="datasets",
+        summary="labelled corpora: validated uploads, stored once by content, read back in batches",
+        module="fenlei.datasets.servicer",
+        contract=(_service(datasets_pb2, "Datasets"),),
+        writes_models=True,
+        single_writer=True,
+        resources=Resources(cpu="100m", memory="256Mi", cpu_limit="1", memory_limit="1Gi"),
+    ),
+    Workload(
+        name="jobs",
+        summary="training and tuning jobs: a queue, workers that stream datasets through the stages, progress, reports",
+        module="fenlei.jobs.servicer",
+        contract=(_service(jobs_pb2, "Jobs"),),
+        calls=(*STAGE_NAMES, "registry", "datasets"),
+        writes_models=True,
+        single_writer=True,
+        resources=_FITTING,
     ),
     Workload(
         name="trainer",

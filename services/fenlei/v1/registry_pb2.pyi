@@ -1,6 +1,7 @@
 import datetime
 
 from fenlei.v1 import common_pb2 as _common_pb2
+from fenlei.v1 import training_pb2 as _training_pb2
 from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -82,7 +83,7 @@ class Metrics(_message.Message):
     def __init__(self, accuracy: _Optional[float] = ..., macro_f1: _Optional[float] = ..., per_class: _Optional[_Mapping[str, ClassMetrics]] = ..., train_documents: _Optional[int] = ..., test_documents: _Optional[int] = ..., dimension: _Optional[int] = ..., train_seconds: _Optional[float] = ...) -> None: ...
 
 class ModelVersion(_message.Message):
-    __slots__ = ("name", "version", "created", "created_by", "lineage", "metrics", "tags", "aliases", "labels", "digest", "size_bytes")
+    __slots__ = ("name", "version", "created", "created_by", "lineage", "metrics", "tags", "aliases", "labels", "digest", "size_bytes", "report")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -101,6 +102,7 @@ class ModelVersion(_message.Message):
     LABELS_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    REPORT_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     created: _timestamp_pb2.Timestamp
@@ -112,10 +114,11 @@ class ModelVersion(_message.Message):
     labels: _containers.RepeatedScalarFieldContainer[str]
     digest: str
     size_bytes: int
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_by: _Optional[str] = ..., lineage: _Optional[_Union[Lineage, _Mapping]] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., tags: _Optional[_Mapping[str, str]] = ..., aliases: _Optional[_Iterable[str]] = ..., labels: _Optional[_Iterable[str]] = ..., digest: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+    report: _training_pb2.TrainingReport
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_by: _Optional[str] = ..., lineage: _Optional[_Union[Lineage, _Mapping]] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., tags: _Optional[_Mapping[str, str]] = ..., aliases: _Optional[_Iterable[str]] = ..., labels: _Optional[_Iterable[str]] = ..., digest: _Optional[str] = ..., size_bytes: _Optional[int] = ..., report: _Optional[_Union[_training_pb2.TrainingReport, _Mapping]] = ...) -> None: ...
 
 class RegisterVersionRequest(_message.Message):
-    __slots__ = ("name", "draft", "lineage", "metrics", "tags", "labels")
+    __slots__ = ("name", "draft", "lineage", "metrics", "tags", "labels", "report")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -129,13 +132,15 @@ class RegisterVersionRequest(_message.Message):
     METRICS_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    REPORT_FIELD_NUMBER: _ClassVar[int]
     name: str
     draft: str
     lineage: Lineage
     metrics: Metrics
     tags: _containers.ScalarMap[str, str]
     labels: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., draft: _Optional[str] = ..., lineage: _Optional[_Union[Lineage, _Mapping]] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., tags: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Iterable[str]] = ...) -> None: ...
+    report: _training_pb2.TrainingReport
+    def __init__(self, name: _Optional[str] = ..., draft: _Optional[str] = ..., lineage: _Optional[_Union[Lineage, _Mapping]] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., tags: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Iterable[str]] = ..., report: _Optional[_Union[_training_pb2.TrainingReport, _Mapping]] = ...) -> None: ...
 
 class RegisterVersionResponse(_message.Message):
     __slots__ = ("version",)
