@@ -356,7 +356,7 @@ class Experiments:
             )
         )
         # An ended experiment shows the versions its arms served then, not where their aliases point now.
-        served = next((event.detail.get("versions", {}) for event in events if event.kind == "ended"), {})
+        served: dict[str, str] = next((event.detail.get("versions", {}) for event in events if event.kind == "ended"), {})
         for arm, target, weight in conn.execute("SELECT name, target, weight FROM arms WHERE experiment = ? ORDER BY position", (name,)):
             version = served.get(arm, "")
             if not version:
