@@ -135,6 +135,7 @@ WORKLOADS: tuple[Workload, ...] = (
         summary="labelled corpora: validated uploads, stored once by content, read back in batches",
         module="fenlei.datasets.servicer",
         contract=(_service(datasets_pb2, "Datasets"),),
+        internal=(_service(datasets_pb2, "DatasetPins"),),
         writes_models=True,
         single_writer=True,
         resources=Resources(cpu="100m", memory="256Mi", cpu_limit="1", memory_limit="1Gi"),

@@ -28,7 +28,7 @@ from fenlei.runtime.models import ModelStore
 from fenlei.runtime.stages import StageStreams
 from fenlei.services import STAGE_NAMES
 from fenlei.training.core import TrainingSpec
-from fenlei.training.stages import GrpcStages
+from fenlei.training.stages import GrpcStages, in_batches
 from fenlei.v1 import classifier_pb2, common_pb2, registry_pb2, registry_pb2_grpc
 
 TIMEOUT = 60  # a hang guard, not a speed requirement
@@ -302,8 +302,8 @@ def test_a_version_whose_artifact_was_damaged_is_refused_while_the_others_serve(
         try:
             fitting = GrpcStages(streams)
             terms = await fitting.terms(draft.name, draft.id, texts)
-            dimension = await fitting.fit_features(draft.name, draft.id, terms, labels, {})
-            await fitting.fit_classifier(draft.name, draft.id, terms, labels, dimension, {})
+            dimension = await fitting.fit_features(draft.name, draft.id, in_batches(terms, labels), {})
+            await fitting.fit_classifier(draft.name, draft.id, in_batches(terms, labels), sorted(set(labels)), dimension, {})
         finally:
             await streams.close()
 

@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 
 from fenlei.errors import FailedPrecondition, InvalidInput, NotFound
-from fenlei.registry import db as registry_db
+from fenlei.registry import schema
 from fenlei.registry.experiments import ArmSpec, Experiments
 from fenlei.registry.store import TEMPORARY, Registry
 from fenlei.runtime import artifacts
+from fenlei.runtime.db import Database
 from fenlei.runtime.models import LoadedModels, ModelStore
 from fenlei.services import STAGE_NAMES
 
@@ -360,10 +361,10 @@ def test_delete_removes_the_view_and_the_blobs_no_other_version_uses(registry: R
 
 
 def test_the_schema_is_migrated_from_an_empty_database(tmp_path: Path) -> None:
-    database = registry_db.Database(tmp_path / "registry.db")
+    database = Database(tmp_path / "registry.db", schema.MIGRATIONS)
     assert database.migrated_from == 0
     with database.read() as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == registry_db.SCHEMA_VERSION == len(registry_db.MIGRATIONS)
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION == len(schema.MIGRATIONS)
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
@@ -371,31 +372,51 @@ def test_the_schema_is_migrated_from_an_empty_database(tmp_path: Path) -> None:
         indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")}
     assert tables == DESIGNED_TABLES and "experiments_running" in indexes
     database.close()
-    again = registry_db.Database(tmp_path / "registry.db")
-    assert again.migrated_from == registry_db.SCHEMA_VERSION  # nothing to do the second time
+    again = Database(tmp_path / "registry.db", schema.MIGRATIONS)
+    assert again.migrated_from == schema.SCHEMA_VERSION  # nothing to do the second time
     again.close()
 
 
-def test_a_later_migration_runs_in_one_transaction_with_its_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    registry_db.Database(tmp_path / "registry.db").close()
-    broken = (*registry_db.MIGRATIONS, ("CREATE TABLE notes (text TEXT)", "INSERT INTO no_such_table VALUES (1)"))
-    monkeypatch.setattr(registry_db, "MIGRATIONS", broken)
-    monkeypatch.setattr(registry_db, "SCHEMA_VERSION", len(broken))
+def test_a_later_migration_runs_in_one_transaction_with_its_version(tmp_path: Path) -> None:
+    Database(tmp_path / "registry.db", schema.MIGRATIONS).close()
+    broken = (*schema.MIGRATIONS, ("CREATE TABLE notes (text TEXT)", "INSERT INTO no_such_table VALUES (1)"))
     with pytest.raises(sqlite3.OperationalError, match="no_such_table"):
-        registry_db.Database(tmp_path / "registry.db")
+        Database(tmp_path / "registry.db", broken)
     with sqlite3.connect(tmp_path / "registry.db") as conn:  # the step left nothing, its version included
         assert conn.execute("PRAGMA user_version").fetchone()[0] == len(broken) - 1
         assert conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'notes'").fetchone() is None
-    working = (*registry_db.MIGRATIONS[:-1], ("CREATE TABLE notes (text TEXT)",))
-    monkeypatch.setattr(registry_db, "MIGRATIONS", working)
-    assert registry_db.Database(tmp_path / "registry.db").migrated_from == len(working) - 1
+    working = (*schema.MIGRATIONS, ("CREATE TABLE notes (text TEXT)",))
+    assert Database(tmp_path / "registry.db", working).migrated_from == len(working) - 1
 
 
 def test_a_database_of_a_newer_fenlei_is_refused(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "registry.db") as conn:
-        conn.execute(f"PRAGMA user_version = {registry_db.SCHEMA_VERSION + 1}")
-    with pytest.raises(FailedPrecondition, match="schema version 2, newer than this fenlei's 1"):
-        registry_db.Database(tmp_path / "registry.db")
+        conn.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION + 1}")
+    newer = f"registry database .* schema version {schema.SCHEMA_VERSION + 1}, newer than this fenlei's {schema.SCHEMA_VERSION}"
+    with pytest.raises(FailedPrecondition, match=newer):
+        Database(tmp_path / "registry.db", schema.MIGRATIONS)
+
+
+def test_a_versions_report_is_kept_and_returned_by_get_only(registry: Registry) -> None:
+    register(registry, "news", 1.0)
+    with fill(registry.store, "news", 2.0) as draft:
+        report = {"accuracy": 0.5, "labels": ["体育", "财经"], "confusion": [{"counts": [1, 1]}, {"counts": [0, 2]}]}
+        registry.register("news", draft.id, {}, {"accuracy": 0.5}, {}, LABELS, "alice", report)
+    assert registry.get("news", "v2")["report"] == report and registry.get("news", "v1")["report"] == {}
+    assert all("report" not in version for version in registry.search(name="news"))  # searches stay small
+
+
+def test_versions_of_before_reports_gain_an_empty_one(tmp_path: Path) -> None:
+    before = Database(tmp_path / "registry.db", schema.MIGRATIONS[:1])
+    with before.transaction() as conn:
+        conn.execute("INSERT INTO models VALUES ('news', 1)")
+        conn.execute("INSERT INTO versions VALUES ('news', 1, 0, 'alice', '{}', '{}', '[]', 'd', 0)")
+    before.close()
+    database = Database(tmp_path / "registry.db", schema.MIGRATIONS)
+    assert database.migrated_from == 1
+    with database.read() as conn:
+        assert [row["report"] for row in conn.execute("SELECT report FROM versions")] == ["{}"]
+    database.close()
 
 
 def test_transactions_are_all_or_nothing_and_views_follow_only_commits(registry: Registry) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from fenlei.errors import FailedPrecondition, InvalidInput, NotFound, quote
-from fenlei.registry.db import SCHEMA_VERSION
+from fenlei.registry.schema import SCHEMA_VERSION
 from fenlei.registry.store import SHA256, Registry, digest_of, link_or_copy, safe_relative, version_text
 from fenlei.runtime.models import NAME_PATTERN, check_alias
 

@@ -13,8 +13,8 @@ import grpc
 
 from fenlei.errors import InvalidInput
 from fenlei.registry import experiments as core
-from fenlei.registry.messages import struct, timestamp
 from fenlei.runtime import rpc
+from fenlei.runtime.messages import struct, timestamp
 from fenlei.v1 import registry_pb2, registry_pb2_grpc
 
 log = logging.getLogger("fenlei.registry.experiments")

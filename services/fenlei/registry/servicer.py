@@ -9,8 +9,8 @@ The database work blocks, so it runs in threads, one writer at a time.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 from google.protobuf import json_format
@@ -19,19 +19,19 @@ from fenlei.errors import InvalidInput
 from fenlei.registry import archive
 from fenlei.registry.experiments import Experiments
 from fenlei.registry.experiments_servicer import ExperimentRoutingServicer, ExperimentsServicer
-from fenlei.registry.messages import timestamp
 from fenlei.registry.store import Registry
 from fenlei.runtime import rpc
+from fenlei.runtime.messages import timestamp
 from fenlei.runtime.server import Service, serve
 from fenlei.runtime.settings import ServiceSettings, load_settings
 from fenlei.v1 import registry_pb2, registry_pb2_grpc
 
 SERVICE = "registry"
-T = TypeVar("T")
 
 
 def version_message(version: dict[str, Any]) -> registry_pb2.ModelVersion:
-    return registry_pb2.ModelVersion(
+    """A version as the API answers it; with its training's report when the registry gave one (GetVersion)."""
+    message = registry_pb2.ModelVersion(
         name=version["name"],
         version=version["version"],
         created=timestamp(version["created"]),
@@ -44,6 +44,9 @@ def version_message(version: dict[str, Any]) -> registry_pb2.ModelVersion:
         digest=version["digest"],
         size_bytes=version["size_bytes"],
     )
+    if "report" in version:
+        json_format.ParseDict(version["report"], message.report, ignore_unknown_fields=True)
+    return message
 
 
 def move_message(move: dict[str, Any]) -> registry_pb2.AliasMove:
@@ -63,17 +66,6 @@ def _fields(message: Any) -> dict[str, Any]:
     return json_format.MessageToDict(message, preserving_proto_field_name=True)
 
 
-async def _in_thread(function: Callable[..., T], *args: Any) -> T:
-    """function(*args) in a worker thread. A caller cancelled meanwhile waits until it has
-    returned, so that nothing after it (closing what it works on) runs while it still does."""
-    step = asyncio.ensure_future(asyncio.to_thread(function, *args))
-    try:
-        return await asyncio.shield(step)
-    except asyncio.CancelledError:
-        await asyncio.wait({step})
-        raise
-
-
 class ModelRegistryServicer(registry_pb2_grpc.ModelRegistryServicer):
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
@@ -91,6 +83,7 @@ class ModelRegistryServicer(registry_pb2_grpc.ModelRegistryServicer):
             dict(request.tags),
             list(request.labels),
             rpc.caller(context),
+            _fields(request.report),
         )
         return registry_pb2.RegisterVersionResponse(version=version_message(version))
 
@@ -156,22 +149,22 @@ class ModelRegistryServicer(registry_pb2_grpc.ModelRegistryServicer):
     ) -> AsyncIterator[registry_pb2.ExportRegistryResponse]:
         chunks = archive.export_archive(self.registry)
         try:
-            while (chunk := await _in_thread(next, chunks, None)) is not None:
+            while (chunk := await rpc.in_thread(next, chunks, None)) is not None:
                 yield registry_pb2.ExportRegistryResponse(chunk=chunk)
         finally:
-            await _in_thread(chunks.close)
+            await rpc.in_thread(chunks.close)
 
     @rpc.unary
     async def ImportRegistry(
         self, requests: AsyncIterator[registry_pb2.ImportRegistryRequest], context: grpc.aio.ServicerContext
     ) -> registry_pb2.ImportRegistryResponse:
-        upload = await _in_thread(archive.Upload, self.registry)
+        upload = await rpc.in_thread(archive.Upload, self.registry)
         try:
             async for request in requests:
-                await _in_thread(upload.write, request.chunk)
-            result = await _in_thread(upload.finish)
+                await rpc.in_thread(upload.write, request.chunk)
+            result = await rpc.in_thread(upload.finish)
         finally:
-            await _in_thread(upload.close)
+            await rpc.in_thread(upload.close)
         return registry_pb2.ImportRegistryResponse(**result)
 
 

@@ -2,7 +2,7 @@
 history of every move; the content-addressed artifact store; and the views the data plane
 serves from (fenlei.runtime.models reads them, never the database).
 
-    <home>/registry/registry.db          the truth (fenlei.registry.db)
+    <home>/registry/registry.db          the truth (fenlei.registry.schema)
     <home>/artifacts/sha256/<aa>/<hex>   blobs, named by their SHA-256 and never changed
     <home>/models/<name>/<vN>/           a version's view: hard links to its blobs + manifest.json
     <home>/models/<name>/routing.json    the model's aliases and running experiment
@@ -33,8 +33,9 @@ from typing import Any
 
 from fenlei.errors import FailedPrecondition, InvalidInput, NotFound, quote
 from fenlei.registry import experiments
-from fenlei.registry.db import Database
+from fenlei.registry.schema import MIGRATIONS
 from fenlei.runtime import artifacts
+from fenlei.runtime.db import Database
 from fenlei.runtime.models import (
     MANIFEST_FILE,
     NAME_PATTERN,
@@ -165,7 +166,7 @@ class Registry:
         self.store = ModelStore(self.home)
         self.blobs = self.home / "artifacts" / "sha256"
         self.work = self.home / "registry"
-        self.db = Database(self.work / "registry.db")
+        self.db = Database(self.work / "registry.db", MIGRATIONS)
 
     # ------------------------------------------------------------------ start
 
@@ -223,6 +224,7 @@ class Registry:
                         labels=[str(label) for label in manifest.get("labels", [])],
                         files=files,
                         tags={},
+                        report={},
                     )
             adopted += [f"{name}/{version_text(number)}" for number, _, _ in found]
         return adopted
@@ -425,9 +427,11 @@ class Registry:
         tags: Mapping[str, str],
         labels: Sequence[str],
         created_by: str,
+        report: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Makes a draft its model's next version: its files go into the blob store, one
-        transaction numbers the version and records it, then its view appears."""
+        transaction numbers the version and records it (with the training's report), then
+        its view appears."""
         check_name(name)
         tags = _checked_tags(tags)
         directory = self.store.draft_dir(name, draft_id)
@@ -455,7 +459,7 @@ class Registry:
             # Past any version directory too (one published without the registry is adopted at its next start, never overwritten).
             on_disk = [version_number(p.name) for p in self.store.model_dir(name).iterdir() if VERSION_PATTERN.match(p.name)]
             number = max([row[0] if row else 0, *on_disk]) + 1
-            self._insert_version(conn, name, number, self.clock(), created_by, lineage, metrics, list(labels), files, tags)
+            self._insert_version(conn, name, number, self.clock(), created_by, lineage, metrics, list(labels), files, tags, report or {})
             return self._describe(conn, name, number)
 
     def _insert_version(
@@ -470,6 +474,7 @@ class Registry:
         labels: Sequence[str],
         files: Mapping[str, tuple[str, int]],
         tags: Mapping[str, str],
+        report: Mapping[str, Any],
     ) -> None:
         conn.execute(
             "INSERT INTO models (name, last_version) VALUES (?, ?) "
@@ -477,8 +482,8 @@ class Registry:
             (name, number),
         )
         conn.execute(
-            "INSERT INTO versions (name, number, created, created_by, lineage, metrics, labels, digest, size_bytes) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO versions (name, number, created, created_by, lineage, metrics, labels, digest, size_bytes, report) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 name,
                 number,
@@ -489,6 +494,7 @@ class Registry:
                 json.dumps(list(labels), ensure_ascii=False),
                 digest_of({path: sha256 for path, (sha256, _) in files.items()}),
                 sum(size for _, size in files.values()),
+                json.dumps(dict(report), ensure_ascii=False, sort_keys=True),
             ),
         )
         conn.executemany(
@@ -500,9 +506,10 @@ class Registry:
         self.write_routing(conn, name)
 
     def get(self, name: str, reference: str = "") -> dict[str, Any]:
-        """One version: `reference` a version, an alias, or empty for the one the name answers with."""
+        """One version, with its training's report: `reference` a version, an alias, or empty
+        for the one the name answers with."""
         with self.db.read() as conn:
-            return self._describe(conn, name, self._number(conn, name, reference))
+            return self._describe(conn, name, self._number(conn, name, reference), with_report=True)
 
     def list_models(self) -> list[dict[str, Any]]:
         """Every model with versions: how many, its newest, its aliases and running experiment."""
@@ -771,7 +778,8 @@ class Registry:
             f"aliases: {_listed(self._aliases(conn, name))}"
         )
 
-    def _describe(self, conn: sqlite3.Connection, name: str, number: int) -> dict[str, Any]:
+    def _describe(self, conn: sqlite3.Connection, name: str, number: int, with_report: bool = False) -> dict[str, Any]:
+        """A version as the API shows it; the report (large) only when asked for."""
         row = conn.execute("SELECT * FROM versions WHERE name = ? AND number = ?", (name, number)).fetchone()
         tags = {
             tag[0]: tag[1] for tag in conn.execute("SELECT key, value FROM tags WHERE name = ? AND number = ? ORDER BY key", (name, number))
@@ -791,4 +799,4 @@ class Registry:
             "labels": json.loads(row["labels"]),
             "digest": row["digest"],
             "size_bytes": row["size_bytes"],
-        }
+        } | ({"report": json.loads(row["report"])} if with_report else {})

@@ -112,6 +112,17 @@ async def in_worker(work: Callable[[Callable[[], bool]], T]) -> T:
         raise
 
 
+async def in_thread(function: Callable[..., T], *args: Any) -> T:
+    """function(*args) in a worker thread. A caller cancelled meanwhile waits until it has
+    returned, so that nothing after it (closing what it works on) runs while it still does."""
+    step = asyncio.ensure_future(asyncio.to_thread(function, *args))
+    try:
+        return await asyncio.shield(step)
+    except asyncio.CancelledError:
+        await asyncio.wait({step})
+        raise
+
+
 Handler = Callable[..., Awaitable[Any]]
 
 

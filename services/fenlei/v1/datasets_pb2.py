@@ -27,7 +27,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66\x65nlei/v1/datasets.proto\x12\tfenlei.v1\x1a\x16\x66\x65nlei/v1/common.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb0\x01\n\x14UploadDatasetRequest\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tfile_name\x18\x03 \x01(\t\x12(\n\x06\x66ormat\x18\x04 \x01(\x0e\x32\x18.fenlei.v1.DatasetFormat\x12\x13\n\x0btext_column\x18\x05 \x01(\t\x12\x14\n\x0clabel_column\x18\x06 \x01(\t\x12\x13\n\x0blabel_names\x18\x07 \x03(\t\"-\n\x0e\x44\x61tasetExample\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\"\x83\x03\n\x07\x44\x61taset\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x11\n\tfile_name\x18\x04 \x01(\t\x12(\n\x06\x66ormat\x18\x05 \x01(\x0e\x32\x18.fenlei.v1.DatasetFormat\x12\x11\n\tdocuments\x18\x06 \x01(\x04\x12\x12\n\ncharacters\x18\x07 \x01(\x04\x12\r\n\x05\x62ytes\x18\x08 \x01(\x04\x12\x39\n\x0clabel_counts\x18\t \x03(\x0b\x32#.fenlei.v1.Dataset.LabelCountsEntry\x12+\n\x08\x65xamples\x18\n \x03(\x0b\x32\x19.fenlei.v1.DatasetExample\x12+\n\x07\x63reated\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\x0c \x01(\t\x1a\x32\n\x10LabelCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"M\n\x15UploadDatasetResponse\x12#\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x12.fenlei.v1.Dataset\x12\x0f\n\x07\x65xisted\x18\x02 \x01(\x08\"\x1f\n\x11GetDatasetRequest\x12\n\n\x02id\x18\x01 \x01(\t\"9\n\x12GetDatasetResponse\x12#\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x12.fenlei.v1.Dataset\"\x15\n\x13ListDatasetsRequest\"<\n\x14ListDatasetsResponse\x12$\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x12.fenlei.v1.Dataset\"\"\n\x14\x44\x65leteDatasetRequest\x12\n\n\x02id\x18\x01 \x01(\t\"#\n\x15\x44\x65leteDatasetResponse\x12\n\n\x02id\x18\x01 \x01(\t\"I\n\x12ReadDatasetRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x17\n\x0f\x62\x61tch_documents\x18\x02 \x01(\r\x12\x0e\n\x06offset\x18\x03 \x01(\x04\";\n\rDatasetRecord\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\"@\n\x13ReadDatasetResponse\x12)\n\x07records\x18\x01 \x03(\x0b\x32\x18.fenlei.v1.DatasetRecord*y\n\rDatasetFormat\x12\x1e\n\x1a\x44\x41TASET_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n\x12\x44\x41TASET_FORMAT_TSV\x10\x01\x12\x16\n\x12\x44\x41TASET_FORMAT_CSV\x10\x02\x12\x18\n\x14\x44\x41TASET_FORMAT_JSONL\x10\x03\x32\xc2\x04\n\x08\x44\x61tasets\x12q\n\rUploadDataset\x12\x1f.fenlei.v1.UploadDatasetRequest\x1a .fenlei.v1.UploadDatasetResponse\"\x1b\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x11\"\x0c/v1/datasets:\x01*(\x01\x12k\n\nGetDataset\x12\x1c.fenlei.v1.GetDatasetRequest\x1a\x1d.fenlei.v1.GetDatasetResponse\" \x90\x02\x01\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/datasets/{id}\x12l\n\x0cListDatasets\x12\x1e.fenlei.v1.ListDatasetsRequest\x1a\x1f.fenlei.v1.ListDatasetsResponse\"\x1b\x90\x02\x01\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/datasets\x12q\n\rDeleteDataset\x12\x1f.fenlei.v1.DeleteDatasetRequest\x1a .fenlei.v1.DeleteDatasetResponse\"\x1d\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x13*\x11/v1/datasets/{id}\x12u\n\x0bReadDataset\x12\x1d.fenlei.v1.ReadDatasetRequest\x1a\x1e.fenlei.v1.ReadDatasetResponse\"%\x90\x02\x01\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/datasets/{id}:read0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66\x65nlei/v1/datasets.proto\x12\tfenlei.v1\x1a\x16\x66\x65nlei/v1/common.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc4\x01\n\x14UploadDatasetRequest\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tfile_name\x18\x03 \x01(\t\x12(\n\x06\x66ormat\x18\x04 \x01(\x0e\x32\x18.fenlei.v1.DatasetFormat\x12\x13\n\x0btext_column\x18\x05 \x01(\t\x12\x14\n\x0clabel_column\x18\x06 \x01(\t\x12\x13\n\x0blabel_names\x18\x07 \x03(\t\x12\x12\n\nsize_bytes\x18\x08 \x01(\x04\"-\n\x0e\x44\x61tasetExample\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\"\x83\x03\n\x07\x44\x61taset\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x11\n\tfile_name\x18\x04 \x01(\t\x12(\n\x06\x66ormat\x18\x05 \x01(\x0e\x32\x18.fenlei.v1.DatasetFormat\x12\x11\n\tdocuments\x18\x06 \x01(\x04\x12\x12\n\ncharacters\x18\x07 \x01(\x04\x12\r\n\x05\x62ytes\x18\x08 \x01(\x04\x12\x39\n\x0clabel_counts\x18\t \x03(\x0b\x32#.fenlei.v1.Dataset.LabelCountsEntry\x12+\n\x08\x65xamples\x18\n \x03(\x0b\x32\x19.fenlei.v1.DatasetExample\x12+\n\x07\x63reated\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\x0c \x01(\t\x1a\x32\n\x10LabelCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"M\n\x15UploadDatasetResponse\x12#\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x12.fenlei.v1.Dataset\x12\x0f\n\x07\x65xisted\x18\x02 \x01(\x08\"\x1f\n\x11GetDatasetRequest\x12\n\n\x02id\x18\x01 \x01(\t\"9\n\x12GetDatasetResponse\x12#\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x12.fenlei.v1.Dataset\"\x15\n\x13ListDatasetsRequest\"<\n\x14ListDatasetsResponse\x12$\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x12.fenlei.v1.Dataset\"\"\n\x14\x44\x65leteDatasetRequest\x12\n\n\x02id\x18\x01 \x01(\t\"#\n\x15\x44\x65leteDatasetResponse\x12\n\n\x02id\x18\x01 \x01(\t\"I\n\x12ReadDatasetRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x17\n\x0f\x62\x61tch_documents\x18\x02 \x01(\r\x12\x0e\n\x06offset\x18\x03 \x01(\x04\";\n\rDatasetRecord\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\"@\n\x13ReadDatasetResponse\x12)\n\x07records\x18\x01 \x03(\x0b\x32\x18.fenlei.v1.DatasetRecord\"*\n\nDatasetPin\x12\x0b\n\x03job\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\"5\n\x0eSetPinsRequest\x12#\n\x04pins\x18\x01 \x03(\x0b\x32\x15.fenlei.v1.DatasetPin\"\x11\n\x0fSetPinsResponse*y\n\rDatasetFormat\x12\x1e\n\x1a\x44\x41TASET_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n\x12\x44\x41TASET_FORMAT_TSV\x10\x01\x12\x16\n\x12\x44\x41TASET_FORMAT_CSV\x10\x02\x12\x18\n\x14\x44\x41TASET_FORMAT_JSONL\x10\x03\x32\xc2\x04\n\x08\x44\x61tasets\x12q\n\rUploadDataset\x12\x1f.fenlei.v1.UploadDatasetRequest\x1a .fenlei.v1.UploadDatasetResponse\"\x1b\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x11\"\x0c/v1/datasets:\x01*(\x01\x12k\n\nGetDataset\x12\x1c.fenlei.v1.GetDatasetRequest\x1a\x1d.fenlei.v1.GetDatasetResponse\" \x90\x02\x01\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/datasets/{id}\x12l\n\x0cListDatasets\x12\x1e.fenlei.v1.ListDatasetsRequest\x1a\x1f.fenlei.v1.ListDatasetsResponse\"\x1b\x90\x02\x01\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/datasets\x12q\n\rDeleteDataset\x12\x1f.fenlei.v1.DeleteDatasetRequest\x1a .fenlei.v1.DeleteDatasetResponse\"\x1d\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x13*\x11/v1/datasets/{id}\x12u\n\x0bReadDataset\x12\x1d.fenlei.v1.ReadDatasetRequest\x1a\x1e.fenlei.v1.ReadDatasetResponse\"%\x90\x02\x01\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/datasets/{id}:read0\x01\x32T\n\x0b\x44\x61tasetPins\x12\x45\n\x07SetPins\x12\x19.fenlei.v1.SetPinsRequest\x1a\x1a.fenlei.v1.SetPinsResponse\"\x03\x90\x02\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,36 +46,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DATASETS'].methods_by_name['DeleteDataset']._serialized_options = b'\310\363\030\003\202\323\344\223\002\023*\021/v1/datasets/{id}'
   _globals['_DATASETS'].methods_by_name['ReadDataset']._loaded_options = None
   _globals['_DATASETS'].methods_by_name['ReadDataset']._serialized_options = b'\220\002\001\310\363\030\002\202\323\344\223\002\030\022\026/v1/datasets/{id}:read'
-  _globals['_DATASETFORMAT']._serialized_start=1273
-  _globals['_DATASETFORMAT']._serialized_end=1394
+  _globals['_DATASETPINS'].methods_by_name['SetPins']._loaded_options = None
+  _globals['_DATASETPINS'].methods_by_name['SetPins']._serialized_options = b'\220\002\002'
+  _globals['_DATASETFORMAT']._serialized_start=1411
+  _globals['_DATASETFORMAT']._serialized_end=1532
   _globals['_UPLOADDATASETREQUEST']._serialized_start=127
-  _globals['_UPLOADDATASETREQUEST']._serialized_end=303
-  _globals['_DATASETEXAMPLE']._serialized_start=305
-  _globals['_DATASETEXAMPLE']._serialized_end=350
-  _globals['_DATASET']._serialized_start=353
-  _globals['_DATASET']._serialized_end=740
-  _globals['_DATASET_LABELCOUNTSENTRY']._serialized_start=690
-  _globals['_DATASET_LABELCOUNTSENTRY']._serialized_end=740
-  _globals['_UPLOADDATASETRESPONSE']._serialized_start=742
-  _globals['_UPLOADDATASETRESPONSE']._serialized_end=819
-  _globals['_GETDATASETREQUEST']._serialized_start=821
-  _globals['_GETDATASETREQUEST']._serialized_end=852
-  _globals['_GETDATASETRESPONSE']._serialized_start=854
-  _globals['_GETDATASETRESPONSE']._serialized_end=911
-  _globals['_LISTDATASETSREQUEST']._serialized_start=913
-  _globals['_LISTDATASETSREQUEST']._serialized_end=934
-  _globals['_LISTDATASETSRESPONSE']._serialized_start=936
-  _globals['_LISTDATASETSRESPONSE']._serialized_end=996
-  _globals['_DELETEDATASETREQUEST']._serialized_start=998
-  _globals['_DELETEDATASETREQUEST']._serialized_end=1032
-  _globals['_DELETEDATASETRESPONSE']._serialized_start=1034
-  _globals['_DELETEDATASETRESPONSE']._serialized_end=1069
-  _globals['_READDATASETREQUEST']._serialized_start=1071
-  _globals['_READDATASETREQUEST']._serialized_end=1144
-  _globals['_DATASETRECORD']._serialized_start=1146
-  _globals['_DATASETRECORD']._serialized_end=1205
-  _globals['_READDATASETRESPONSE']._serialized_start=1207
-  _globals['_READDATASETRESPONSE']._serialized_end=1271
-  _globals['_DATASETS']._serialized_start=1397
-  _globals['_DATASETS']._serialized_end=1975
+  _globals['_UPLOADDATASETREQUEST']._serialized_end=323
+  _globals['_DATASETEXAMPLE']._serialized_start=325
+  _globals['_DATASETEXAMPLE']._serialized_end=370
+  _globals['_DATASET']._serialized_start=373
+  _globals['_DATASET']._serialized_end=760
+  _globals['_DATASET_LABELCOUNTSENTRY']._serialized_start=710
+  _globals['_DATASET_LABELCOUNTSENTRY']._serialized_end=760
+  _globals['_UPLOADDATASETRESPONSE']._serialized_start=762
+  _globals['_UPLOADDATASETRESPONSE']._serialized_end=839
+  _globals['_GETDATASETREQUEST']._serialized_start=841
+  _globals['_GETDATASETREQUEST']._serialized_end=872
+  _globals['_GETDATASETRESPONSE']._serialized_start=874
+  _globals['_GETDATASETRESPONSE']._serialized_end=931
+  _globals['_LISTDATASETSREQUEST']._serialized_start=933
+  _globals['_LISTDATASETSREQUEST']._serialized_end=954
+  _globals['_LISTDATASETSRESPONSE']._serialized_start=956
+  _globals['_LISTDATASETSRESPONSE']._serialized_end=1016
+  _globals['_DELETEDATASETREQUEST']._serialized_start=1018
+  _globals['_DELETEDATASETREQUEST']._serialized_end=1052
+  _globals['_DELETEDATASETRESPONSE']._serialized_start=1054
+  _globals['_DELETEDATASETRESPONSE']._serialized_end=1089
+  _globals['_READDATASETREQUEST']._serialized_start=1091
+  _globals['_READDATASETREQUEST']._serialized_end=1164
+  _globals['_DATASETRECORD']._serialized_start=1166
+  _globals['_DATASETRECORD']._serialized_end=1225
+  _globals['_READDATASETRESPONSE']._serialized_start=1227
+  _globals['_READDATASETRESPONSE']._serialized_end=1291
+  _globals['_DATASETPIN']._serialized_start=1293
+  _globals['_DATASETPIN']._serialized_end=1335
+  _globals['_SETPINSREQUEST']._serialized_start=1337
+  _globals['_SETPINSREQUEST']._serialized_end=1390
+  _globals['_SETPINSRESPONSE']._serialized_start=1392
+  _globals['_SETPINSRESPONSE']._serialized_end=1409
+  _globals['_DATASETS']._serialized_start=1535
+  _globals['_DATASETS']._serialized_end=2113
+  _globals['_DATASETPINS']._serialized_start=2115
+  _globals['_DATASETPINS']._serialized_end=2199
 # @@protoc_insertion_point(module_scope)

@@ -24,7 +24,7 @@ DATASET_FORMAT_CSV: DatasetFormat
 DATASET_FORMAT_JSONL: DatasetFormat
 
 class UploadDatasetRequest(_message.Message):
-    __slots__ = ("chunk", "name", "file_name", "format", "text_column", "label_column", "label_names")
+    __slots__ = ("chunk", "name", "file_name", "format", "text_column", "label_column", "label_names", "size_bytes")
     CHUNK_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     FILE_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -32,6 +32,7 @@ class UploadDatasetRequest(_message.Message):
     TEXT_COLUMN_FIELD_NUMBER: _ClassVar[int]
     LABEL_COLUMN_FIELD_NUMBER: _ClassVar[int]
     LABEL_NAMES_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     chunk: bytes
     name: str
     file_name: str
@@ -39,7 +40,8 @@ class UploadDatasetRequest(_message.Message):
     text_column: str
     label_column: str
     label_names: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, chunk: _Optional[bytes] = ..., name: _Optional[str] = ..., file_name: _Optional[str] = ..., format: _Optional[_Union[DatasetFormat, str]] = ..., text_column: _Optional[str] = ..., label_column: _Optional[str] = ..., label_names: _Optional[_Iterable[str]] = ...) -> None: ...
+    size_bytes: int
+    def __init__(self, chunk: _Optional[bytes] = ..., name: _Optional[str] = ..., file_name: _Optional[str] = ..., format: _Optional[_Union[DatasetFormat, str]] = ..., text_column: _Optional[str] = ..., label_column: _Optional[str] = ..., label_names: _Optional[_Iterable[str]] = ..., size_bytes: _Optional[int] = ...) -> None: ...
 
 class DatasetExample(_message.Message):
     __slots__ = ("text", "label")
@@ -151,3 +153,21 @@ class ReadDatasetResponse(_message.Message):
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     records: _containers.RepeatedCompositeFieldContainer[DatasetRecord]
     def __init__(self, records: _Optional[_Iterable[_Union[DatasetRecord, _Mapping]]] = ...) -> None: ...
+
+class DatasetPin(_message.Message):
+    __slots__ = ("job", "dataset")
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    job: str
+    dataset: str
+    def __init__(self, job: _Optional[str] = ..., dataset: _Optional[str] = ...) -> None: ...
+
+class SetPinsRequest(_message.Message):
+    __slots__ = ("pins",)
+    PINS_FIELD_NUMBER: _ClassVar[int]
+    pins: _containers.RepeatedCompositeFieldContainer[DatasetPin]
+    def __init__(self, pins: _Optional[_Iterable[_Union[DatasetPin, _Mapping]]] = ...) -> None: ...
+
+class SetPinsResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -277,3 +277,83 @@ class Datasets:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class DatasetPinsStub:
+    """Internal: the datasets of queued and running jobs, which are not deleted meanwhile. Not
+    public: only the jobs service calls it, through its sidecar (the mesh's authorisation policy).
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.SetPins = channel.unary_unary(
+                '/fenlei.v1.DatasetPins/SetPins',
+                request_serializer=fenlei_dot_v1_dot_datasets__pb2.SetPinsRequest.SerializeToString,
+                response_deserializer=fenlei_dot_v1_dot_datasets__pb2.SetPinsResponse.FromString,
+                _registered_method=True)
+
+
+class DatasetPinsServicer:
+    """Internal: the datasets of queued and running jobs, which are not deleted meanwhile. Not
+    public: only the jobs service calls it, through its sidecar (the mesh's authorisation policy).
+    """
+
+    def SetPins(self, request, context):
+        """Replaces the whole set: the jobs service sends all of its pins after every change and when
+        it starts, so a lost or repeated call is put right by the next.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_DatasetPinsServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'SetPins': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPins,
+                    request_deserializer=fenlei_dot_v1_dot_datasets__pb2.SetPinsRequest.FromString,
+                    response_serializer=fenlei_dot_v1_dot_datasets__pb2.SetPinsResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'fenlei.v1.DatasetPins', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('fenlei.v1.DatasetPins', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class DatasetPins:
+    """Internal: the datasets of queued and running jobs, which are not deleted meanwhile. Not
+    public: only the jobs service calls it, through its sidecar (the mesh's authorisation policy).
+    """
+
+    @staticmethod
+    def SetPins(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fenlei.v1.DatasetPins/SetPins',
+            fenlei_dot_v1_dot_datasets__pb2.SetPinsRequest.SerializeToString,
+            fenlei_dot_v1_dot_datasets__pb2.SetPinsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -110,3 +110,46 @@ class DatasetsServicer(metaclass=_abc_1.ABCMeta):
         """The dataset's records in order, in batches: what training streams, never all in memory."""
 
 def add_DatasetsServicer_to_server(servicer: DatasetsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class DatasetPinsStub:
+    """Internal: the datasets of queued and running jobs, which are not deleted meanwhile. Not
+    public: only the jobs service calls it, through its sidecar (the mesh's authorisation policy).
+    """
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> DatasetPinsAsyncStub: ...
+    SetPins: _grpc.UnaryUnaryMultiCallable[_datasets_pb2.SetPinsRequest, _datasets_pb2.SetPinsResponse]
+    """Replaces the whole set: the jobs service sends all of its pins after every change and when
+    it starts, so a lost or repeated call is put right by the next.
+    """
+
+@_typing.type_check_only
+class DatasetPinsAsyncStub(DatasetPinsStub):
+    """Internal: the datasets of queued and running jobs, which are not deleted meanwhile. Not
+    public: only the jobs service calls it, through its sidecar (the mesh's authorisation policy).
+    """
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    SetPins: _aio.UnaryUnaryMultiCallable[_datasets_pb2.SetPinsRequest, _datasets_pb2.SetPinsResponse]  # type: ignore[assignment]
+    """Replaces the whole set: the jobs service sends all of its pins after every change and when
+    it starts, so a lost or repeated call is put right by the next.
+    """
+
+class DatasetPinsServicer(metaclass=_abc_1.ABCMeta):
+    """Internal: the datasets of queued and running jobs, which are not deleted meanwhile. Not
+    public: only the jobs service calls it, through its sidecar (the mesh's authorisation policy).
+    """
+
+    @_abc_1.abstractmethod
+    def SetPins(
+        self,
+        request: _datasets_pb2.SetPinsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_datasets_pb2.SetPinsResponse, _abc.Awaitable[_datasets_pb2.SetPinsResponse]]:
+        """Replaces the whole set: the jobs service sends all of its pins after every change and when
+        it starts, so a lost or repeated call is put right by the next.
+        """
+
+def add_DatasetPinsServicer_to_server(servicer: DatasetPinsServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

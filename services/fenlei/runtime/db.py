@@ -1,7 +1,7 @@
-"""The registry's database: SQLite in WAL mode, every commit synced (synchronous=FULL),
-foreign keys on, the schema's version in PRAGMA user_version and migrations to it.
+"""A service's database: SQLite in WAL mode, every commit synced (synchronous=FULL),
+foreign keys on, the schema's version in PRAGMA user_version and the service's migrations to it.
 
-One process writes it (the registry service), one transaction at a time: `transaction()`
+One process writes it (the service that owns it), one transaction at a time: `transaction()`
 takes this process's writer lock and BEGIN IMMEDIATE (SQLite's write lock from the start, so
 a transaction never fails half-way because another connection writes). Readers never wait
 on the writer: WAL gives each `read()` a snapshot of the last commit.
@@ -13,122 +13,30 @@ import contextlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from fenlei.errors import FailedPrecondition
 
-log = logging.getLogger("fenlei.registry.db")
+log = logging.getLogger("fenlei.runtime.db")
 
 # How long a connection waits for another process's write lock (only at start, when a
-# restarted registry meets the one it replaces) before it fails.
+# restarted service meets the one it replaces) before it fails.
 BUSY_SECONDS = 30.0
 
-# Each step moves the schema one version up, in one transaction with the version bump.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        # The highest version number a model ever had: numbers are never given twice, so a
-        # stage's cache of a deleted version can never be mistaken for a new one.
-        "CREATE TABLE models (name TEXT PRIMARY KEY, last_version INTEGER NOT NULL)",
-        """CREATE TABLE versions (
-            name TEXT NOT NULL REFERENCES models(name),
-            number INTEGER NOT NULL,
-            created REAL NOT NULL,
-            created_by TEXT NOT NULL,
-            lineage TEXT NOT NULL,  -- JSON of fenlei.v1.Lineage, by field name
-            metrics TEXT NOT NULL,  -- JSON of fenlei.v1.Metrics, by field name
-            labels TEXT NOT NULL,  -- JSON list
-            digest TEXT NOT NULL,  -- SHA-256 over the files' paths and checksums
-            size_bytes INTEGER NOT NULL,
-            PRIMARY KEY (name, number))""",
-        """CREATE TABLE files (
-            name TEXT NOT NULL,
-            number INTEGER NOT NULL,
-            path TEXT NOT NULL,  -- relative to the version's directory
-            sha256 TEXT NOT NULL,  -- its blob in <home>/artifacts/sha256
-            size INTEGER NOT NULL,
-            PRIMARY KEY (name, number, path),
-            FOREIGN KEY (name, number) REFERENCES versions(name, number) ON DELETE CASCADE)""",
-        "CREATE INDEX files_by_blob ON files(sha256)",
-        """CREATE TABLE tags (
-            name TEXT NOT NULL,
-            number INTEGER NOT NULL,
-            key TEXT NOT NULL,
-            value TEXT NOT NULL,
-            PRIMARY KEY (name, number, key),
-            FOREIGN KEY (name, number) REFERENCES versions(name, number) ON DELETE CASCADE)""",
-        # No cascade: a version an alias points at is never deleted.
-        """CREATE TABLE aliases (
-            name TEXT NOT NULL,
-            alias TEXT NOT NULL,
-            number INTEGER NOT NULL,
-            PRIMARY KEY (name, alias),
-            FOREIGN KEY (name, number) REFERENCES versions(name, number))""",
-        # Every move of every alias, kept when versions go; from/to '' for a creation/removal.
-        """CREATE TABLE alias_moves (
-            name TEXT NOT NULL,
-            sequence INTEGER NOT NULL,
-            alias TEXT NOT NULL,
-            from_version TEXT NOT NULL,
-            to_version TEXT NOT NULL,
-            moved_by TEXT NOT NULL,
-            moved REAL NOT NULL,
-            reason TEXT NOT NULL,
-            PRIMARY KEY (name, sequence))""",
-        """CREATE TABLE experiments (
-            name TEXT PRIMARY KEY,
-            model TEXT NOT NULL,
-            allocation TEXT NOT NULL,
-            description TEXT NOT NULL DEFAULT '',
-            created REAL NOT NULL,
-            created_by TEXT NOT NULL,
-            ended REAL,
-            revision INTEGER NOT NULL DEFAULT 1)""",
-        "CREATE UNIQUE INDEX experiments_running ON experiments(model) WHERE ended IS NULL",
-        """CREATE TABLE arms (
-            experiment TEXT NOT NULL REFERENCES experiments(name),
-            name TEXT NOT NULL,
-            position INTEGER NOT NULL,
-            target TEXT NOT NULL,
-            weight REAL NOT NULL,
-            PRIMARY KEY (experiment, name))""",
-        """CREATE TABLE assignments (
-            experiment TEXT NOT NULL,
-            key TEXT NOT NULL,
-            arm TEXT NOT NULL,
-            assigned REAL NOT NULL,
-            PRIMARY KEY (experiment, key))""",
-        """CREATE TABLE predictions (
-            request_id TEXT NOT NULL,
-            document_id TEXT NOT NULL,
-            experiment TEXT NOT NULL,
-            arm TEXT NOT NULL,
-            version TEXT NOT NULL,
-            label TEXT NOT NULL,
-            served REAL NOT NULL,
-            true_label TEXT,
-            feedback_at REAL,
-            PRIMARY KEY (request_id, document_id))""",
-        # An experiment's scores read only this (covering) index, not every prediction's row.
-        "CREATE INDEX predictions_scores ON predictions(experiment, arm, true_label, label)",
-        """CREATE TABLE experiment_events (
-            experiment TEXT NOT NULL,
-            sequence INTEGER NOT NULL,
-            at REAL NOT NULL,
-            by TEXT NOT NULL,
-            kind TEXT NOT NULL,
-            detail TEXT NOT NULL,
-            PRIMARY KEY (experiment, sequence))""",
-    ),
-)
-SCHEMA_VERSION = len(MIGRATIONS)
+# A service's schema: step i moves it from version i to i + 1, in one transaction with the
+# version bump.
+Migrations = Sequence[Sequence[str]]
 
 
 class Database:
-    """The registry's SQLite database at `path`, created and migrated when opened."""
+    """The SQLite database at `path` of `what` (its name in messages), created and migrated
+    to the last of `migrations` when opened."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, migrations: Migrations, what: str = "registry") -> None:
         self.path = Path(path)
+        self.migrations = migrations
+        self.what = what
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = threading.RLock()
         self._owner: int | None = None  # the thread holding the writer lock
@@ -155,21 +63,22 @@ class Database:
 
     def _migrate(self) -> int:
         """Runs the steps the database lacks; returns the version it had."""
+        schema_version = len(self.migrations)
         found = self._connection.execute("PRAGMA user_version").fetchone()[0]
-        if found > SCHEMA_VERSION:
+        if found > schema_version:
             raise FailedPrecondition(
-                f"the registry database {self.path} has schema version {found}, newer than this fenlei's {SCHEMA_VERSION}: "
+                f"the {self.what} database {self.path} has schema version {found}, newer than this fenlei's {schema_version}: "
                 "run the fenlei that wrote it (or a newer one)"
             )
-        for step in range(found, SCHEMA_VERSION):
+        for step in range(found, schema_version):
             with self.transaction() as conn:
                 # Another process may have run this step while this one waited for the lock.
                 if conn.execute("PRAGMA user_version").fetchone()[0] != step:
                     continue
-                for statement in MIGRATIONS[step]:
+                for statement in self.migrations[step]:
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {step + 1}")
-            log.info("registry database migrated", extra={"fields": {"path": str(self.path), "schema_version": step + 1}})
+            log.info(f"{self.what} database migrated", extra={"fields": {"path": str(self.path), "schema_version": step + 1}})
         return found
 
     @contextlib.contextmanager

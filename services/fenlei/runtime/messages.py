@@ -1,4 +1,4 @@
-"""What both registry servicers turn into messages."""
+"""Plain values as the well-known protobuf types every servicer answers with."""
 
 from __future__ import annotations
 
