@@ -14,10 +14,10 @@ from fenlei.classifier.servicer import config_of as classifier_config_of
 from fenlei.errors import InvalidInput
 from fenlei.features.core import FeatureConfig, Selection
 from fenlei.features.servicer import config_of as feature_config_of
-from fenlei.preprocessor.core import PreprocessConfig
+from fenlei.jobs.worker import spec_of
 from fenlei.segmenter.core import Mode
 from fenlei.training import options
-from fenlei.training.core import DEFAULT_SEGMENT
+from fenlei.training.core import DEFAULT_PREPROCESS, DEFAULT_SEGMENT
 from fenlei.v1 import classifier_pb2, features_pb2
 
 
@@ -28,7 +28,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def spec(*flags: str, seed: int = 0):
-    return options.training_spec(parser().parse_args(list(flags)), name="m", test_fraction=0.2, seed=seed)
+    """What a job the flags ask for trains with: the PipelineConfig the CLI sends, as the jobs worker reads it."""
+    config = options.pipeline_config(parser().parse_args(list(flags)), seed=seed)
+    return spec_of({"model": "m", "config": json_format.MessageToDict(config), "evaluation": {"seed": seed}})
 
 
 def test_every_option_of_the_contract_is_a_flag_and_a_config_field() -> None:
@@ -41,7 +43,7 @@ def test_every_option_of_the_contract_is_a_flag_and_a_config_field() -> None:
 
 def test_no_flags_train_with_the_defaults() -> None:
     default = spec()
-    assert default.segment == DEFAULT_SEGMENT and default.preprocess == PreprocessConfig()
+    assert default.segment == DEFAULT_SEGMENT and default.preprocess == DEFAULT_PREPROCESS
     assert feature_config_of(json_format.ParseDict(default.features, features_pb2.FeatureOptions())) == FeatureConfig()
     assert classifier_config_of(json_format.ParseDict(default.classifier, classifier_pb2.ClassifierOptions())) == ClassifierConfig()
 

@@ -1,4 +1,4 @@
-"""training.register: the lineage and metrics dicts of training.core as the contract's
+"""training.register: the lineage, metrics and report dicts of training.core as the contract's
 RegisterVersionRequest, sent with the caller's metadata; refusals come back as gRPC errors."""
 
 import asyncio
@@ -21,7 +21,22 @@ LINEAGE = {
     "stopwords_sha256": "c" * 64,
     "code_version": "0.1.0+git.abc",
 }
-REPORT = Report("reviews", "", 4, 2, 3, 0.5, 0.4, {"好": {"precision": 0.5, "recall": 1.0, "f1-score": 2 / 3, "support": 1.0}}, 1.5, [])
+TRAINING = {
+    "accuracy": 0.5,
+    "macro_f1": 0.4,
+    "weighted_f1": 0.45,
+    "classes": [{"label": "好", "precision": 0.5, "recall": 1.0, "f1": 2 / 3, "support": 1}],
+    "labels": ["好", "差"],
+    "confusion": [{"counts": [1, 0]}, {"counts": [1, 0]}],
+    "informative_features": [{"label": "好", "features": [{"feature": "好看", "weight": 1.25}]}],
+    "misclassified": [{"text": "不好", "label": "差", "predicted": "好", "score": 0.3}],
+    "phase_seconds": {"segmenting": 0.5, "fitting features": 0.25},
+    "statistics": {"documents": 6, "train_documents": 4, "test_documents": 2, "tokens": 9, "vocabulary": 5, "test_oov_share": 0.5},
+    "config": {"segmenter": {"mode": "SEGMENT_MODE_ACCURATE"}, "features": {"top_k": 100}},
+    "evaluation": "held-out 20%",
+    "trials": [],
+}
+REPORT = Report("reviews", "", 3, 1.5, [], TRAINING)
 
 
 class Recorder(registry_pb2_grpc.ModelRegistryServicer):
@@ -46,7 +61,7 @@ async def register(recorder: Recorder) -> RegisteredVersion:
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             registry = GrpcRegistry(channel, [("x-fenlei-subject", "alice")])
-            return await registry.register("reviews", "draft-x", LINEAGE, REPORT.metrics(), ["好", "差"], {"team": "search"})
+            return await registry.register("reviews", "draft-x", LINEAGE, REPORT.metrics(), ["好", "差"], {"team": "search"}, TRAINING)
     finally:
         await server.stop(None)
 
@@ -71,6 +86,20 @@ def test_register_sends_lineage_metrics_labels_tags_and_the_subject() -> None:
     assert request.metrics.train_seconds == 1.5
     per_class = request.metrics.per_class["好"]
     assert (per_class.precision, per_class.recall, per_class.f1, per_class.support) == (0.5, 1.0, pytest.approx(2 / 3), 1)
+    # the whole report travels with it, as the contract's TrainingReport
+    report = request.report
+    assert (report.weighted_f1, list(report.labels), [list(row.counts) for row in report.confusion]) == (
+        0.45,
+        ["好", "差"],
+        [[1, 0], [1, 0]],
+    )
+    assert (report.informative_features[0].features[0].feature, report.misclassified[0].predicted) == ("好看", "好")
+    assert (dict(report.phase_seconds), report.statistics.test_oov_share, report.evaluation) == (
+        TRAINING["phase_seconds"],
+        0.5,
+        "held-out 20%",
+    )
+    assert report.config.features.top_k == 100 and report.config.segmenter.mode == 1
 
 
 def test_a_refusal_is_the_registrys_status() -> None:

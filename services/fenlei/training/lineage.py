@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import json
 import subprocess
 from collections.abc import Sequence
 from functools import cache
@@ -17,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import jieba
 
+from fenlei.datasets.core import record_line
 from fenlei.preprocessor.core import PreprocessConfig, read_stopwords
 
 if TYPE_CHECKING:
-    from fenlei.training.core import Corpus, TrainingSpec
+    from fenlei.training.core import Corpus, CorpusStream, TrainingSpec
 
 PACKAGE = Path(__file__).resolve().parent.parent
 
@@ -31,7 +31,7 @@ def corpus_sha256(texts: Sequence[str], labels: Sequence[str]) -> str:
     what the model learned from does."""
     digest = hashlib.sha256()
     for text, label in zip(texts, labels, strict=True):
-        digest.update(json.dumps([text, label], ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n")
+        digest.update(record_line(text, label))  # a dataset's file, so its sha256 is this
     return digest.hexdigest()
 
 
@@ -73,14 +73,14 @@ def code_version() -> str:
     return f"{version}+git.{commit}{'.dirty' if dirty else ''}"
 
 
-def lineage(spec: TrainingSpec, corpus: Corpus, test: Corpus | None) -> dict[str, Any]:
+def lineage(spec: TrainingSpec, corpus: Corpus | CorpusStream, test: Corpus | CorpusStream | None) -> dict[str, Any]:
     """The lineage of a training of `corpus` (as read, before any split), evaluated on
     `test` or, without one, on a held-out part of the corpus."""
     return {
-        "dataset_sha256": corpus_sha256(corpus.texts, corpus.labels),
-        "dataset_documents": len(corpus.texts),
+        "dataset_sha256": corpus.sha256,
+        "dataset_documents": corpus.documents,
         "dataset_source": corpus.source,
-        "test_dataset_sha256": corpus_sha256(test.texts, test.labels) if test is not None else "",
+        "test_dataset_sha256": test.sha256 if test is not None else "",
         "config": {
             "segmenter": spec.segment.to_json(),
             "preprocessor": spec.preprocess.to_json(),

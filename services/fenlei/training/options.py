@@ -1,5 +1,5 @@
-"""`fenlei train`'s stage options as command-line flags, so that a new option of a stage
-is a new flag without a line here:
+"""The stage options of `fenlei train` and `fenlei jobs create` as command-line flags, so
+that a new option of a stage is a new flag without a line here:
 
     --segment-mode search --no-feature-tags --no-hmm --char-ngrams 1-3 --stopwords FILE
     --feature-selection chi2 --max-features 20000 --algorithm linear_svm --regularization 0.5
@@ -7,9 +7,9 @@ is a new flag without a line here:
 The flags are the fields of the contract's options messages (SegmentOptions,
 PreprocessOptions, FeatureOptions, ClassifierOptions), which the stages' configuration
 dataclasses mirror field for field: names, types and help text come from the contract;
-defaults and validation from the configurations. The configurations are imported only
-to build a spec or print the help (the stage cores take seconds to import, and every
-`fenlei` command builds the parser).
+defaults and validation from the configurations. They become a job's PipelineConfig
+(pipeline_config). The configurations are imported only to check the flags or print the
+help (the stage cores take seconds to import, and every `fenlei` command builds the parser).
 """
 
 from __future__ import annotations
@@ -24,17 +24,14 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from google.protobuf import descriptor_pb2
-from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, EnumValueDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from fenlei.errors import FenleiError, InvalidInput
-from fenlei.v1 import classifier_pb2, features_pb2, preprocessor_pb2, segmenter_pb2
-
-if TYPE_CHECKING:
-    from fenlei.training.core import TrainingSpec
+from fenlei.v1 import classifier_pb2, features_pb2, preprocessor_pb2, segmenter_pb2, training_pb2
 
 
 @dataclass(frozen=True)
@@ -142,24 +139,44 @@ class HelpFormatter(argparse.HelpFormatter):
         return text
 
 
-def training_spec(args: argparse.Namespace, *, name: str, test_fraction: float, seed: int) -> TrainingSpec:
-    """The spec that `fenlei train`'s flags ask for: each stage's configuration validated
-    here, before any training, with errors that name the flags."""
-    from fenlei.training.core import TrainingSpec
+def pipeline_config(args: argparse.Namespace, *, seed: int) -> training_pb2.PipelineConfig:
+    """The PipelineConfig of a job that the flags ask for: only the options given are set
+    (the jobs service fills in fenlei's defaults), each stage's configuration validated here
+    first, over the training defaults, so that a bad flag is refused with its name before
+    anything is uploaded."""
+    config = training_pb2.PipelineConfig()
+    parts = {field.message_type.full_name: field.name for field in config.DESCRIPTOR.fields if field.message_type}
+    for stage, given in _checked(args, seed):  # the seed travels in the job's Evaluation
+        options = getattr(config, parts[stage.options.full_name])
+        options.SetInParent()
+        for name, value in given.items():
+            field = stage.options.fields_by_name[name]
+            if isinstance(value, enum.Enum):
+                setattr(options, name, _proto_enum(field, value).number)
+            elif field.message_type is NGRAM_RANGE:
+                getattr(options, name).CopyFrom(preprocessor_pb2.NgramRange(min=value[0], max=value[1]))
+            elif field.is_repeated:
+                getattr(options, name).extend(value)
+            else:
+                setattr(options, name, value)
+    return config
 
+
+def _checked(args: argparse.Namespace, seed: int) -> list[tuple[Stage, dict[str, Any]]]:
+    """The options the flags give each stage, once the configuration they make is valid."""
     run = {"seed": seed}
-    configs: dict[str, Any] = {}
+    checked = []
     for stage in STAGES:
         hints = typing.get_type_hints(stage.config)
         given = {field.name: getattr(args, stage.dest(field.name)) for field in stage.fields()}
         given = {field: _value(stage.flag(field), hints[field], value) for field, value in given.items() if value is not None}
-        given.update({field: run[field] for field in stage.from_run})
+        with_run = {**given, **{field: run[field] for field in stage.from_run}}
         try:
-            config = dataclasses.replace(stage.base(), **given)
+            dataclasses.replace(stage.base(), **with_run)
         except FenleiError as error:
-            raise InvalidInput(_naming_flags(stage, given, str(error))) from None
-        configs[stage.field] = config if stage.spec_takes_config else _proto_values(config, stage.options)
-    return TrainingSpec(name=name, test_fraction=test_fraction, seed=seed, **configs)
+            raise InvalidInput(_naming_flags(stage, with_run, str(error))) from None
+        checked.append((stage, given))
+    return checked
 
 
 def _naming_flags(stage: Stage, given: dict[str, Any], message: str) -> str:
@@ -196,10 +213,15 @@ def _proto_values(config: Any, options: Descriptor) -> dict[str, Any]:
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
         if isinstance(value, enum.Enum):
-            proto = _enum_type(options.fields_by_name[field.name])
-            value = next(v.name for v in proto.values if _member_name(v.name, proto) == value.value)
+            value = _proto_enum(options.fields_by_name[field.name], value).name
         values[field.name] = list(value) if isinstance(value, tuple) else value
     return values
+
+
+def _proto_enum(field: FieldDescriptor, member: enum.Enum) -> EnumValueDescriptor:
+    """A config's enum member as the contract's value of the field: Selection.CHI2 → FEATURE_SELECTION_CHI2."""
+    proto = _enum_type(field)
+    return next(value for value in proto.values if _member_name(value.name, proto) == member.value)
 
 
 def _enum_type(field: FieldDescriptor) -> EnumDescriptor:

@@ -10,7 +10,7 @@ import grpc
 from google.protobuf import json_format
 
 from fenlei.training.core import RegisteredVersion
-from fenlei.v1 import registry_pb2, registry_pb2_grpc
+from fenlei.v1 import registry_pb2, registry_pb2_grpc, training_pb2
 
 # Taking a draft's files into the artifact store reads and syncs every one of them.
 REGISTER_SECONDS = 300.0
@@ -29,6 +29,7 @@ class GrpcRegistry:
         metrics: dict[str, Any],
         labels: Sequence[str],
         tags: Mapping[str, str],
+        report: dict[str, Any],
     ) -> RegisteredVersion:
         request = registry_pb2.RegisterVersionRequest(
             name=name,
@@ -37,6 +38,7 @@ class GrpcRegistry:
             metrics=json_format.ParseDict(metrics, registry_pb2.Metrics()),
             labels=labels,
             tags=tags,
+            report=json_format.ParseDict(report, training_pb2.TrainingReport()),
         )
         answer = await self.stub.RegisterVersion(request, timeout=REGISTER_SECONDS, metadata=self.metadata)
         return RegisteredVersion(answer.version.version, answer.version.created_by, answer.version.digest)
