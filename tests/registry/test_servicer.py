@@ -19,8 +19,8 @@ from fenlei.runtime.models import ModelStore
 from fenlei.runtime.stages import StageStreams
 from fenlei.segmenter import servicer as segmenter_servicer
 from fenlei.training.core import TrainingSpec
-from fenlei.training.stages import GrpcStages
-from fenlei.v1 import classifier_pb2, common_pb2, registry_pb2, registry_pb2_grpc
+from fenlei.training.stages import GrpcStages, in_batches
+from fenlei.v1 import classifier_pb2, common_pb2, registry_pb2, registry_pb2_grpc, training_pb2
 
 STAGES = (
     ("segmenter", segmenter_servicer),
@@ -67,8 +67,8 @@ class Home:
             try:
                 stages = GrpcStages(streams)
                 terms = await stages.terms(name, draft.id, texts)
-                dimension = await stages.fit_features(name, draft.id, terms, labels, {})
-                await stages.fit_classifier(name, draft.id, terms, labels, dimension, {})
+                dimension = await stages.fit_features(name, draft.id, in_batches(terms, labels), {})
+                await stages.fit_classifier(name, draft.id, in_batches(terms, labels), sorted(set(labels)), dimension, {})
             finally:
                 await streams.close()
 
@@ -114,12 +114,15 @@ def test_a_fitted_draft_registers_with_lineage_and_metrics_and_serves(home: Home
     metrics = registry_pb2.Metrics(
         accuracy=1.0, macro_f1=1.0, per_class={"sports": registry_pb2.ClassMetrics(precision=1, recall=1, f1=1, support=16)}
     )
-    version = register(home, "toy", metadata=as_subject("alice"), lineage=lineage, metrics=metrics, tags={"team": "nlp"})
+    report = training_pb2.TrainingReport(accuracy=1.0, labels=["finance", "sports"], evaluation="held-out 20%")
+    version = register(home, "toy", metadata=as_subject("alice"), lineage=lineage, metrics=metrics, tags={"team": "nlp"}, report=report)
     assert (version.name, version.version, version.created_by, list(version.labels)) == ("toy", "v1", "alice", ["finance", "sports"])
     assert version.lineage == lineage and version.metrics == metrics and dict(version.tags) == {"team": "nlp"}
     assert version.digest == home.store.manifest("toy", "v1")["digest"] and version.size_bytes > 0
     assert [label for label, _ in home.predict("toy")] == ["sports", "finance", "sports", "finance"]
     got = home.registry.GetVersion(registry_pb2.GetVersionRequest(name="toy"), timeout=helpers.TIMEOUT).version
+    assert got.report == report and not version.HasField("report")  # GetVersion's, not in every answer
+    got.ClearField("report")
     assert got == version
     assert got.created.ToSeconds() > 0
     listed = home.registry.ListModels(registry_pb2.ListModelsRequest(), timeout=helpers.TIMEOUT).models
@@ -127,7 +130,7 @@ def test_a_fitted_draft_registers_with_lineage_and_metrics_and_serves(home: Home
     found = home.registry.SearchVersions(
         registry_pb2.SearchVersionsRequest(name="toy", tags=["team=nlp"], metric="accuracy", min_value=0.99), timeout=helpers.TIMEOUT
     )
-    assert [v.version for v in found.versions] == ["v1"]
+    assert [v.version for v in found.versions] == ["v1"] and not found.versions[0].HasField("report")  # searches leave it out
     tagged = home.registry.TagVersion(registry_pb2.TagVersionRequest(name="toy", version="v1", set={"stage": "qa"}, remove=["team"]))
     assert dict(tagged.version.tags) == {"stage": "qa"}
 
@@ -219,7 +222,7 @@ def test_errors_are_statuses_that_say_what_to_do(home: Home, helpers) -> None:
 
 
 def test_export_then_import_into_an_empty_home_answers_identically(home: Home, module_servers, helpers, tmp_path_factory) -> None:
-    register(home, "backup")
+    register(home, "backup", report=training_pb2.TrainingReport(macro_f1=0.75, phase_seconds={"segmenting": 1.5}))
     register(home, "backup", swap=True)
     home.registry.SetAlias(registry_pb2.SetAliasRequest(name="backup", alias="production", version="v1"))
     before = {version: home.predict("backup", version) for version in ("", "v1", "v2")}
@@ -232,5 +235,5 @@ def test_export_then_import_into_an_empty_home_answers_identically(home: Home, m
     assert {version: empty.predict("backup", version) for version in before} == before
     restored = empty.registry.GetVersion(registry_pb2.GetVersionRequest(name="backup"), timeout=helpers.TIMEOUT).version
     original = home.registry.GetVersion(registry_pb2.GetVersionRequest(name="backup"), timeout=helpers.TIMEOUT).version
-    assert restored == original and list(restored.aliases) == ["production"]
+    assert restored == original and list(restored.aliases) == ["production"] and restored.report.phase_seconds == {"segmenting": 1.5}
     assert json_format.MessageToDict(restored)["digest"] == home.store.manifest("backup", "v1")["digest"]
