@@ -86,9 +86,12 @@ def test_train_registers_each_version_with_its_lineage_and_metrics(mesh, corpus,
     lineage = version["lineage"]
     assert lineage["datasetSha256"] == corpus_sha256(corpus.train, names)
     assert lineage["testDatasetSha256"] == corpus_sha256(corpus.test, names)
-    assert (int(lineage["datasetDocuments"]), lineage["datasetSource"]) == (
+    # Trained by a job on the dataset `fenlei train` uploaded: its id and the file it came from.
+    dataset = f"ds-{lineage['datasetSha256'][:16]}"
+    assert (int(lineage["datasetDocuments"]), lineage["datasetSource"], lineage["job"].startswith("job-")) == (
         len(corpus.train.read_text().splitlines()),
-        str(corpus.train.resolve()),
+        f"dataset {dataset} ({corpus.train.resolve()})",
+        True,
     )
     with jieba.Tokenizer().get_dict_file() as dictionary:
         assert lineage["dictionarySha256"] == hashlib.sha256(dictionary.read()).hexdigest()

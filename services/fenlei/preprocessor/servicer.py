@@ -31,9 +31,11 @@ SWITCHES = (
 def config_of(request: preprocessor_pb2.PreprocessRequest, models: LoadedModels[PreprocessConfig]) -> PreprocessConfig:
     """The model's configuration (or the defaults), overridden by the options the request sets."""
     config = models.get(request.model.name, request.model.version) if request.model.name else PreprocessConfig()
-    if not request.HasField("options"):
-        return config
-    options = request.options
+    return with_options(config, request.options) if request.HasField("options") else config
+
+
+def with_options(config: PreprocessConfig, options: preprocessor_pb2.PreprocessOptions) -> PreprocessConfig:
+    """config overridden by the options set (a training job's too)."""
     changes: dict = {name: getattr(options, name) for name in SWITCHES if options.HasField(name)}
     for name in ("word_ngrams", "char_ngrams"):
         if options.HasField(name):

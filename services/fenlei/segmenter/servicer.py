@@ -26,9 +26,11 @@ MODES = {
 def config_of(request: segmenter_pb2.SegmentRequest, models: LoadedModels[SegmentConfig]) -> SegmentConfig:
     """The model's configuration (or the defaults), overridden by the request's options."""
     config = models.get(request.model.name, request.model.version) if request.model.name else SegmentConfig()
-    if not request.HasField("options"):
-        return config
-    options = request.options
+    return with_options(config, request.options) if request.HasField("options") else config
+
+
+def with_options(config: SegmentConfig, options: segmenter_pb2.SegmentOptions) -> SegmentConfig:
+    """config overridden by the options set (a training job's too)."""
     changes: dict = {"user_words": config.user_words + tuple(options.user_words)}
     if options.mode in MODES:
         changes["mode"] = MODES[options.mode]

@@ -199,6 +199,8 @@ class TrainingSpec:
     tuning: SearchSpace | None = None
     # The registered version's tags.
     tags: Mapping[str, str] = field(default_factory=dict)
+    # The job that trains it, when a job does (its lineage names it).
+    job: str = ""
 
 
 @dataclass(frozen=True)

@@ -97,4 +97,5 @@ def lineage(spec: TrainingSpec, corpus: Corpus | CorpusStream, test: Corpus | Co
         "dictionary_sha256": dictionary_sha256(),
         "stopwords_sha256": stopwords_sha256(spec.preprocess),
         "code_version": code_version(),
+        "job": spec.job,
     }
