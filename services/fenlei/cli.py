@@ -10,30 +10,30 @@ registry records who did what.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import getpass
 import hashlib
 import json
 import os
 import sys
+import time
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import grpc
 from google.protobuf import json_format, timestamp_pb2
 from google.protobuf.message import Message
 
-from fenlei.errors import FenleiError, InvalidInput
+from fenlei.errors import FenleiError, InvalidInput, Unavailable
 from fenlei.gateway.auth import role_name
 from fenlei.local.mesh import LocalMesh as Mesh
 from fenlei.local.mesh import MeshError
 from fenlei.services import UnknownWorkload
 from fenlei.training import options as training_options
-from fenlei.v1 import common_pb2, registry_pb2
+from fenlei.v1 import common_pb2, datasets_pb2, jobs_pb2, registry_pb2, training_pb2
 
 
 def home() -> Path:
@@ -113,24 +113,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from fenlei.training.options import training_spec
-    from fenlei.training.run import train_file
-
-    spec = training_spec(args, name=args.name, test_fraction=args.test_fraction, seed=args.seed)  # checked before any work
-    spec.tags = key_values(args.tag, "--tag")
-    report = asyncio.run(
-        train_file(
-            Mesh(home()),
-            args.file,
-            spec,
-            text_column=args.text_column,
-            label_column=args.label_column,
-            test_file=args.test,
-            label_names=args.label_names,
-            author=login_name(),
-        )
-    )
-    print(report.format())
+    print(trained_text(train_through_jobs(args, progress=sys.stderr)))
     return 0
 
 
@@ -225,7 +208,9 @@ def gateway(role: str, timeout: float) -> Iterator[Any]:
 
 REGISTRY = "fenlei.v1.ModelRegistry"
 EXPERIMENTS = "fenlei.v1.Experiments"
-STUBS = {REGISTRY: "model_registry", EXPERIMENTS: "experiments"}
+DATASETS = "fenlei.v1.Datasets"
+JOBS = "fenlei.v1.Jobs"
+STUBS = {REGISTRY: "model_registry", EXPERIMENTS: "experiments", DATASETS: "datasets", JOBS: "jobs"}
 
 
 def call(service: str, method: str, request: Message, timeout: float = 60.0) -> Any:
@@ -312,6 +297,8 @@ def config_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))  # a Struct keeps every number as a double
+    if isinstance(value, dict) and value.keys() <= {"min", "max"}:  # an NgramRange, as the lineage shows one
+        return config_value([value.get("min", 0), value.get("max", 0)])
     if isinstance(value, list):
         shown = ",".join(map(config_value, value[:8]))
         return f"[{shown}{f',… {len(value) - 8:,} more' if len(value) > 8 else ''}]"
@@ -348,15 +335,8 @@ def version_text(version: registry_pb2.ModelVersion) -> str:
         f"  code         {lineage.code_version or '-'}",
         f"  job          {lineage.job or '-'}",
     ]
-    config = json_format.MessageToDict(lineage.config)
-    if config:
-        width = max(map(len, config))
-        lines.append("config")
-        for part in sorted(config, key=lambda part: (CONFIG_ORDER.index(part) if part in CONFIG_ORDER else len(CONFIG_ORDER), part)):
-            values = config[part]
-            shown = " ".join(f"{key}={config_value(values[key])}" for key in sorted(values)) if isinstance(values, dict) else values
-            lines.append(f"  {part:<{width}}  {shown or '(defaults)'}")
-    return "\n".join(lines)
+    config = config_lines(json_format.MessageToDict(lineage.config))
+    return "\n".join([*lines, "config", *config] if config else lines)
 
 
 def versions_table(versions: Iterable[registry_pb2.ModelVersion]) -> str:
@@ -552,7 +532,8 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     return show(args, answer, f"feedback on {of}: experiment {answer.experiment}, arm {answer.arm}: the prediction was {verdict}")
 
 
-IMPORT_CHUNK_BYTES = 1024 * 1024  # well under a message's limit (the gateway passes stream messages as they come)
+# Of registry imports and dataset uploads: well under a message's limit (the gateway passes stream messages as they come).
+CHUNK_BYTES = 1024 * 1024
 
 
 def cmd_registry_export(args: argparse.Namespace) -> int:
@@ -581,7 +562,7 @@ def cmd_registry_import(args: argparse.Namespace) -> int:
 
     def chunks() -> Iterator[registry_pb2.ImportRegistryRequest]:
         with open(source, "rb") as handle:
-            while chunk := handle.read(IMPORT_CHUNK_BYTES):
+            while chunk := handle.read(CHUNK_BYTES):
                 yield registry_pb2.ImportRegistryRequest(chunk=chunk)
 
     with gateway(required_role(REGISTRY, "ImportRegistry"), args.timeout) as client:
@@ -589,6 +570,471 @@ def cmd_registry_import(args: argparse.Namespace) -> int:
     added = f"added {len(answer.added)} version(s) ({', '.join(answer.added)})" if answer.added else "added no versions"
     unchanged = f"{len(answer.unchanged)} already there ({', '.join(answer.unchanged)})" if answer.unchanged else "none already there"
     return show(args, answer, f"imported {source}: {added}, {unchanged}; {answer.aliases} alias(es), {answer.experiments} experiment(s)")
+
+
+# ---------------------------------------------------------------- datasets and jobs, through the gateway
+
+
+ENDED = (jobs_pb2.JOB_STATE_SUCCEEDED, jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JOB_STATE_CANCELLED)
+# A watch whose stream breaks (the gateway's idle timeout, a restart) resumes after the last
+# event it saw; it gives up after this many attempts in a row that brought no event.
+WATCH_ATTEMPTS = 8
+WATCH_RESUMED_ON = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
+# A stream that lived this long was healthy: its end starts the count of attempts afresh.
+WATCH_HEALTHY_SECONDS = 30.0
+WATCH_SECONDS = 7 * 24 * 3600.0
+
+
+def state_name(state: int) -> str:
+    return jobs_pb2.JobState.Name(state).removeprefix("JOB_STATE_").lower()
+
+
+def read_label_names(path: Path | None) -> list[str]:
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()] if path else []
+
+
+def upload_requests(path: Path, header: datasets_pb2.UploadDatasetRequest) -> Iterator[datasets_pb2.UploadDatasetRequest]:
+    """The file in chunks, the first one in the message that names the dataset."""
+    with open(path, "rb") as handle:
+        header.chunk = handle.read(CHUNK_BYTES)
+        yield header
+        while chunk := handle.read(CHUNK_BYTES):
+            yield datasets_pb2.UploadDatasetRequest(chunk=chunk)
+
+
+def upload_dataset(
+    path: Path, *, name: str = "", text_column: str = "", label_column: str = "", label_names: Path | None = None, fmt: str = "",
+    timeout: float = 600.0,
+) -> datasets_pb2.UploadDatasetResponse:  # fmt: skip
+    if not path.is_file():
+        raise InvalidInput(f"no dataset file at {path}")
+    header = datasets_pb2.UploadDatasetRequest(
+        name=name or path.name,
+        file_name=str(path.resolve()),  # the lineage's source, as `fenlei train` always recorded it
+        format=f"DATASET_FORMAT_{fmt.upper() or 'UNSPECIFIED'}",
+        text_column=text_column,
+        label_column=label_column,
+        label_names=read_label_names(label_names),
+    )
+    with gateway(required_role(DATASETS, "UploadDataset"), timeout) as client:
+        return client.datasets.UploadDataset(upload_requests(path, header))
+
+
+def format_name(value: int) -> str:
+    return datasets_pb2.DatasetFormat.Name(value).removeprefix("DATASET_FORMAT_").lower()
+
+
+def dataset_text(dataset: datasets_pb2.Dataset) -> str:
+    total = sum(dataset.label_counts.values()) or 1
+    lines = [
+        f"dataset {dataset.id}  {dataset.name}",
+        f"file        {dataset.file_name or '-'} ({format_name(dataset.format)})",
+        f"sha256      {dataset.sha256}",
+        f"size        {dataset.documents:,} documents, {dataset.characters:,} characters, {dataset.bytes:,} bytes",
+        f"created     {local_time(dataset.created)} by {dataset.created_by or '-'}",
+        "labels",
+    ]
+    counts = sorted(dataset.label_counts.items(), key=lambda item: (-item[1], item[0]))
+    lines += [
+        "  " + row for row in table(["label", "documents", "share"], [[k, f"{n:,}", f"{n / total:.1%}"] for k, n in counts]).splitlines()
+    ]
+    if dataset.examples:
+        lines.append("examples")
+        lines += ["  " + row for row in table(["label", "text"], [[e.label, shortened(e.text)] for e in dataset.examples]).splitlines()]
+    return "\n".join(lines)
+
+
+def shortened(text: str, columns: int = 60) -> str:
+    """One line of at most `columns` terminal columns."""
+    text = " ".join(text.split())
+    if _width(text) <= columns:
+        return text
+    while _width(text) > columns - 1:
+        text = text[:-1]
+    return text + "…"
+
+
+def datasets_table(datasets: Iterable[datasets_pb2.Dataset]) -> str:
+    rows = [
+        [d.id, d.name, f"{d.documents:,}", len(d.label_counts), f"{d.bytes:,}", local_time(d.created), d.created_by or "-"]
+        for d in datasets
+    ]
+    if not rows:
+        return "no datasets yet: `fenlei datasets upload FILE`"
+    return table(["dataset", "name", "documents", "labels", "bytes", "created", "by"], rows)
+
+
+def uploaded_text(answer: datasets_pb2.UploadDatasetResponse) -> str:
+    dataset = answer.dataset
+    verb = "already stored as" if answer.existed else "uploaded"
+    return (
+        f"{verb} dataset {dataset.id} ({dataset.name}): {dataset.documents:,} documents, {len(dataset.label_counts)} labels, "
+        f"sha256 {dataset.sha256[:12]}"
+    )
+
+
+def cmd_datasets_upload(args: argparse.Namespace) -> int:
+    answer = upload_dataset(
+        args.file, name=args.name, text_column=args.text_column, label_column=args.label_column, label_names=args.label_names,
+        fmt=args.format, timeout=args.timeout,
+    )  # fmt: skip
+    return show(args, answer, uploaded_text(answer))
+
+
+def cmd_datasets_list(args: argparse.Namespace) -> int:
+    answer = call(DATASETS, "ListDatasets", datasets_pb2.ListDatasetsRequest())
+    return show(args, answer, datasets_table(answer.datasets))
+
+
+def cmd_datasets_show(args: argparse.Namespace) -> int:
+    answer = call(DATASETS, "GetDataset", datasets_pb2.GetDatasetRequest(id=args.id))
+    return show(args, answer, dataset_text(answer.dataset))
+
+
+def cmd_datasets_delete(args: argparse.Namespace) -> int:
+    answer = call(DATASETS, "DeleteDataset", datasets_pb2.DeleteDatasetRequest(id=args.id))
+    return show(args, answer, f"deleted dataset {answer.id}")
+
+
+def evaluation_of(args: argparse.Namespace) -> jobs_pb2.Evaluation:
+    """--test-fraction F | --folds K | a test dataset, and --seed (checked with the classifier's
+    options); none of them: the service's default, a held-out 20%."""
+    evaluation = jobs_pb2.Evaluation(seed=args.seed)
+    if args.test_dataset:
+        evaluation.test_dataset = args.test_dataset
+    elif args.folds is not None:
+        if args.folds < 2:
+            raise InvalidInput(f"--folds needs at least 2 folds, not {args.folds}")
+        evaluation.folds = args.folds
+    elif args.test_fraction is not None:
+        if not 0 < args.test_fraction < 1:
+            raise InvalidInput(f"--test-fraction must be between 0 and 1, not {args.test_fraction}")
+        evaluation.test_fraction = args.test_fraction
+    return evaluation
+
+
+def job_request(args: argparse.Namespace, *, model: str, dataset: str) -> jobs_pb2.CreateJobRequest:
+    """What the flags ask of a job: each stage's options (checked here first), evaluation, tuning, tags."""
+    if args.trials is not None and not (args.tune and args.trials >= 1):
+        raise InvalidInput(f"--trials takes N >= 1 and needs --tune, not --trials {args.trials}{'' if args.tune else ' alone'}")
+    return jobs_pb2.CreateJobRequest(
+        model=model,
+        dataset=dataset,
+        config=training_options.pipeline_config(args, seed=args.seed),
+        evaluation=evaluation_of(args),
+        tune=args.tune,
+        space=jobs_pb2.TuningSpace(max_trials=args.trials or 0),
+        tags=key_values(args.tag, "--tag"),
+        description=args.description,
+    )
+
+
+def duration(seconds: float) -> str:
+    """12.3 s, 4:05, 1:02:03."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, second = divmod(int(seconds), 60)
+    hours, minute = divmod(minutes, 60)
+    return f"{hours}:{minute:02}:{second:02}" if hours else f"{minute}:{second:02}"
+
+
+def progress_text(state: int, progress: jobs_pb2.Progress) -> str:
+    """running  fitting features  12,000/28,000 documents  trial 2/12  12.3 s elapsed  ~17.0 s left"""
+    parts = [state_name(state), *([progress.phase] if progress.phase and progress.phase != state_name(state) else [])]
+    if progress.documents_total:
+        parts.append(f"{progress.documents_done:,}/{progress.documents_total:,} documents")
+    elif progress.documents_done:
+        parts.append(f"{progress.documents_done:,} documents")
+    if progress.trials:
+        parts.append(f"trial {progress.trial}/{progress.trials}")
+    parts.append(f"{duration(progress.elapsed_seconds)} elapsed")
+    if progress.remaining_seconds and state not in ENDED:
+        parts.append(f"~{duration(progress.remaining_seconds)} left")
+    return "  ".join(parts)
+
+
+def progress_bar(progress: jobs_pb2.Progress, width: int = 24) -> str:
+    """[##########--------------]  42%  (the share of the documents of the phase done)."""
+    if not progress.documents_total:
+        return f"[{'-' * width}]     "
+    share = min(progress.documents_done / progress.documents_total, 1.0)
+    filled = int(share * width)
+    return f"[{'#' * filled}{'-' * (width - filled)}] {share:4.0%}"
+
+
+class ProgressView:
+    """A job's events as they come: on a terminal one progress bar redrawn in place (with a
+    line of its own for each event with a message), else a plain line per event; with
+    as_json the events as JSON, one a line."""
+
+    def __init__(self, out: TextIO, as_json: bool = False) -> None:
+        self.out = out
+        self.as_json = as_json
+        self.terminal = out.isatty() and not as_json
+        self.drawn = False
+
+    def show(self, event: jobs_pb2.JobEvent) -> None:
+        if self.as_json:
+            print(as_json(event, indent=None), file=self.out, flush=True)
+        elif self.terminal:
+            clear = "\r\x1b[K"
+            if event.message:
+                self.out.write(f"{clear}{event.message}\n")
+            self.out.write(f"{clear}{progress_bar(event.progress)}  {progress_text(event.state, event.progress)}")
+            self.drawn = event.state not in ENDED
+            self.out.write("" if self.drawn else "\n")
+            self.out.flush()
+        else:
+            message = f"  {event.message}" if event.message else ""
+            print(f"{local_time(event.at)}  {progress_text(event.state, event.progress)}{message}", file=self.out, flush=True)
+
+    def close(self) -> None:
+        if self.drawn:  # the bar's line ends before anything else is printed
+            self.out.write("\n")
+            self.out.flush()
+            self.drawn = False
+
+
+def watch_job(job: str, view: ProgressView, timeout: float = WATCH_SECONDS) -> jobs_pb2.JobEvent:
+    """Follows the job's events until it has ended and returns the last one. A stream that
+    breaks, or ends before the job did, is resumed after the last event seen."""
+    deadline = time.monotonic() + timeout
+    seen, attempts = 0, 0
+    try:
+        with gateway(required_role(JOBS, "WatchJob"), timeout) as client:
+            while True:
+                attempts += 1
+                opened = time.monotonic()
+                try:
+                    for answer in client.jobs.WatchJob(jobs_pb2.WatchJobRequest(id=job, after_sequence=seen), timeout=deadline - opened):
+                        seen, attempts = answer.event.sequence, 0
+                        view.show(answer.event)
+                        if answer.event.state in ENDED:
+                            return answer.event
+                except grpc.RpcError as error:
+                    if error.code() not in WATCH_RESUMED_ON:
+                        raise
+                    lost: Exception = error
+                else:
+                    lost = Unavailable(f"the event stream of job {job} ended before the job did")
+                if time.monotonic() - opened >= WATCH_HEALTHY_SECONDS:
+                    attempts = 0
+                if attempts >= WATCH_ATTEMPTS or time.monotonic() >= deadline:
+                    raise lost
+                time.sleep(min(0.2 * 2**attempts, 5.0))
+    finally:
+        view.close()
+
+
+class JobFailed(Exception):
+    """A job the command waited for failed or was cancelled (exit 1, as a refused call)."""
+
+
+def check_succeeded(job: str, event: jobs_pb2.JobEvent) -> int:
+    if event.state != jobs_pb2.JOB_STATE_SUCCEEDED:
+        raise JobFailed(f"job {job} {state_name(event.state)}: {event.message or 'no reason given'}")
+    return 0
+
+
+def evaluation_text(evaluation: jobs_pb2.Evaluation) -> str:
+    method = evaluation.WhichOneof("method")
+    if method == "test_dataset":
+        shown = f"on test dataset {evaluation.test_dataset}"
+    elif method == "folds":
+        shown = f"{evaluation.folds}-fold cross-validation"
+    else:
+        shown = f"held-out {evaluation.test_fraction or 0.2:.0%}"
+    return f"{shown}, seed {evaluation.seed}"
+
+
+def config_lines(parts: Mapping[str, Any], every: Sequence[str] = ()) -> list[str]:
+    """A configuration by part ({"segmenter": {...}, ...}), a line each, in a document's order;
+    the parts of `every` also when they are not there ("(defaults)")."""
+    parts = {**{part: {} for part in every}, **parts}
+    if not parts:
+        return []
+    width = max(map(len, parts))
+    lines = []
+    for part in sorted(parts, key=lambda part: (CONFIG_ORDER.index(part) if part in CONFIG_ORDER else len(CONFIG_ORDER), part)):
+        values = parts[part]
+        shown = " ".join(f"{key}={config_value(values[key])}" for key in sorted(values)) if isinstance(values, dict) else values
+        lines.append(f"  {part:<{width}}  {shown or '(defaults)'}")
+    return lines
+
+
+def pipeline_parts(config: training_pb2.PipelineConfig) -> dict[str, Any]:
+    return json_format.MessageToDict(config, preserving_proto_field_name=True)
+
+
+def job_text(job: jobs_pb2.Job) -> str:
+    outcome = {
+        jobs_pb2.JOB_STATE_SUCCEEDED: f" (registered {job.model} {job.version})",
+        jobs_pb2.JOB_STATE_FAILED: f": {job.reason}",
+        jobs_pb2.JOB_STATE_CANCELLED: f": {job.reason}" if job.reason else "",
+    }.get(job.state, "")
+    took = ""
+    if job.started.seconds and job.finished.seconds:
+        took = f" (took {duration((job.finished.ToNanoseconds() - job.started.ToNanoseconds()) / 1e9)})"
+    lines = [
+        f"job {job.id}: {state_name(job.state)}{outcome}",
+        f"model       {job.model}",
+        f"dataset     {job.dataset}",
+        f"evaluation  {evaluation_text(job.evaluation)}",
+        f"tuning      {'yes' if job.tune else 'no'}",
+        f"created     {local_time(job.created)} by {job.created_by or '-'}",
+        f"ran         {local_time(job.started)} to {local_time(job.finished)}{took}",
+        f"progress    {progress_text(job.state, job.progress)}",
+        f"tags        {pairs_text(job.tags)}",
+    ]
+    if job.description:
+        lines.append(f"description {job.description}")
+    lines.append("config")
+    lines += config_lines(pipeline_parts(job.config), every=CONFIG_ORDER[:4])
+    return "\n".join(lines)
+
+
+def jobs_table(jobs: Iterable[jobs_pb2.Job]) -> str:
+    rows = [
+        [
+            j.id,
+            j.model,
+            j.dataset,
+            state_name(j.state),
+            j.progress.phase or "-",
+            j.version or "-",
+            local_time(j.created),
+            j.created_by or "-",
+        ]
+        for j in jobs
+    ]
+    if not rows:
+        return "no jobs match"
+    return table(["job", "model", "dataset", "state", "phase", "version", "created", "by"], rows)
+
+
+def trial_changes(trial: training_pb2.Trial) -> str:
+    changes = json_format.MessageToDict(trial.changes)
+    return pairs_text({key: config_value(value) for key, value in changes.items()}) if changes else "(the job's)"
+
+
+def report_text(report: training_pb2.TrainingReport) -> str:
+    lines = [
+        f"evaluation  {report.evaluation or '-'}",
+        f"accuracy {metric(report.accuracy)}   macro F1 {metric(report.macro_f1)}   weighted F1 {metric(report.weighted_f1)}",
+    ]
+    if report.classes:
+        rows = [[c.label, metric(c.precision), metric(c.recall), metric(c.f1), c.support] for c in report.classes]
+        lines += ["  " + row for row in table(["label", "precision", "recall", "f1", "support"], rows).splitlines()]
+    if report.confusion:
+        lines.append("confusion matrix: true label (rows) by predicted label (columns)")
+        rows = [[label, *row.counts] for label, row in zip(report.labels, report.confusion)]
+        lines += ["  " + row for row in table(["", *report.labels], rows).splitlines()]
+    if report.informative_features:
+        lines.append("most informative features")
+        rows = [[f.label, " ".join(f"{w.feature}({w.weight:.3g})" for w in f.features)] for f in report.informative_features]
+        lines += ["  " + row for row in table(["label", "features (weight)"], rows).splitlines()]
+    if report.misclassified:
+        lines.append(f"misclassified (a sample of {len(report.misclassified)})")
+        rows = [[m.label, m.predicted, f"{m.score:.3f}", shortened(m.text)] for m in report.misclassified]
+        lines += ["  " + row for row in table(["true", "predicted", "score", "text"], rows).splitlines()]
+    if report.phase_seconds:
+        lines.append("time per phase")
+        rows = [[phase, f"{seconds:.2f}"] for phase, seconds in sorted(report.phase_seconds.items(), key=lambda item: -item[1])]
+        rows.append(["(all)", f"{sum(report.phase_seconds.values()):.2f}"])
+        lines += ["  " + row for row in table(["phase", "seconds"], rows).splitlines()]
+    stats = report.statistics
+    lines += [
+        "dataset",
+        f"  {stats.documents:,} documents ({stats.train_documents:,} train, {stats.test_documents:,} test), "
+        f"{stats.characters:,} characters",
+        f"  {stats.tokens:,} terms, vocabulary {stats.vocabulary:,}; test terms never seen in training: {stats.test_oov_share:.2%}",
+        "config",
+        *config_lines(pipeline_parts(report.config), every=CONFIG_ORDER[:4]),
+    ]
+    if report.trials:
+        lines.append(f"trials ({len(report.trials)}; score: mean macro F1 over the folds)")
+        rows = [
+            [t.number, "*" if t.best else "", metric(t.score), metric(t.score_std), f"{t.seconds:.1f}", trial_changes(t)]
+            for t in report.trials
+        ]
+        lines += ["  " + row for row in table(["trial", "best", "score", "std", "seconds", "changes"], rows).splitlines()]
+    return "\n".join(lines)
+
+
+def cmd_jobs_create(args: argparse.Namespace) -> int:
+    answer = call(JOBS, "CreateJob", job_request(args, model=args.model, dataset=args.dataset))
+    job = answer.job
+    if not args.watch:
+        return show(args, answer, f"created job {job.id}: {job.model} on dataset {job.dataset}, {state_name(job.state)}")
+    print(as_json(answer, indent=None) if args.json else f"created job {job.id}: {job.model} on dataset {job.dataset}", flush=True)
+    return check_succeeded(job.id, watch_job(job.id, ProgressView(sys.stdout, args.json)))
+
+
+def cmd_jobs_list(args: argparse.Namespace) -> int:
+    states = [f"JOB_STATE_{state.upper()}" for state in args.state]
+    answer = call(JOBS, "ListJobs", jobs_pb2.ListJobsRequest(states=states, model=args.model, limit=args.limit))
+    return show(args, answer, jobs_table(answer.jobs))
+
+
+def cmd_jobs_show(args: argparse.Namespace) -> int:
+    answer = call(JOBS, "GetJob", jobs_pb2.GetJobRequest(id=args.id))
+    return show(args, answer, job_text(answer.job))
+
+
+def cmd_jobs_watch(args: argparse.Namespace) -> int:
+    return check_succeeded(args.id, watch_job(args.id, ProgressView(sys.stdout, args.json)))
+
+
+def cmd_jobs_cancel(args: argparse.Namespace) -> int:
+    answer = call(JOBS, "CancelJob", jobs_pb2.CancelJobRequest(id=args.id, reason=args.reason))
+    reason = f": {answer.job.reason}" if answer.job.reason else ""
+    return show(args, answer, f"job {answer.job.id}: {state_name(answer.job.state)}{reason}")
+
+
+def cmd_jobs_report(args: argparse.Namespace) -> int:
+    answer = call(JOBS, "GetJobReport", jobs_pb2.GetJobReportRequest(id=args.id))
+    return show(args, answer, f"job {args.id}\n{report_text(answer.report)}")
+
+
+def trained_text(version: registry_pb2.ModelVersion) -> str:
+    """What `fenlei train` prints of the version it made: the evaluation, then what it registered."""
+    metrics, lineage = version.metrics, version.lineage
+    lines = [
+        f"model {version.name} {version.version}: trained on {metrics.train_documents} documents, "
+        f"evaluated on {metrics.test_documents}, {metrics.dimension} features, {metrics.train_seconds:.1f} s",
+        f"{'label':<16}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}",
+    ]
+    for label, row in sorted(metrics.per_class.items()):
+        lines.append(f"{label:<16}{row.precision:>10.3f}{row.recall:>10.3f}{row.f1:>10.3f}{row.support:>10}")
+    lines += [
+        f"accuracy {metrics.accuracy:.4f}   macro F1 {metrics.macro_f1:.4f}",
+        f"registered {version.name} {version.version} by {version.created_by} (digest {version.digest[:12]})",
+        f"  from {lineage.dataset_documents} documents of {lineage.dataset_source or 'an unnamed corpus'} "
+        f"(sha256 {lineage.dataset_sha256[:12]}), fenlei {lineage.code_version}",
+    ]
+    return "\n".join(lines)
+
+
+def train_through_jobs(args: argparse.Namespace, *, progress: TextIO) -> registry_pb2.ModelVersion:
+    """`fenlei train`: uploads the file (and the test file) as datasets, runs a job with the
+    flags' options, shows its progress and returns the version it registered. An interrupt
+    cancels the job."""
+    request = job_request(args, model=args.name, dataset="")  # the options are checked before anything is uploaded
+    columns = {"text_column": args.text_column, "label_column": args.label_column, "label_names": args.label_names}
+    dataset = upload_dataset(args.file, **columns).dataset
+    request.dataset = dataset.id
+    if args.test:
+        request.evaluation.test_dataset = upload_dataset(args.test, **columns).dataset.id
+    job = call(JOBS, "CreateJob", request).job
+    print(f"job {job.id}: training {args.name} on dataset {dataset.id} ({dataset.documents:,} documents)", file=progress, flush=True)
+    try:
+        ended = watch_job(job.id, ProgressView(progress))
+    except KeyboardInterrupt:
+        call(JOBS, "CancelJob", jobs_pb2.CancelJobRequest(id=job.id, reason="fenlei train was interrupted"))
+        raise
+    check_succeeded(job.id, ended)
+    version = call(JOBS, "GetJob", jobs_pb2.GetJobRequest(id=job.id)).job.version
+    return call(REGISTRY, "GetVersion", registry_pb2.GetVersionRequest(name=args.name, version=version)).version
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -633,20 +1079,18 @@ def parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser(
         "train",
-        help="train a new version of a model through the services and register it with its lineage and metrics",
+        help="train a new version of a model with a job of the jobs service (the file uploaded as a dataset), and show its report",
         formatter_class=training_options.HelpFormatter,
     )
     train.add_argument("file", type=Path, help="text<TAB>label lines (.txt/.tsv), .csv or .jsonl")
     train.add_argument("--name", required=True)
     train.add_argument("--text-column", default="text")
     train.add_argument("--label-column", default="label")
-    train.add_argument("--test", type=Path, help="evaluate on this file instead of a held-out split")
     train.add_argument("--label-names", type=Path, help="one label name per line; integer labels index into it")
-    train.add_argument("--test-fraction", type=float, default=0.2, help="held out for evaluation without --test (default 0.2)")
-    train.add_argument("--seed", type=int, default=0, help="draws the held-out split and seeds the classifier (default 0)")
-    train.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="a tag of the registered version (repeatable)")
-    training_options.add_arguments(train)
-    train.set_defaults(run=cmd_train)
+    evaluation = train.add_mutually_exclusive_group()
+    evaluation.add_argument("--test", type=Path, help="evaluate on this file (uploaded as a dataset too) instead of a held-out split")
+    add_evaluation_arguments(train, evaluation)
+    train.set_defaults(run=cmd_train, test_dataset="")  # --test uploads one
 
     classify = commands.add_parser("classify", help="classify texts (arguments or stdin lines): label<TAB>score per line")
     classify.add_argument("texts", nargs="*", help="texts to classify; without any, the lines of stdin (streamed, any number)")
@@ -663,6 +1107,7 @@ def parser() -> argparse.ArgumentParser:
     classify.set_defaults(run=cmd_classify)
 
     add_registry_commands(commands)
+    add_training_commands(commands)
 
     token = commands.add_parser("token", help="print a JWT for a role that the local gateway accepts")
     token.add_argument("role", choices=["viewer", "trainer", "admin"])
@@ -681,15 +1126,80 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def command(group: Any, name: str, run: Any, about: str, *, json_output: bool = True, **kwargs: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = group.add_parser(name, help=about, description=about, **kwargs)
+    if json_output:
+        parser.add_argument("--json", action="store_true", help="print the answer as JSON (the API's JSON, as REST answers it)")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def add_evaluation_arguments(parser: argparse.ArgumentParser, evaluation: Any) -> None:
+    """A job's evaluation (the group: one of them), seed, tuning, tags, and every option of the stages' contracts."""
+    evaluation.add_argument("--test-fraction", type=float, metavar="F", help="hold out this stratified fraction (default 0.2)")
+    evaluation.add_argument("--folds", type=int, metavar="K", help="k-fold cross-validation; the version is then fitted on all of it")
+    parser.add_argument("--seed", type=int, default=0, help="draws the held-out split and seeds the classifier (default 0)")
+    parser.add_argument(
+        "--tune", action="store_true", help="first search fenlei's space of configurations by cross-validation, then fit the best"
+    )
+    parser.add_argument("--trials", type=int, metavar="N", help="with --tune: try at most N configurations (default 12)")
+    parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="a tag of the registered version (repeatable)")
+    parser.add_argument("--description", default="", help="what the job is for")
+    training_options.add_arguments(parser)
+
+
+def add_training_commands(commands: Any) -> None:
+    """`fenlei datasets|jobs`: the datasets and jobs services' public API through the gateway."""
+    datasets = commands.add_parser("datasets", help="labelled corpora, validated on upload and stored once by content")
+    actions = datasets.add_subparsers(dest="action", required=True, metavar="ACTION")
+    upload = command(actions, "upload", cmd_datasets_upload, "upload a corpus; nothing is stored unless all of it is valid")
+    upload.add_argument("file", type=Path, help="text<TAB>label lines (.txt/.tsv), .csv or .jsonl")
+    upload.add_argument("--name", default="", help="a name for people (default: the file's name)")
+    upload.add_argument("--format", default="", choices=["tsv", "csv", "jsonl"], help="default: from the file name's suffix")
+    upload.add_argument("--text-column", default="", help="CSV and JSONL: the text's column (default text)")
+    upload.add_argument("--label-column", default="", help="CSV and JSONL: the label's column (default label)")
+    upload.add_argument("--label-names", type=Path, help="one label name per line; integer labels index into it")
+    upload.add_argument("--timeout", type=float, default=600.0, help="seconds for the whole upload (default 600)")
+    command(actions, "list", cmd_datasets_list, "every dataset")
+    shown = command(actions, "show", cmd_datasets_show, "one dataset: size, checksum, label counts, examples")
+    shown.add_argument("id")
+    delete = command(actions, "delete", cmd_datasets_delete, "delete a dataset (refused while a queued or running job uses it)")
+    delete.add_argument("id")
+
+    jobs = commands.add_parser("jobs", help="training and tuning jobs: queue, progress, cancel, reports")
+    actions = jobs.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = command(
+        actions, "create", cmd_jobs_create, "queue a job that trains a version of a model on a dataset",
+        formatter_class=training_options.HelpFormatter,
+    )  # fmt: skip
+    create.add_argument("--model", required=True)
+    create.add_argument("--dataset", required=True, metavar="ID")
+    evaluation = create.add_mutually_exclusive_group()
+    evaluation.add_argument("--test-dataset", default="", metavar="ID", help="evaluate on this dataset instead of a held-out split")
+    add_evaluation_arguments(create, evaluation)
+    create.add_argument("--watch", action="store_true", help="then follow its progress until it has ended (exit 1 unless it succeeded)")
+    listing = command(actions, "list", cmd_jobs_list, "jobs, newest first")
+    listing.add_argument(
+        "--state", action="append", default=[], choices=[state_name(s) for s in jobs_pb2.JobState.values()[1:]],
+        help="only jobs in this state (repeatable)",
+    )  # fmt: skip
+    listing.add_argument("--model", default="", help="only jobs of this model")
+    listing.add_argument("--limit", type=int, default=0, metavar="N", help="at most N jobs")
+    shown = command(actions, "show", cmd_jobs_show, "one job: state or reason, progress, evaluation, configuration")
+    shown.add_argument("id")
+    watch = command(
+        actions, "watch", cmd_jobs_watch, "follow a job's progress until it has ended (exit 1 unless it succeeded); --json: the events"
+    )
+    watch.add_argument("id")
+    cancel = command(actions, "cancel", cmd_jobs_cancel, "stop a queued or running job; it registers nothing")
+    cancel.add_argument("id")
+    cancel.add_argument("--reason", default="")
+    report = command(actions, "report", cmd_jobs_report, "a succeeded job's report: metrics, confusion, features, mistakes, times, trials")
+    report.add_argument("id")
+
+
 def add_registry_commands(commands: Any) -> None:
     """`fenlei models|experiments|feedback|registry`: the registry's public API through the gateway."""
-
-    def command(group: Any, name: str, run: Any, about: str, *, json_output: bool = True) -> argparse.ArgumentParser:
-        parser: argparse.ArgumentParser = group.add_parser(name, help=about, description=about)
-        if json_output:
-            parser.add_argument("--json", action="store_true", help="print the answer as JSON (the API's JSON, as REST answers it)")
-        parser.set_defaults(run=run)
-        return parser
 
     models = commands.add_parser("models", help="versions with their lineage and metrics, tags, aliases and their history")
     actions = models.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -781,6 +1291,12 @@ def main(argv: list[str] | None = None) -> int:
     except grpc.RpcError as error:
         print(f"fenlei {command}: {error.code().name}: {error.details()}", file=sys.stderr)
         return 1
+    except JobFailed as error:
+        print(f"fenlei {command}: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"fenlei {command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

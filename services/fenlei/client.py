@@ -19,8 +19,8 @@ What it does, and what it deliberately does not:
   ``ClassifyBatchResponse``, ``fenlei.v1.common_pb2.Prediction``); there is no second schema.
 * Every RPC of the contract is reachable: ``client.pipeline``, ``client.segmenter``,
   ``client.preprocessor``, ``client.features``, ``client.classifier``,
-  ``client.model_registry``, ``client.experiments`` (or ``client.stub(name)``) are the
-  generated stubs, on the same channel, so they get the
+  ``client.model_registry``, ``client.experiments``, ``client.datasets``, ``client.jobs``
+  (or ``client.stub(name)``) are the generated stubs, on the same channel, so they get the
   same token, deadline, retries and message size limits as the convenience methods.
 * Every call carries a deadline: ``timeout=`` of the call, else the client's ``timeout``.
   For a streaming call the deadline bounds the whole stream, not one message; and it
@@ -31,7 +31,8 @@ What it does, and what it deliberately does not:
   and of each call; a key given to a call replaces the client's value for that key,
   ``authorization`` included.
 * Retries: only for UNAVAILABLE, and only of calls a retry cannot repeat a change of
-  (every call of the stages and the pipeline; of the registry only the reads, RETRIED),
+  (every call of the stages and the pipeline; of the registry, datasets and jobs only the reads
+  and what the contract marks idempotent, RETRIED),
   done by gRPC itself from the channel's service config (a retryPolicy with
   ``maxAttempts = retries + 1`` and exponential backoff with jitter), not by a loop here.
   gRPC caps maxAttempts at 5, so ``retries`` is 0 to 4. Other codes (INVALID_ARGUMENT,
@@ -79,7 +80,9 @@ from fenlei.services import public_services, stub_class
 from fenlei.v1 import (
     classifier_pb2_grpc,
     common_pb2,
+    datasets_pb2_grpc,
     features_pb2_grpc,
+    jobs_pb2_grpc,
     pipeline_pb2,
     pipeline_pb2_grpc,
     preprocessor_pb2_grpc,
@@ -492,6 +495,14 @@ class _Base:
     @property
     def experiments(self) -> registry_pb2_grpc.ExperimentsStub:
         return self.stub("experiments")
+
+    @property
+    def datasets(self) -> datasets_pb2_grpc.DatasetsStub:
+        return self.stub("datasets")
+
+    @property
+    def jobs(self) -> jobs_pb2_grpc.JobsStub:
+        return self.stub("jobs")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.target!r}, timeout={self.timeout}, retries={self.retries})"

@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from fenlei.client import MAX_MESSAGE_BYTES, Client, channel_options, service_config
-from fenlei.v1 import common_pb2, pipeline_pb2, pipeline_pb2_grpc, registry_pb2_grpc, segmenter_pb2_grpc
+from fenlei.v1 import common_pb2, datasets_pb2_grpc, jobs_pb2_grpc, pipeline_pb2, pipeline_pb2_grpc, registry_pb2_grpc, segmenter_pb2_grpc
 
 FAST = {"initial_backoff": 0.01, "max_backoff": 0.05}
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
@@ -280,6 +280,8 @@ def test_service_config():
     assert reads == {
         "ModelRegistry.GetVersion", "ModelRegistry.ListModels", "ModelRegistry.SearchVersions", "ModelRegistry.GetHistory",
         "ModelRegistry.ExportRegistry", "Experiments.GetExperiment", "Experiments.ListExperiments",
+        "Datasets.GetDataset", "Datasets.ListDatasets", "Datasets.ReadDataset",
+        "Jobs.GetJob", "Jobs.ListJobs", "Jobs.WatchJob", "Jobs.GetJobReport", "Jobs.CancelJob",
     }  # fmt: skip
     assert method["retryPolicy"] == {
         "maxAttempts": 4,
@@ -310,6 +312,8 @@ def test_stubs_for_every_service(fake):
         assert client.stub("segmenter") is client.segmenter
         assert isinstance(client.model_registry, registry_pb2_grpc.ModelRegistryStub)
         assert isinstance(client.experiments, registry_pb2_grpc.ExperimentsStub)
+        assert isinstance(client.datasets, datasets_pb2_grpc.DatasetsStub)
+        assert isinstance(client.jobs, jobs_pb2_grpc.JobsStub)
         for name in ("preprocessor", "features", "classifier"):
             assert type(client.stub(name)).__name__ == name.capitalize() + "Stub"
         with pytest.raises(KeyError):

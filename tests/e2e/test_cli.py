@@ -1,4 +1,5 @@
-"""The `fenlei` command against the session mesh: status, train's report, options and model, classify."""
+"""The `fenlei` command against the session mesh: status, train (a client of the jobs service): its report,
+options and model, classify."""
 
 from __future__ import annotations
 
@@ -62,6 +63,17 @@ def test_train_printed_an_evaluation_and_published_a_data_only_model(mesh) -> No
             json.loads(path.read_text(encoding="utf-8"))
     on_disk = {str(p.relative_to(version)) for p in version.rglob("*") if p.is_file()}
     assert on_disk == set(files) | {"manifest.json"}
+
+
+def test_train_ran_a_job_of_the_jobs_service_on_uploaded_datasets(mesh, tools, corpus) -> None:
+    listed = tools.cli(mesh.home, "jobs", "list", "--model", tools.MODEL, "--json", timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    first = json.loads(listed.stdout)["jobs"][-1]  # newest first
+    assert (first["state"], first["version"]) == ("JOB_STATE_SUCCEEDED", "v1"), first
+    datasets = {d["id"]: d for d in json.loads(tools.cli(mesh.home, "datasets", "list", "--json", timeout=120).stdout)["datasets"]}
+    assert datasets[first["dataset"]]["fileName"] == str(corpus.train.resolve())
+    assert datasets[first["evaluation"]["testDataset"]]["fileName"] == str(corpus.test.resolve())
+    assert sorted(datasets[first["dataset"]]["labelCounts"]) == sorted(mesh.labels)  # --label-names went with the upload
 
 
 def _classify(mesh, text: str) -> pipeline_pb2.ClassifyResponse:
@@ -244,6 +256,8 @@ def test_train_refuses_bad_options_by_flag_before_any_work(tools, tmp_path) -> N
     assert "--max-features=100 needs a selection method" in result.stderr, result.stderr
     result = tools.cli(tmp_path, "train", tmp_path / "none.txt", "--name", "x", "--char-ngrams", "two", timeout=120)
     assert result.returncode == 2 and "argument --char-ngrams" in result.stderr, result.stderr
+    result = tools.cli(tmp_path, "train", tmp_path / "none.txt", "--name", "x", "--folds", "1", timeout=120)
+    assert result.returncode == 2 and "--folds needs at least 2 folds" in result.stderr, result.stderr
 
 
 def test_demo_on_a_running_mesh_that_requires_tokens(tools, tmp_path, monkeypatch) -> None:
