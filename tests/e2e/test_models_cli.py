@@ -104,7 +104,10 @@ def test_train_registers_each_version_with_its_lineage_and_metrics(mesh, corpus,
     config = lineage["config"]
     assert set(config) == {"segmenter", "preprocessor", "features", "classifier", "training"}
     assert config["segmenter"]["mode"] == "accurate" and config["preprocessor"]["char_ngrams"] == [1, 2]
-    assert config["training"] == {"test_fraction": 0.2, "seed": 0, "evaluated_on": "test corpus", "test_source": str(corpus.test.resolve())}
+    test_dataset = f"ds-{lineage['testDatasetSha256'][:16]}"
+    assert config["training"] == {
+        "test_fraction": 0.2, "seed": 0, "evaluated_on": "test corpus", "test_source": f"dataset {test_dataset} ({corpus.test.resolve()})"
+    }  # fmt: skip
     assert version["createdBy"] == getpass.getuser() and version["labels"] == sorted(names)
 
     metrics = version["metrics"]
