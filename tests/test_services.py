@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 import yaml
 
 from fenlei import client, kubernetes, services
@@ -99,3 +100,20 @@ def test_the_istio_policy_covers_every_server() -> None:
         assert workload.name in policy.destination_rules, workload.name
         assert workload.name in policy.virtual_services, workload.name
         assert workload.name in policy.authorization, workload.name
+
+
+def test_the_local_mesh_runs_a_single_writer_once(tmp_path) -> None:
+    """A second instance of the registry, datasets or jobs would be a second writer of its
+    database (and for the jobs a second queue, starting a queued job twice): refused before
+    anything starts."""
+    from fenlei.local.mesh import LocalMesh, MeshError
+
+    writers = [w.name for w in services.SERVERS if w.single_writer]
+    assert {"registry", "datasets", "jobs"} <= set(writers)
+    for writer in writers:
+        for versions in (["v1", "v1"], ["v1", "v2"]):
+            with pytest.raises(MeshError, match=f"{writer} is the only writer of its database, so it runs one instance, not 2"):
+                # without sidecars: were the check gone, the refusal of replicas without sidecars would
+                # come instead (failing the match), never a mesh started by a test that does not stop it
+                LocalMesh(tmp_path).up(versions={writer: versions}, sidecars=False)
+    assert not (tmp_path / "run").exists()

@@ -46,12 +46,32 @@ HAND_WRITTEN = ("namespace.yaml", "models.yaml")
 Document = tuple[str, dict[str, Any]]
 SINGLE_WRITER = (
     "One replica, replaced with strategy Recreate: the old pod stops before the new one starts.\n"
-    "The {name} is the only writer of its SQLite database on the shared volume (fenlei-models). A second pod,\n"
-    "as a rolling update or an autoscaler would start, would be a second writer, maybe on another node: SQLite's\n"
+    "The {name} service is the only writer of its SQLite database on the shared volume (fenlei-models). A second\n"
+    "pod, as a rolling update or an autoscaler would start, would be a second writer, maybe on another node: SQLite's\n"
     "WAL shares its index through the memory of one host, and file locks do not hold across the network\n"
-    "filesystems a ReadWriteMany volume is made of, so two writers could corrupt the database. While it\n"
-    "restarts, classification goes on: the stages and the pipeline read the views it wrote (models/<name>/...)."
+    "filesystems a ReadWriteMany volume is made of, so two writers could corrupt the database.\n"
 )
+# What goes on while a single writer restarts, and what else its one replica means.
+WHILE_IT_RESTARTS = {
+    "registry": "While it restarts, classification goes on: the stages and the pipeline read the views it wrote (models/<name>/...).",
+    "datasets": (
+        "While it restarts, its calls fail UNAVAILABLE (classification does not need it); an upload cut off by\n"
+        "a restart leaves only a temporary file under datasets/.uploads, removed when it starts, and can be sent again."
+    ),
+    "jobs": (
+        "It is also the one queue: a second replica would start the same queued job twice. Its jobs scale as a\n"
+        "worker pool inside this pod: each running job is a child process (python -m fenlei.jobs.worker, the same\n"
+        "image), at most max_concurrent_jobs (FENLEI_JOBS_MAX_CONCURRENT_JOBS, 1) at once, and the container's\n"
+        "limits must hold them all (a worker holds its corpus unless it streams it to SGD; the fitting happens in\n"
+        "the stages, which autoscale). To run more jobs than one pod holds, on a cluster the service would create\n"
+        "one Kubernetes Job per training job (this image, command python -m fenlei.jobs.worker, ServiceAccount\n"
+        "jobs, so the same AuthorizationPolicies apply; backoffLimit 0, activeDeadlineSeconds; a Role that lets\n"
+        "it create and delete batch Jobs), take progress over gRPC instead of the pipe and stay the only writer\n"
+        "of the jobs database: a Job whose pod fails or falls silent for lease_seconds ends its job as failed\n"
+        "with the reason, as a dead worker does here. While it restarts, running jobs end as failed with the\n"
+        "reason (their workers die with it); queued jobs wait, then run."
+    ),
+}
 SINGLE_WRITER_BUDGET = (
     "maxUnavailable 1, not 0: with a single replica, 0 would forbid every voluntary eviction and block\n"
     "node drains for good; an eviction only restarts the {name} elsewhere (Recreate), and serving goes on."
@@ -151,6 +171,12 @@ def _deployment(workload: services.Workload, version: str = "v1") -> dict[str, A
     }
 
 
+def _single_writer_note(workload: services.Workload) -> str:
+    if workload.name not in WHILE_IT_RESTARTS:
+        raise ValueError(f"{workload.name} is a single writer: say in WHILE_IT_RESTARTS what goes on while it restarts")
+    return SINGLE_WRITER.format(name=workload.name) + WHILE_IT_RESTARTS[workload.name]
+
+
 def manifests(workload: services.Workload) -> list[Document]:
     objects: list[Document] = [
         ("", {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _metadata(workload), "automountServiceAccountToken": False})
@@ -167,7 +193,7 @@ def manifests(workload: services.Workload) -> list[Document]:
             "ports": [{"name": "grpc", "port": PORT, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "grpc"}],
         },
     }))  # fmt: skip
-    objects.append((SINGLE_WRITER.format(name=workload.name) if single else "", _deployment(workload)))
+    objects.append((_single_writer_note(workload) if single else "", _deployment(workload)))
     low, high = _replicas(workload)
     if high > low:
         objects.append(("", {

@@ -1,7 +1,8 @@
 """The gateway's route tables, with and without the mesh policy: every route has filter
 settings of its own (a dict shared between routes and changed for one changed them all:
 "buffer off" for the streams reached every unary route of the mesh's gateway); the
-registry's methods need the roles issue 9 names; the caller's subject is the token's."""
+registry's methods need the roles issue 9 names, the datasets' and jobs' those of issue
+10; the caller's subject is the token's."""
 
 from __future__ import annotations
 
@@ -95,6 +96,24 @@ REGISTRY_ROLES = {
 }
 
 
+# Issue 10, point 6: viewer reads (datasets and jobs, their progress and reports); trainer
+# uploads, reads a dataset's records (what a worker streams) and runs and cancels jobs;
+# admin deletes.
+TRAINING_ROLES = {
+    "/fenlei.v1.Datasets/GetDataset": "viewer",
+    "/fenlei.v1.Datasets/ListDatasets": "viewer",
+    "/fenlei.v1.Jobs/GetJob": "viewer",
+    "/fenlei.v1.Jobs/ListJobs": "viewer",
+    "/fenlei.v1.Jobs/WatchJob": "viewer",
+    "/fenlei.v1.Jobs/GetJobReport": "viewer",
+    "/fenlei.v1.Datasets/UploadDataset": "trainer",
+    "/fenlei.v1.Datasets/ReadDataset": "trainer",
+    "/fenlei.v1.Jobs/CreateJob": "trainer",
+    "/fenlei.v1.Jobs/CancelJob": "trainer",
+    "/fenlei.v1.Datasets/DeleteDataset": "admin",
+}
+
+
 def _path_matches(rule: dict[str, Any], path: str) -> bool:
     """The permissions the gateway's RBAC uses: any, or_rules, not_rule, url_path exact/prefix."""
     if rule.get("any"):
@@ -124,21 +143,26 @@ def allowed(rbac: dict[str, Any], role: str | None, path: str) -> bool:
 
 
 @pytest.mark.parametrize("anonymous", [False, True])
-def test_the_gateway_gives_each_registry_method_the_role_issue_9_names(anonymous) -> None:
+@pytest.mark.parametrize(
+    ("workloads", "least_roles"), [(("registry",), REGISTRY_ROLES), (("datasets", "jobs"), TRAINING_ROLES)], ids=["issue-9", "issue-10"]
+)
+def test_the_gateway_gives_each_method_the_role_its_issue_names(anonymous, workloads, least_roles) -> None:
     [rbac] = [f["typed_config"] for f in http_filters(GatewaySettings(anonymous=anonymous)) if f["name"] == "envoy.filters.http.rbac"]
-    registry = {m.path for m in public_methods() if m.service == "registry"}
-    assert registry == set(REGISTRY_ROLES)
-    for path, least in REGISTRY_ROLES.items():
+    assert {m.path for m in public_methods() if m.service in workloads} == set(least_roles)
+    for path, least in least_roles.items():
         for role in ROLES:
             assert allowed(rbac, role, path) == (ROLES.index(role) >= ROLES.index(least)), (role, path)
         # Without a token: what a viewer may when the gateway lets anonymous callers in, else nothing.
         assert allowed(rbac, None, path) == (anonymous and least == "viewer"), path
 
 
-def test_the_mesh_internal_experiment_routing_is_not_behind_the_gateway(table) -> None:
+def test_the_mesh_internal_services_are_not_behind_the_gateway(table) -> None:
+    """ExperimentRouting (served predictions) and DatasetPins (what keeps a dataset from
+    being deleted) are for their callers in the mesh only."""
     routed = {route["match"].get("path") for route in routes(table)}
-    internal = {f"/fenlei.v1.ExperimentRouting/{m.name}" for m in services.BY_NAME["registry"].internal[0].methods}
-    assert internal and not internal & routed
+    internal = {f"/{s.full_name}/{m.name}" for w in services.SERVERS for s in w.internal for m in s.methods}
+    assert {"/fenlei.v1.ExperimentRouting/AssignArm", "/fenlei.v1.DatasetPins/SetPins"} <= internal
+    assert not internal & routed
 
 
 def test_a_claimed_subject_is_removed_before_the_token_sets_the_real_one() -> None:

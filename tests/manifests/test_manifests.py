@@ -12,10 +12,12 @@ what fenlei needs.
   DestinationRule subsets, Deployments, ServiceAccounts, methods of the contract;
 - workloads run non-root on a read-only root filesystem, drop every capability, have
   gRPC probes and resources;
-- a single writer (the registry) runs one replica, replaced with Recreate, with a
-  disruption budget that still lets nodes drain and no autoscaler; calls that change its
-  state are retried only where they never reached it; its mesh-internal service is open
-  to the callers that need it alone;
+- a single writer (the registry, the datasets, the jobs) runs one replica, replaced with
+  Recreate, with a disruption budget that still lets nodes drain and no autoscaler; calls
+  that change its state are retried only where they never reached it; a mesh-internal
+  service is open to the callers that need it alone;
+- every caller reaches what it calls (FENLEI_<CALLER>_<CALLEE>_ADDRESS names a Service)
+  and may call it (the AuthorizationPolicies allow what fenlei needs);
 - the local mesh's translator (fenlei.sidecar.policy) accepts every Istio file;
 - and each check catches a deliberate mistake, so none of them is vacuous.
 
@@ -84,9 +86,10 @@ HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"]
 REFLECTION = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
 MODULES = {w.name: w.module for w in services.SERVERS}
 CALLS = {w.name: w.calls for w in services.WORKLOADS}
-# Stages whose Fit writes model artifacts, and the registry: the model volume is writable there only.
+# Stages whose Fit writes model artifacts and the services that keep state (the registry,
+# datasets, jobs): the home volume is writable there only.
 WRITERS = {w.name for w in services.WORKLOADS if w.writes_models}
-# The only writers of their state (the registry's SQLite database): one replica, never two at once.
+# The only writers of their state (each its SQLite database): one replica, never two at once.
 SINGLE_WRITERS = {w.name for w in services.SERVERS if w.single_writer}
 
 
@@ -112,15 +115,18 @@ LONG_LIVED = {app: paths & paths_of(*SERVED.get(app, ()), HEALTH, REFLECTION, st
 INTERNAL = paths_of(*(s for w in services.SERVERS for s in w.internal))
 # What the gateway routes: the public contract and reflection (never a mesh-internal service).
 GATEWAY_PATHS = paths_of(*PUBLIC) | {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"}
-# The registry's calls that change its state. A try that reached the registry may have
-# done its work although its answer was lost (a version registered, an alias moved
-# twice by a repeated rollback), so the mesh retries them only where the call never got
-# there: the connection failed, or the stream was refused before it was read.
-# What a retry could repeat: every method of the registry the contract does not mark
-# idempotent (option idempotency_level), read from the contract itself.
+# The calls that change the state of a single writer (the registry, the datasets, the
+# jobs). A try that reached it may have done its work although its answer was lost (a
+# version registered, an alias moved twice by a repeated rollback, a second job
+# created), so the mesh retries them only where the call never got there: the
+# connection failed, or the stream was refused before it was read. What a retry could
+# repeat: every method of theirs the contract does not mark idempotent (option
+# idempotency_level), read from the contract itself.
 CHANGES_STATE = {
     f"/{service.full_name}/{method.name}"
-    for service in (*services.BY_NAME["registry"].contract, *services.BY_NAME["registry"].internal)
+    for writer in services.SERVERS
+    if writer.single_writer
+    for service in (*writer.contract, *writer.internal)
     for method in service.methods
     if method.GetOptions().idempotency_level == descriptor_pb2.MethodOptions.IdempotencyLevel.IDEMPOTENCY_UNKNOWN
 }
@@ -137,6 +143,13 @@ REQUIRED_CALLS = {
         "/fenlei.v1.Segmenter/SegmentStream", "/fenlei.v1.Preprocessor/PreprocessStream",
         "/fenlei.v1.Features/TransformStream", "/fenlei.v1.Classifier/PredictStream",
         "/fenlei.v1.Features/Fit", "/fenlei.v1.Classifier/Fit", "/fenlei.v1.ModelRegistry/RegisterVersion",
+    },
+    "jobs": {
+        "/fenlei.v1.Segmenter/SegmentStream", "/fenlei.v1.Preprocessor/PreprocessStream",
+        "/fenlei.v1.Features/TransformStream", "/fenlei.v1.Features/DescribeFeatures", "/fenlei.v1.Classifier/PredictStream",
+        "/fenlei.v1.Features/Fit", "/fenlei.v1.Classifier/Fit", "/fenlei.v1.ModelRegistry/RegisterVersion",
+        "/fenlei.v1.ModelRegistry/GetVersion", "/fenlei.v1.Datasets/ReadDataset", "/fenlei.v1.Datasets/GetDataset",
+        "/fenlei.v1.DatasetPins/SetPins",
     },
     "gateway": GATEWAY_PATHS,
 }  # fmt: skip
@@ -539,7 +552,7 @@ def workload_problems(objects: list[Obj]) -> list[str]:
     problems += [f"HorizontalPodAutoscaler: none for {s}" for s in STAGES if s not in scaled]
     problems += [f"HorizontalPodAutoscaler: target {t} is not a Deployment" for t in scaled if t not in deployments]
     problems += [f"Deployment: none for {s}" for s in (*SERVICES, "gateway") if s not in deployments]
-    problems += [f"ServiceAccount: none for {s}" for s in (*SERVICES, "gateway", "trainer") if s not in accounts]
+    problems += [f"ServiceAccount: none for {s}" for s in (*CALLS, "gateway") if s not in accounts]
     return problems
 
 
@@ -552,12 +565,11 @@ def _service_container_problems(where: str, app: str, container: Obj, volumes: d
     for key, value in (("FENLEI_HOST", "0.0.0.0"), ("FENLEI_PORT", str(PORT)), ("FENLEI_HOME", "/var/lib/fenlei")):
         if env.get(key) != value:
             problems.append(f"{where}: {key} is {env.get(key)!r}, not {value!r}")
-    if app == "pipeline":
-        for callee in CALLS["pipeline"]:
-            address = env.get(f"FENLEI_PIPELINE_{callee.upper()}_ADDRESS", "")
-            host, _, port = address.partition(":")
-            if host not in services or port != str(PORT):
-                problems.append(f"{where}: FENLEI_PIPELINE_{callee.upper()}_ADDRESS={address!r} is not a Service at port {PORT}")
+    for callee in CALLS.get(app, ()):
+        variable = f"FENLEI_{app.upper()}_{callee.upper()}_ADDRESS"
+        host, _, port = env.get(variable, "").partition(":")
+        if host not in services or port != str(PORT):
+            problems.append(f"{where}: {variable}={env.get(variable, '')!r} is not a Service at port {PORT}")
     if not any(p.get("containerPort") == PORT for p in container.get("ports", [])):
         problems.append(f"{where}: no containerPort {PORT}")
     for probe in ("readinessProbe", "livenessProbe"):
@@ -824,6 +836,9 @@ MUTATIONS: dict[str, Callable[[list[Obj]], None]] = {
     "an internal method opened": lambda o: _find(o, "AuthorizationPolicy", "registry")["spec"]["rules"][0]["to"][0]["operation"][
         "paths"
     ].append("/fenlei.v1.ExperimentRouting/*"),
+    "pins opened to the gateway": lambda o: _find(o, "AuthorizationPolicy", "datasets")["spec"]["rules"][0]["to"][0]["operation"][
+        "paths"
+    ].append("/fenlei.v1.DatasetPins/SetPins"),
     "ingress transcoder behind the contract": lambda o: _find(o, "EnvoyFilter", "ingress-grpc-json-transcoder")["spec"]["configPatches"][0][
         "patch"
     ]["value"]["typed_config"]["services"].remove("fenlei.v1.Experiments"),
@@ -880,7 +895,17 @@ MUTATIONS: dict[str, Callable[[list[Obj]], None]] = {
         or _container(o, "pipeline")["env"].remove(next(e for e in _container(o, "pipeline")["env"] if e.get("value") == "features:50051"))
     ),
     "service port renamed": lambda o: _find(o, "Service", "classifier")["spec"]["ports"][0].update(name="http"),
-    "missing ServiceAccount": lambda o: o.remove(_find(o, "ServiceAccount", "trainer")),
+    "missing ServiceAccount": lambda o: o.remove(_find(o, "ServiceAccount", "jobs")),
+    "jobs without the datasets": lambda o: _container(o, "jobs")["env"].remove(
+        next(e for e in _container(o, "jobs")["env"] if e["name"] == "FENLEI_JOBS_DATASETS_ADDRESS")
+    ),
+    "a job created twice by a retry": lambda o: _find(o, "VirtualService", "jobs")["spec"]["http"][-1]["retries"].update(
+        retryOn="connect-failure,refused-stream,unavailable"
+    ),
+    "a timeout on an upload": lambda o: _find(o, "VirtualService", "datasets")["spec"]["http"][0].update(timeout="30s"),
+    "a watch cut off": lambda o: _find(o, "VirtualService", "jobs")["spec"]["http"][0]["match"].pop(0),
+    "jobs may not read datasets": lambda o: _find(o, "AuthorizationPolicy", "datasets")["spec"]["rules"].pop(),
+    "two jobs services": lambda o: _find(o, "Deployment", "jobs")["spec"].update(replicas=2),
 }
 
 
@@ -895,6 +920,7 @@ CAUGHT_AS = {
     "stream caught by a unary route": "(unary): /fenlei.v1.Features/TransformStream is long-lived",
     "no gRPC retries": "VirtualService/preprocessor http[1] (unary): no retries on a gRPC condition",
     "an internal method opened": "gateway may call /fenlei.v1.ExperimentRouting/AssignArm, which is mesh-internal",
+    "pins opened to the gateway": "gateway may call /fenlei.v1.DatasetPins/SetPins, which is mesh-internal",
     "ingress transcoder behind the contract": "EnvoyFilter/ingress-grpc-json-transcoder: transcodes",
     "a state change retried blindly": "/fenlei.v1.ModelRegistry/TagVersion change state but the route retries on unavailable",
     "unknown principal": "principal 'cluster.local/ns/fenlei/sa/pipline' is not a ServiceAccount",
@@ -919,7 +945,13 @@ CAUGHT_AS = {
     "wrong Kubernetes value type": "containerPort: '50051' is not of type 'integer'",
     "pipeline pointed at nothing": "FENLEI_PIPELINE_FEATURES_ADDRESS='feature:50051' is not a Service",
     "service port renamed": "Service/classifier: ports are not exactly grpc 50051",
-    "missing ServiceAccount": "ServiceAccount: none for trainer",
+    "missing ServiceAccount": "ServiceAccount: none for jobs",
+    "jobs without the datasets": "FENLEI_JOBS_DATASETS_ADDRESS='' is not a Service",
+    "a job created twice by a retry": "/fenlei.v1.Jobs/CreateJob change state but the route retries on unavailable",
+    "a timeout on an upload": "/fenlei.v1.Datasets/UploadDataset is long-lived but the route has timeout 30s",
+    "a watch cut off": "/fenlei.v1.Jobs/WatchJob is long-lived but the route has timeout 30s",
+    "jobs may not read datasets": "jobs may not call /fenlei.v1.Datasets/ReadDataset, which fenlei needs",
+    "two jobs services": "Deployment/jobs: a single writer runs exactly one replica, not 2",
 }
 
 

@@ -95,6 +95,12 @@ OK, DENIED = grpc.StatusCode.OK, grpc.StatusCode.PERMISSION_DENIED
         ("trainer", REGISTRY + "RegisterVersion", OK),
         ("trainer", REGISTRY + "SetAlias", DENIED),
         ("trainer", ROUTING + "AssignArm", DENIED),
+        ("jobs", REGISTRY + "RegisterVersion", OK),  # a job registers what it trained
+        ("jobs", REGISTRY + "GetVersion", OK),
+        ("jobs", REGISTRY + "SetAlias", DENIED),
+        ("jobs", REGISTRY + "DeleteVersion", DENIED),
+        ("jobs", ROUTING + "AssignArm", DENIED),
+        ("datasets", REGISTRY + "RegisterVersion", DENIED),
         ("classifier", REGISTRY + "RegisterVersion", DENIED),
     ],
 )
@@ -109,7 +115,7 @@ def test_the_app_learns_the_callers_spiffe_id_never_a_claimed_one(registry) -> N
     [certificate] = seen.client_certificates
     assert f"URI={spiffe_id('pipeline')}" in certificate and spiffe_id("gateway") not in certificate
     assert seen.caller == spiffe_id("pipeline")
-    # A subject passes on from a mesh workload (a training job names the person who trains),
+    # A subject passes on from a mesh workload (a training job names the person who created it),
     # recorded with the workload that vouches for it.
-    assert call(registry, "trainer", REGISTRY + "RegisterVersion", [(SUBJECT_HEADER, "alice")]) == OK
-    assert registry.recorder.last().caller == f"alice via {spiffe_id('trainer')}"
+    assert call(registry, "jobs", REGISTRY + "RegisterVersion", [(SUBJECT_HEADER, "alice")]) == OK
+    assert registry.recorder.last().caller == f"alice via {spiffe_id('jobs')}"

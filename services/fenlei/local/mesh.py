@@ -127,10 +127,13 @@ class LocalMesh:
         carries out what differs (instances per service). versions (with sidecars):
         service → a version label per instance, e.g. {"classifier": ["v1", "v1"]}."""
         versions = versions or {}
-        for service in versions:
+        for service, labels in versions.items():
             if not services.workload(service).serves:
                 names = ", ".join(w.name for w in services.SERVERS)
                 raise MeshError(f"{service} is an identity without a server, so it has no instances; fenlei's services are {names}")
+            if services.workload(service).single_writer and len(labels) > 1:
+                # A second instance would be a second writer of its state (and for the jobs, a second queue).
+                raise MeshError(f"{service} is the only writer of its database, so it runs one instance, not {len(labels)}")
         if versions and not sidecars:
             raise MeshError("replicas and canaries need the sidecars (leave out --no-sidecars)")
         if self.running():
