@@ -1026,8 +1026,9 @@ def train_through_jobs(args: argparse.Namespace, *, progress: TextIO) -> registr
     if args.test:
         request.evaluation.test_dataset = upload_dataset(args.test, **columns).dataset.id
     job = call(JOBS, "CreateJob", request).job
-    print(f"job {job.id}: training {args.name} on dataset {dataset.id} ({dataset.documents:,} documents)", file=progress, flush=True)
     try:
+        # In the try: an interrupt as soon as the job is named cancels it too.
+        print(f"job {job.id}: training {args.name} on dataset {dataset.id} ({dataset.documents:,} documents)", file=progress, flush=True)
         ended = watch_job(job.id, ProgressView(progress))
     except KeyboardInterrupt:
         call(JOBS, "CancelJob", jobs_pb2.CancelJobRequest(id=job.id, reason="fenlei train was interrupted"))

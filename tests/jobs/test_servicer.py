@@ -120,6 +120,7 @@ def test_cancel_ends_a_running_job_and_answers_once_it_has_ended(jobs: jobs_pb2_
         ({"dataset": "ds-ffffffffffffffff"}, grpc.StatusCode.NOT_FOUND, "no dataset ds-ffffffffffffffff"),
         ({"evaluation": jobs_pb2.Evaluation(test_dataset="ds-eeeeeeeeeeeeeeee")}, grpc.StatusCode.NOT_FOUND, "ds-eeeeeeeeeeeeeeee"),
         ({"model": "No Such Name"}, grpc.StatusCode.INVALID_ARGUMENT, "model name"),
+        ({"model": ""}, grpc.StatusCode.INVALID_ARGUMENT, "model name '' is not valid"),  # a REST body without it
         ({"dataset": ""}, grpc.StatusCode.INVALID_ARGUMENT, "name the dataset"),
         ({"evaluation": jobs_pb2.Evaluation(test_fraction=1.5)}, grpc.StatusCode.INVALID_ARGUMENT, "test_fraction"),
     ],

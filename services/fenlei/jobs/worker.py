@@ -31,7 +31,7 @@ from fenlei import services
 from fenlei.errors import FenleiError, InvalidInput
 from fenlei.jobs.core import JobsSettings, die_with_parent
 from fenlei.preprocessor.servicer import with_options as preprocess_with
-from fenlei.runtime.models import ModelStore
+from fenlei.runtime.models import ModelStore, check_name
 from fenlei.runtime.rpc import SUBJECT_HEADER
 from fenlei.runtime.server import channel_options
 from fenlei.runtime.settings import load_settings
@@ -61,7 +61,7 @@ def spec_of(job: dict[str, Any]) -> TrainingSpec:
     classifier = json_format.MessageToDict(config.classifier, preserving_proto_field_name=True)
     classifier.setdefault("seed", evaluation.seed)
     return TrainingSpec(
-        name=job["model"],
+        name=check_name(job.get("model", "")),
         segment=segment_with(DEFAULT_SEGMENT, config.segmenter) if config.HasField("segmenter") else DEFAULT_SEGMENT,
         preprocess=preprocess_with(DEFAULT_PREPROCESS, config.preprocessor) if config.HasField("preprocessor") else DEFAULT_PREPROCESS,
         features=json_format.MessageToDict(config.features, preserving_proto_field_name=True),

@@ -10,8 +10,8 @@ from pathlib import Path
 
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")
 PUBLIC = [
-    "fenlei.v1.Classifier", "fenlei.v1.Experiments", "fenlei.v1.Features", "fenlei.v1.ModelRegistry", "fenlei.v1.Pipeline",
-    "fenlei.v1.Preprocessor", "fenlei.v1.Segmenter",
+    "fenlei.v1.Classifier", "fenlei.v1.Datasets", "fenlei.v1.Experiments", "fenlei.v1.Features", "fenlei.v1.Jobs",
+    "fenlei.v1.ModelRegistry", "fenlei.v1.Pipeline", "fenlei.v1.Preprocessor", "fenlei.v1.Segmenter",
 ]  # fmt: skip
 
 
@@ -27,7 +27,7 @@ def grpcurl(gateway, *args: str, token: str | None = "viewer", data: object | No
 def test_list_shows_the_public_services_only(gateway) -> None:
     listed = grpcurl(gateway, "list")
     assert listed.returncode == 0, listed.stderr
-    # Not fenlei.v1.ExperimentRouting: only the pipeline calls it, inside the mesh.
+    # Not fenlei.v1.ExperimentRouting nor DatasetPins: mesh-internal.
     assert sorted(name for name in listed.stdout.split() if name.startswith("fenlei.")) == PUBLIC
     methods = grpcurl(gateway, "list", "fenlei.v1.Pipeline")
     assert methods.returncode == 0 and methods.stdout.split() == [
