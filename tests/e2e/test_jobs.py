@@ -116,6 +116,23 @@ def test_a_job_registers_a_version_with_its_report_and_a_watcher_that_reconnects
     assert not drafts(mesh, "jobs-e2e") and not workers(mesh.home)
 
 
+def test_an_sgd_job_streams_its_dataset_pass_by_pass_and_holds_none_of_it(mesh: Any, dataset: datasets_pb2.Dataset) -> None:
+    config = training_pb2.PipelineConfig(classifier=classifier_pb2.ClassifierOptions(algorithm=classifier_pb2.ALGORITHM_SGD, epochs=3))
+    job = create(mesh, "jobs-streamed", dataset.id, config=config)
+    seen = list(events(mesh, job.id))
+    assert seen[-1].state == jobs_pb2.JOB_STATE_SUCCEEDED, seen[-1]
+    totals = {event.progress.phase: event.progress.documents_total for event in seen}
+    # No phase reads the dataset into memory or segments it once for all: every pass streams it.
+    assert "reading" not in totals and "segmenting" not in totals
+    assert totals["fitting features"] == dataset.documents and totals["fitting classifier"] == 3 * dataset.documents
+    report = mesh.stub("jobs").GetJobReport(jobs_pb2.GetJobReportRequest(id=job.id), timeout=60).report
+    assert report.accuracy > 0.7 and report.statistics.documents == dataset.documents
+    assert 0 < report.statistics.test_documents < dataset.documents  # a held-out part, decided as it streams
+    version = mesh.stub("jobs").GetJob(jobs_pb2.GetJobRequest(id=job.id), timeout=60).job.version
+    registered = mesh.stub("registry").GetVersion(registry_pb2.GetVersionRequest(name="jobs-streamed", version=version), timeout=60).version
+    assert registered.lineage.dataset_sha256 == dataset.sha256 and registered.lineage.job == job.id
+
+
 def test_two_jobs_on_one_dataset_give_two_versions(mesh: Any, dataset: datasets_pb2.Dataset) -> None:
     first = create(mesh, "jobs-twice", dataset.id)
     second = create(mesh, "jobs-twice", dataset.id, evaluation=jobs_pb2.Evaluation(test_fraction=0.25, seed=3))

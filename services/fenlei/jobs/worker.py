@@ -21,7 +21,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TextIO
 
 import grpc
@@ -37,7 +37,17 @@ from fenlei.runtime.server import channel_options
 from fenlei.runtime.settings import load_settings
 from fenlei.runtime.stages import StageStreams
 from fenlei.segmenter.servicer import with_options as segment_with
-from fenlei.training.core import DEFAULT_PREPROCESS, DEFAULT_SEGMENT, Corpus, Progress, TrainingSpec, train
+from fenlei.training.core import (
+    CHUNK,
+    DEFAULT_PREPROCESS,
+    DEFAULT_SEGMENT,
+    Corpus,
+    CorpusStream,
+    Progress,
+    TrainingSpec,
+    learns_batch_by_batch,
+    train,
+)
 from fenlei.training.register import GrpcRegistry
 from fenlei.training.stages import GrpcStages
 from fenlei.training.tuning import SearchSpace
@@ -46,7 +56,7 @@ from fenlei.v1 import datasets_pb2, datasets_pb2_grpc, jobs_pb2, training_pb2
 SERVICE = "jobs"
 # Progress lines at most this often, but on every change of phase.
 REPORT_EVERY_SECONDS = 0.5
-READ_BATCH = 1000
+READ_BATCH = CHUNK  # a chunk of the training a message
 DEFAULT_TEST_FRACTION = 0.2
 
 
@@ -117,18 +127,35 @@ class ProgressLines:
             self.write()
 
 
-async def read_dataset(stub: datasets_pb2_grpc.DatasetsStub, dataset: str, progress: ProgressLines, phase: str) -> Corpus:
-    """A dataset's records, streamed from the datasets service."""
+def dataset_stream(stub: datasets_pb2_grpc.DatasetsStub, dataset: datasets_pb2.Dataset) -> CorpusStream:
+    """A stored dataset as a stream the training reads batch by batch, again on every pass."""
+
+    async def read() -> AsyncIterator[Corpus]:
+        async for answer in stub.ReadDataset(datasets_pb2.ReadDatasetRequest(id=dataset.id, batch_documents=READ_BATCH)):
+            yield Corpus([record.text for record in answer.records], [record.label for record in answer.records], source)
+
+    source = f"dataset {dataset.id} ({dataset.file_name or dataset.name})"
+    return CorpusStream(read, dataset.documents, dataset.sha256, source)
+
+
+async def read_dataset(
+    stub: datasets_pb2_grpc.DatasetsStub, dataset: str, progress: ProgressLines, phase: str, *, streamed: bool
+) -> Corpus | CorpusStream:
+    """A dataset from the datasets service: streamed when the training learns batch by batch
+    (the SGD classifier, evaluated without k-fold or tuning), so no process holds it; else
+    read into memory."""
     found = (await stub.GetDataset(datasets_pb2.GetDatasetRequest(id=dataset))).dataset
+    stream = dataset_stream(stub, found)
+    if streamed:
+        return stream
     advance = progress.phase(phase, found.documents)
     texts: list[str] = []
     labels: list[str] = []
-    async for answer in stub.ReadDataset(datasets_pb2.ReadDatasetRequest(id=dataset, batch_documents=READ_BATCH)):
-        for record in answer.records:
-            texts.append(record.text)
-            labels.append(record.label)
+    async for batch in stream.read():
+        texts += batch.texts
+        labels += batch.labels
         advance(len(texts))
-    return Corpus(texts, labels, f"dataset {found.id} ({found.file_name or found.name})")
+    return Corpus(texts, labels, stream.source)
 
 
 async def run(job: dict[str, Any], settings: JobsSettings, progress: ProgressLines) -> dict[str, Any]:
@@ -145,9 +172,10 @@ async def run(job: dict[str, Any], settings: JobsSettings, progress: ProgressLin
     ticker = asyncio.create_task(progress.keep_writing(settings.lease_seconds / 4))
     try:
         datasets = datasets_pb2_grpc.DatasetsStub(datasets_channel)
-        corpus = await read_dataset(datasets, job["dataset"], progress, "reading")
+        streamed = learns_batch_by_batch(spec.classifier) and not spec.folds and spec.tuning is None
+        corpus = await read_dataset(datasets, job["dataset"], progress, "reading", streamed=streamed)
         test_dataset = job.get("evaluation", {}).get("test_dataset", "")
-        test = await read_dataset(datasets, test_dataset, progress, "reading the test dataset") if test_dataset else None
+        test = await read_dataset(datasets, test_dataset, progress, "reading the test dataset", streamed=streamed) if test_dataset else None
         # The registry records the job's author, as vouched for by the jobs workload.
         author = str(job.get("created_by", "")).split(" via ")[0]
         registry = GrpcRegistry(registry_channel, [(SUBJECT_HEADER, author)] if author else [])

@@ -10,6 +10,8 @@ module holds no transport code.
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import csv
 import json
 import math
@@ -287,6 +289,8 @@ Labelled = tuple[Sequence[Sequence[str]], Sequence[str]]
 
 # Documents per call of the stages: the unit of progress.
 CHUNK = 2048
+# Chunks of a streamed corpus read and segmented ahead of the one being fitted or evaluated.
+LOOKAHEAD_CHUNKS = 2
 # Features of each evaluated document's explanation that the report sums per class.
 EXPLAIN = 10
 
@@ -495,14 +499,37 @@ class _Streamed:
     async def documents(
         self, source: CorpusStream, part: Callable[[str], bool], advance: Callable[[int], None]
     ) -> AsyncIterator[tuple[Corpus, list[list[str]]]]:
-        """The documents of one pass for which part(label) holds, with their terms, a chunk at a time."""
-        async for batch in source.read():
-            for start in range(0, batch.documents, CHUNK):
-                chunk = batch.subset(range(start, min(start + CHUNK, batch.documents)))
+        """The documents of one pass for which part(label) holds, with their terms, a chunk at
+        a time. The next chunks are read and segmented while the caller works on this one."""
+        ahead: collections.deque[tuple[int, Corpus, asyncio.Task[list[list[str]]]]] = collections.deque()
+
+        async def chunks() -> AsyncIterator[Corpus]:
+            async for batch in source.read():
+                for start in range(0, batch.documents, CHUNK):
+                    yield batch.subset(range(start, min(start + CHUNK, batch.documents)))
+
+        try:
+            async for chunk in chunks():
                 chosen = chunk.subset([i for i, label in enumerate(chunk.labels) if part(label)])
-                if chosen.texts:
-                    yield chosen, await self.fitting.stages.terms(self.spec.name, self.draft, chosen.texts)
-                advance(chunk.documents)
+                ahead.append(
+                    (chunk.documents, chosen, asyncio.ensure_future(self.fitting.stages.terms(self.spec.name, self.draft, chosen.texts)))
+                )
+                while len(ahead) > LOOKAHEAD_CHUNKS:
+                    yield await self._next(ahead, advance)
+            while ahead:
+                yield await self._next(ahead, advance)
+        finally:
+            for _, _, terms in ahead:
+                terms.cancel()
+
+    @staticmethod
+    async def _next(
+        ahead: collections.deque[tuple[int, Corpus, asyncio.Task[list[list[str]]]]], advance: Callable[[int], None]
+    ) -> tuple[Corpus, list[list[str]]]:
+        documents, chosen, terms = ahead.popleft()
+        done = chosen, await terms
+        advance(documents)
+        return done
 
     async def train(self, corpus: CorpusStream, test: CorpusStream | None) -> tuple[int, dict[str, Any], list[str]]:
         """Fits the draft and evaluates it: its dimension, report (its evaluation and statistics) and labels."""
@@ -596,7 +623,7 @@ async def train(
 ) -> Report:
     """Fits and evaluates a draft of spec.name, then registers it as the next version with
     its lineage, metrics and report, only when every step succeeded. A draft that fails, or
-    that the registry refuses, is removed; one whose trainer died is removed by the next
+    that the registry refuses, is removed; one whose process died is removed by the next
     training of the model. With spec.folds (and no test corpus) it is evaluated by k-fold
     cross-validation through throwaway drafts, then fitted on the whole corpus; with
     spec.tuning, the space is searched on the training split first.
