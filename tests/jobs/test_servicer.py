@@ -35,7 +35,11 @@ def _datasets(server: grpc.aio.Server, settings: Any) -> Service:
 
 
 @pytest.fixture
-def jobs(tmp_path: Path, servers: Servers, loop_thread: LoopThread, stand_in: list[str]) -> Iterator[jobs_pb2_grpc.JobsStub]:
+def jobs(
+    request: pytest.FixtureRequest, tmp_path: Path, servers: Servers, loop_thread: LoopThread, stand_in: list[str]
+) -> Iterator[jobs_pb2_grpc.JobsStub]:
+    """The jobs service; parametrize it indirectly with settings of its own."""
+    settings = dict(getattr(request, "param", {}))
     datasets = servers.start("datasets", _datasets, settings_for(tmp_path / "datasets"))
     schedulers: list[Scheduler] = []
 
@@ -46,7 +50,8 @@ def jobs(tmp_path: Path, servers: Servers, loop_thread: LoopThread, stand_in: li
         jobs_pb2_grpc.add_JobsServicer_to_server(JobsServicer(scheduler, stub), server)
         return Service([jobs_pb2.DESCRIPTOR.services_by_name["Jobs"].full_name], scheduler.open)
 
-    served = servers.start("jobs", register, settings_for(tmp_path / "home", JobsSettings, datasets_address=datasets.address))
+    settings["datasets_address"] = datasets.address
+    served = servers.start("jobs", register, settings_for(tmp_path / "home", JobsSettings, **settings))
     try:
         yield jobs_pb2_grpc.JobsStub(served.channel)
     finally:
@@ -83,6 +88,22 @@ def test_a_job_is_created_watched_to_its_end_and_reported(jobs: jobs_pb2_grpc.Jo
     assert done.started.ToNanoseconds() <= done.finished.ToNanoseconds()
     report = jobs.GetJobReport(jobs_pb2.GetJobReportRequest(id=job.id), timeout=TIMEOUT).report
     assert report.accuracy == 0.75 and report.evaluation == job.id
+
+
+@pytest.mark.parametrize("jobs", [{"watch_keepalive_seconds": 0.1}], indirect=True)
+def test_a_watch_of_a_queued_job_gets_keep_alives_with_the_jobs_ahead(jobs: jobs_pb2_grpc.JobsStub, tmp_path: Path) -> None:
+    running = create(jobs, {"started": str(tmp_path / "1"), "release": str(tmp_path / "go")})
+    queued = create(jobs)
+    wait_for(lambda: (tmp_path / "1").exists(), "the first job's worker to start")
+    answers = jobs.WatchJob(jobs_pb2.WatchJobRequest(id=queued.id), timeout=TIMEOUT)
+    first, keepalive = next(answers), next(answers)
+    assert first.event.state == jobs_pb2.JOB_STATE_QUEUED
+    # Nothing happens to the queued job, and the watch goes on: a keep-alive, no event.
+    assert not keepalive.HasField("event") and keepalive.jobs_ahead == 1
+    (tmp_path / "go").touch()
+    rest = [answer for answer in answers if answer.HasField("event")]
+    assert rest[-1].event.state == jobs_pb2.JOB_STATE_SUCCEEDED
+    assert watch(jobs, running.id)[-1].state == jobs_pb2.JOB_STATE_SUCCEEDED
 
 
 def test_jobs_are_listed_newest_first_by_state_and_model(jobs: jobs_pb2_grpc.JobsStub, tmp_path: Path) -> None:

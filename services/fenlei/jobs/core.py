@@ -101,6 +101,9 @@ class JobsSettings(ServiceSettings):
     lease_seconds: float = 60.0
     # How long a cancelled worker has to stop its stage calls and remove its draft before it is killed.
     cancel_grace_seconds: float = 10.0
+    # A watch of a job with no event for this long gets a keep-alive: well within the
+    # gateway's stream idle timeout (300 s), which would end the watch of a queued job.
+    watch_keepalive_seconds: float = 60.0
 
 
 def job_id(number: int) -> str:
@@ -410,8 +413,9 @@ class Scheduler:
             raise FailedPrecondition(f"{job} has {found['state']} already: only a queued or running job can be cancelled")
         return found
 
-    async def watch(self, job: str, after: int = 0) -> AsyncIterator[dict[str, Any]]:
-        """The job's events after `after`, then each new one, until the job has ended."""
+    async def watch(self, job: str, after: int = 0) -> AsyncIterator[dict[str, Any] | None]:
+        """The job's events after `after`, then each new one, until the job has ended; None
+        (a keep-alive) when the job has had no event for watch_keepalive_seconds."""
         condition = self._conditions[job]
         while True:
             events, ended = await asyncio.to_thread(self.store.events, job, after)
@@ -421,7 +425,20 @@ class Scheduler:
             if ended:
                 return
             async with condition:
-                await condition.wait_for(functools.partial(self._has_events_after, job, after))
+                try:
+                    await asyncio.wait_for(
+                        condition.wait_for(functools.partial(self._has_events_after, job, after)), self.settings.watch_keepalive_seconds
+                    )
+                except TimeoutError:
+                    pass
+                else:
+                    continue
+            yield None
+
+    async def jobs_ahead(self, job: str) -> int:
+        """How many jobs run or wait in the queue before a queued one; 0 for any other."""
+        queued = [waiting for waiting in await asyncio.to_thread(self.store.queued) if waiting not in self.runs]
+        return len(self.runs) + queued.index(job) if job in queued else 0
 
     def _has_events_after(self, job: str, sequence: int) -> bool:
         return self._latest.get(job, 0) > sequence

@@ -111,7 +111,10 @@ class JobsServicer(jobs_pb2_grpc.JobsServicer):
     @rpc.streaming
     async def WatchJob(self, request: jobs_pb2.WatchJobRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         async for event in self.scheduler.watch(request.id, request.after_sequence):
-            yield jobs_pb2.WatchJobResponse(event=event_message(event))
+            if event is None:
+                yield jobs_pb2.WatchJobResponse(jobs_ahead=await self.scheduler.jobs_ahead(request.id))
+            else:
+                yield jobs_pb2.WatchJobResponse(event=event_message(event))
 
     @rpc.unary
     async def GetJobReport(self, request: jobs_pb2.GetJobReportRequest, context: grpc.aio.ServicerContext) -> Any:

@@ -224,10 +224,12 @@ class WatchJobRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ..., after_sequence: _Optional[int] = ...) -> None: ...
 
 class WatchJobResponse(_message.Message):
-    __slots__ = ("event",)
+    __slots__ = ("event", "jobs_ahead")
     EVENT_FIELD_NUMBER: _ClassVar[int]
+    JOBS_AHEAD_FIELD_NUMBER: _ClassVar[int]
     event: JobEvent
-    def __init__(self, event: _Optional[_Union[JobEvent, _Mapping]] = ...) -> None: ...
+    jobs_ahead: int
+    def __init__(self, event: _Optional[_Union[JobEvent, _Mapping]] = ..., jobs_ahead: _Optional[int] = ...) -> None: ...
 
 class GetJobReportRequest(_message.Message):
     __slots__ = ("id",)
