@@ -1,5 +1,6 @@
 """fenlei.runtime.rpc around a servicer of its own, in-process: a domain error reaches the
-caller as its status with a message that fits in a header, cut between whole characters."""
+caller as its status with a message that fits in a header, cut between whole characters; a
+service's status passes through a service that called it, unless the mesh refused the call."""
 
 from __future__ import annotations
 
@@ -15,19 +16,35 @@ MESSAGES = {"long": "标" * 20_000, "joined": "👨\u200d👩\u200d👧" * 1_000
 
 
 class Failing:
+    def __init__(self) -> None:
+        self.callee: grpc.aio.Channel | None = None  # this server itself, as a service it calls
+
     @rpc.unary
     async def Fail(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         raise InvalidInput(MESSAGES[request.decode()])
 
+    async def Refuse(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        """Answers the status named by the request, as a sidecar or a service would."""
+        await context.abort(grpc.StatusCode[request.decode()], "RBAC: access denied")
+        raise AssertionError("abort raises")
+
+    @rpc.unary
+    async def Relay(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        assert self.callee is not None
+        return await self.callee.unary_unary("/test.Failing/Refuse")(request)
+
 
 @pytest.fixture(scope="module")
 def channel(loop_thread) -> Iterator[grpc.Channel]:
+    failing = Failing()
+
     async def start() -> tuple[grpc.aio.Server, int]:
         server = grpc.aio.server()
-        handler = grpc.unary_unary_rpc_method_handler(Failing().Fail)
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Failing", {"Fail": handler}),))
+        handlers = {name: grpc.unary_unary_rpc_method_handler(getattr(failing, name)) for name in ("Fail", "Refuse", "Relay")}
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Failing", handlers),))
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
+        failing.callee = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         return server, port
 
     server, port = loop_thread.run(start())
@@ -36,6 +53,8 @@ def channel(loop_thread) -> Iterator[grpc.Channel]:
         yield channel
     finally:
         channel.close()
+        if failing.callee is not None:
+            loop_thread.run(failing.callee.close())
         loop_thread.run(server.stop(None))
 
 
@@ -57,3 +76,17 @@ def test_a_long_message_arrives_cut_to_the_limit_between_whole_characters(channe
 
 def test_what_utf8_cannot_hold_arrives_escaped(channel, helpers) -> None:
     assert details(channel, helpers, "surrogate") == "坏\\ud800字"
+
+
+def test_a_called_services_status_reaches_the_caller_unchanged(channel, helpers) -> None:
+    error = helpers.rpc_error(channel.unary_unary("/test.Failing/Relay"), b"NOT_FOUND")
+    assert (error.code(), error.details()) == (grpc.StatusCode.NOT_FOUND, "RBAC: access denied")
+
+
+@pytest.mark.parametrize("refusal", ["PERMISSION_DENIED", "UNAUTHENTICATED"])
+def test_a_call_the_mesh_refused_is_an_internal_error_that_names_the_policy(channel, helpers, refusal) -> None:
+    # Passed on as it is, PERMISSION_DENIED would tell the caller that their token lacks a role.
+    error = helpers.rpc_error(channel.unary_unary("/test.Failing/Relay"), refusal.encode())
+    assert error.code() == grpc.StatusCode.INTERNAL
+    assert f"a service this one calls refused it ({refusal}: RBAC: access denied)" in error.details()
+    assert "authorization policy" in error.details()

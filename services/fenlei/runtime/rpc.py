@@ -50,8 +50,8 @@ def caller(context: grpc.aio.ServicerContext) -> str:
     """Who called, as the registry records it: the subject of the caller's token (the gateway
     sets x-fenlei-subject and overwrites any a client sent), else the SPIFFE id of the calling
     workload (its sidecar's x-forwarded-client-cert, the nearest hop's), else "anonymous".
-    A subject that another workload than the gateway vouches for (the trainer names its
-    user) is recorded with that workload: "alice via spiffe://.../sa/trainer"."""
+    A subject that another workload than the gateway vouches for (the jobs service names a
+    job's creator) is recorded with that workload: "alice via spiffe://.../sa/jobs"."""
     metadata = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
     workload = ""
     for key, value in _CLIENT_CERT_PAIR.findall(metadata.get(CLIENT_CERT_HEADER, "")):
@@ -84,8 +84,21 @@ def upstream_error(error: grpc.aio.AioRpcError) -> Exception:
     return kind(_STREAM_POSITION.sub("", error.details() or ""))
 
 
+# What a service's sidecar answers when the mesh's policy refuses its call.
+REFUSED_BY_THE_MESH = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
+
+
 async def _abort(context: grpc.aio.ServicerContext, error: Exception) -> None:
     if isinstance(error, grpc.aio.AioRpcError):
+        if error.code() in REFUSED_BY_THE_MESH:
+            # The mesh refused this service, not the caller (whose rights the gateway checked):
+            # passed on as it is, the status would send them to look at their token.
+            message = (
+                f"a service this one calls refused it ({error.code().name}: {error.details()}): the mesh's authorization "
+                "policy does not allow the call; an operator must allow it (mesh/istio/authorization-policies.yaml)"
+            )
+            log.error("the mesh refused a call of this service", extra={"fields": {"code": error.code().name, "error": error.details()}})
+            await context.abort(grpc.StatusCode.INTERNAL, errors.shorten_utf8(message, MAX_MESSAGE_BYTES))
         # An upstream stage's status passes through unchanged, so the caller sees the real cause.
         await context.abort(error.code(), errors.shorten_utf8(error.details() or "", MAX_MESSAGE_BYTES))
     if isinstance(error, errors.FenleiError):
