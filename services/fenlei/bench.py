@@ -7,8 +7,11 @@ import argparse
 import asyncio
 import http.client
 import json
+import os
+import random
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -23,8 +26,7 @@ from fenlei.local.mesh import LocalMesh as Mesh
 from fenlei.preprocessor.core import Preprocessor
 from fenlei.segmenter.core import SegmentConfig, Segmenter
 from fenlei.training.core import Corpus, TrainingSpec, evaluate, read_corpus
-from fenlei.training.run import train_corpus
-from fenlei.v1 import common_pb2, pipeline_pb2, pipeline_pb2_grpc, registry_pb2
+from fenlei.v1 import classifier_pb2, common_pb2, jobs_pb2, pipeline_pb2, pipeline_pb2_grpc, registry_pb2, training_pb2
 
 MODEL = "bench"
 STREAM_BATCH = 256
@@ -41,8 +43,11 @@ def median_rate(count: int, run: Callable[[], Any]) -> tuple[float, Any]:
     return statistics.median(rates), result
 
 
-def in_process(train: Corpus, test: Corpus) -> tuple[float, list[str]]:
-    """Fits and predicts with the cores directly: no gRPC, no serialization."""
+def in_process(train: Corpus, test: Corpus) -> tuple[float, float, list[str]]:
+    """Fits and predicts with the cores directly: no gRPC, no serialization. Answers the
+    seconds of the training (fitting, then predicting the test corpus once, as a job
+    evaluates), the median prediction rate and the predicted labels."""
+    started = time.perf_counter()
     segmenter, preprocessor = Segmenter(), Preprocessor()
     defaults = TrainingSpec(name=MODEL)  # what `fenlei train` uses
 
@@ -61,7 +66,133 @@ def in_process(train: Corpus, test: Corpus) -> tuple[float, list[str]]:
     def predict() -> list[str]:
         return [p.labels[0].label for p in model.predict(space.transform(terms(test.texts)), top_k=1)]
 
-    return median_rate(len(test.texts), predict)
+    predict()
+    seconds = time.perf_counter() - started
+    rate, labels = median_rate(len(test.texts), predict)
+    return seconds, rate, labels
+
+
+ENDED = (jobs_pb2.JOB_STATE_SUCCEEDED, jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JOB_STATE_CANCELLED)
+
+
+def train_through_jobs(
+    mesh: Mesh, train: Path, test: Path | None, label_names: Sequence[str], config: training_pb2.PipelineConfig | None = None
+) -> tuple[float, jobs_pb2.Job, training_pb2.TrainingReport]:
+    """Uploads the corpus (and the test corpus) through the gateway and runs a training job
+    of the jobs service on it, as `fenlei train` does: the seconds from the job's creation
+    to its end, the job and its report."""
+    with Client(mesh.address("gateway"), token=mesh.authority().mint("trainer"), timeout=24 * 3600) as client:
+        request = jobs_pb2.CreateJobRequest(model=MODEL, config=config)
+        request.dataset = client.upload_dataset(train, label_names=label_names).dataset.id
+        if test is not None:
+            request.evaluation.test_dataset = client.upload_dataset(test, label_names=label_names).dataset.id
+        started = time.perf_counter()
+        job = client.jobs.CreateJob(request).job
+        for answer in client.jobs.WatchJob(jobs_pb2.WatchJobRequest(id=job.id)):
+            if answer.event.state in ENDED:
+                break
+        seconds = time.perf_counter() - started
+        job = client.jobs.GetJob(jobs_pb2.GetJobRequest(id=job.id)).job
+        if job.state != jobs_pb2.JOB_STATE_SUCCEEDED:
+            raise RuntimeError(f"the benchmark's job {job.id} ended {jobs_pb2.JobState.Name(job.state)}: {job.reason}")
+        return seconds, job, client.jobs.GetJobReport(jobs_pb2.GetJobReportRequest(id=job.id)).report
+
+
+class PeakMemory:
+    """The peak resident memory (VmHWM) of every process of a mesh and of their children
+    (the jobs service's workers), sampled in a thread while the block runs: a process that
+    lives between two samples is missed, one that ends keeps its last sample."""
+
+    EVERY_SECONDS = 0.2
+
+    def __init__(self, mesh: Mesh) -> None:
+        self.mesh = mesh
+        self.peaks: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        named = {record.pid: name for name, record in self.mesh.processes().items() if record.pid}
+        while not self._stop.wait(self.EVERY_SECONDS):
+            for pid, parent in _parents().items():
+                name = named.get(pid) or (f"{named[parent]} worker" if parent in named else None)
+                if name is not None and (peak := _peak_bytes(pid)) is not None:
+                    self.peaks[name] = max(self.peaks.get(name, 0), peak)
+
+
+def _parents() -> dict[int, int]:
+    """Every process's parent, by pid."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # gone meanwhile
+            parents[int(entry)] = int(fields[1])
+    return parents
+
+
+def _peak_bytes(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def perturbed_corpus(corpus: Corpus, documents: int, path: Path, seed: int = 1) -> Path:
+    """`documents` labelled titles as text<TAB>label lines: the corpus once, then again and
+    again, each copy perturbed (a character dropped, doubled or swapped with its neighbour)
+    so the copies are new documents to the features, as a large real corpus's would be."""
+    rng = random.Random(seed)
+    with open(path, "w", encoding="utf-8") as out:
+        for i in range(documents):
+            text, label = corpus.texts[i % corpus.documents], corpus.labels[i % corpus.documents]
+            if i >= corpus.documents and len(text) > 2:
+                at = rng.randrange(len(text) - 1)
+                text = rng.choice(
+                    (text[:at] + text[at + 1 :], text[:at] + text[at] + text[at:], text[:at] + text[at + 1] + text[at] + text[at + 2 :])
+                )
+            out.write(f"{text}\t{label}\n")
+    return path
+
+
+def streamed_sgd(scratch: Path, corpus: Corpus, documents: int, epochs: int) -> dict[str, Any]:
+    """The SGD path on a corpus of `documents` streamed from the dataset store: a fresh mesh
+    (so every peak is this job's), a held-out fifth for the evaluation."""
+    path = perturbed_corpus(corpus, documents, scratch / "streamed.txt")
+    mesh = Mesh(scratch / "streamed")
+    mesh.up(extra_env={"FENLEI_GATEWAY_PORT": "0"}, sidecars=False)
+    try:
+        config = training_pb2.PipelineConfig(
+            classifier=classifier_pb2.ClassifierOptions(algorithm=classifier_pb2.ALGORITHM_SGD, epochs=epochs)
+        )
+        with PeakMemory(mesh) as memory:
+            seconds, job, report = train_through_jobs(mesh, path, None, (), config)
+    finally:
+        mesh.down()
+    passes = epochs + 2  # the features' pass, the classifier's epochs, the evaluation's pass
+    return {
+        "stream_documents": documents,
+        "stream_file_bytes": path.stat().st_size,
+        "stream_epochs": epochs,
+        "stream_seconds": seconds,
+        "stream_docs_per_s": documents / seconds,
+        "stream_pass_docs_per_s": documents * passes / seconds,
+        "stream_accuracy": report.accuracy,
+        "stream_peak_bytes": dict(sorted(memory.peaks.items())),
+    }
 
 
 async def stream_classify(address: str, texts: Sequence[str], version: str, metadata: Sequence[tuple[str, str]] = ()) -> list[str]:
@@ -223,20 +354,30 @@ def run_bench(args: argparse.Namespace) -> int:
     test = read_corpus(args.data / "test.txt", label_names=names)
     figures: dict[str, Any] = {"train_documents": len(train.texts), "test_documents": len(test.texts)}
 
-    inproc_rate, inproc_labels = in_process(train, test)
+    inproc_seconds, inproc_rate, inproc_labels = in_process(train, test)
     figures["inproc_accuracy"] = evaluate(test.labels, inproc_labels)[0]
     figures["inproc_docs_per_s"] = inproc_rate
-    print(f"in-process: accuracy {figures['inproc_accuracy']:.4f}, {inproc_rate:,.0f} docs/s", flush=True)
+    figures["inproc_train_seconds"] = inproc_seconds
+    print(
+        f"in-process: accuracy {figures['inproc_accuracy']:.4f}, trained in {inproc_seconds:.1f} s, {inproc_rate:,.0f} docs/s",
+        flush=True,
+    )
 
     with tempfile.TemporaryDirectory(prefix="fenlei-bench-") as scratch:
         mesh = Mesh(Path(scratch))
         quiet_gateway = {"FENLEI_GATEWAY_PORT": "0"}  # never in the way of a running mesh
         mesh.up(extra_env=quiet_gateway, sidecars=False)
         try:
-            report = asyncio.run(train_corpus(mesh, TrainingSpec(name=MODEL), train, test))
+            job_seconds, job, _ = train_through_jobs(mesh, args.data / "dev.txt", args.data / "test.txt", names)
+            figures.update(job_seconds=job_seconds, ratio_job_vs_inproc=job_seconds / inproc_seconds)
+            print(
+                f"job:        trained by the jobs service in {job_seconds:.1f} s (ratio {job_seconds / inproc_seconds:.2f} "
+                "to in-process), from its creation to its registered version",
+                flush=True,
+            )
             address = mesh.address()
             stream_rate, stream_labels = median_rate(
-                len(test.texts), lambda: asyncio.run(stream_classify(address, test.texts, report.version))
+                len(test.texts), lambda: asyncio.run(stream_classify(address, test.texts, job.version))
             )
             accuracy, macro_f1, _ = evaluate(test.labels, stream_labels)
             figures.update(
@@ -277,7 +418,7 @@ def run_bench(args: argparse.Namespace) -> int:
             try:
                 meshed.up(extra_env=quiet_gateway, sidecars=True)
                 copy_registry(mesh, meshed)
-                figures.update(mesh_cost(mesh, meshed, test.texts, report.version, args.unary_calls))
+                figures.update(mesh_cost(mesh, meshed, test.texts, job.version, args.unary_calls))
             finally:
                 meshed.down()
             print(
@@ -288,6 +429,20 @@ def run_bench(args: argparse.Namespace) -> int:
             )
         finally:
             mesh.down()
+        if args.stream_documents:
+            figures.update(
+                streamed_sgd(
+                    Path(scratch), Corpus(train.texts + test.texts, train.labels + test.labels), args.stream_documents, args.stream_epochs
+                )
+            )
+            peaks = ", ".join(f"{name} {peak / 2**20:,.0f}" for name, peak in figures["stream_peak_bytes"].items())
+            print(
+                f"streamed:   SGD on {args.stream_documents:,} documents ({figures['stream_file_bytes'] / 2**20:,.0f} MiB) streamed from the "
+                f"dataset store, {args.stream_epochs} epoch(s): {figures['stream_seconds']:.0f} s, {figures['stream_docs_per_s']:,.0f} docs/s "
+                f"({figures['stream_pass_docs_per_s']:,.0f} document passes/s), accuracy {figures['stream_accuracy']:.4f} on the held-out fifth",
+                flush=True,
+            )
+            print(f"            peak memory (MiB): {peaks}", flush=True)
 
     if args.segmentation_gold:
         figures["segmentation_f1"] = segmentation_f1(args.segmentation_gold)

@@ -532,7 +532,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     return show(args, answer, f"feedback on {of}: experiment {answer.experiment}, arm {answer.arm}: the prediction was {verdict}")
 
 
-# Of registry imports and dataset uploads: well under a message's limit (the gateway passes stream messages as they come).
+# Of registry imports: well under a message's limit (the gateway passes stream messages as they come).
 CHUNK_BYTES = 1024 * 1024
 
 
@@ -593,31 +593,22 @@ def read_label_names(path: Path | None) -> list[str]:
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()] if path else []
 
 
-def upload_requests(path: Path, header: datasets_pb2.UploadDatasetRequest) -> Iterator[datasets_pb2.UploadDatasetRequest]:
-    """The file in chunks, the first one in the message that names the dataset."""
-    with open(path, "rb") as handle:
-        header.chunk = handle.read(CHUNK_BYTES)
-        yield header
-        while chunk := handle.read(CHUNK_BYTES):
-            yield datasets_pb2.UploadDatasetRequest(chunk=chunk)
-
-
 def upload_dataset(
     path: Path, *, name: str = "", text_column: str = "", label_column: str = "", label_names: Path | None = None, fmt: str = "",
     timeout: float = 600.0,
 ) -> datasets_pb2.UploadDatasetResponse:  # fmt: skip
     if not path.is_file():
         raise InvalidInput(f"no dataset file at {path}")
-    header = datasets_pb2.UploadDatasetRequest(
-        name=name or path.name,
-        file_name=str(path.resolve()),  # the lineage's source, as `fenlei train` always recorded it
-        format=f"DATASET_FORMAT_{fmt.upper() or 'UNSPECIFIED'}",
-        text_column=text_column,
-        label_column=label_column,
-        label_names=read_label_names(label_names),
-    )
     with gateway(required_role(DATASETS, "UploadDataset"), timeout) as client:
-        return client.datasets.UploadDataset(upload_requests(path, header))
+        return client.upload_dataset(
+            path,
+            name=name or path.name,
+            file_name=str(path.resolve()),  # the lineage's source, as `fenlei train` always recorded it
+            format=f"DATASET_FORMAT_{fmt.upper() or 'UNSPECIFIED'}",
+            text_column=text_column,
+            label_column=label_column,
+            label_names=read_label_names(label_names),
+        )
 
 
 def format_name(value: int) -> str:
@@ -788,6 +779,13 @@ class ProgressView:
             message = f"  {event.message}" if event.message else ""
             print(f"{local_time(event.at)}  {progress_text(event.state, event.progress)}{message}", file=self.out, flush=True)
 
+    def waiting(self, jobs_ahead: int) -> None:
+        """A keep-alive of the watch: on a terminal, how long the queue before the job is."""
+        if self.terminal and jobs_ahead:
+            self.out.write(f"\r\x1b[Kqueued: {jobs_ahead} job(s) ahead")
+            self.out.flush()
+            self.drawn = True
+
     def close(self) -> None:
         if self.drawn:  # the bar's line ends before anything else is printed
             self.out.write("\n")
@@ -807,7 +805,11 @@ def watch_job(job: str, view: ProgressView, timeout: float = WATCH_SECONDS) -> j
                 opened = time.monotonic()
                 try:
                     for answer in client.jobs.WatchJob(jobs_pb2.WatchJobRequest(id=job, after_sequence=seen), timeout=deadline - opened):
-                        seen, attempts = answer.event.sequence, 0
+                        attempts = 0
+                        if not answer.HasField("event"):
+                            view.waiting(answer.jobs_ahead)
+                            continue
+                        seen = answer.event.sequence
                         view.show(answer.event)
                         if answer.event.state in ENDED:
                             return answer.event
@@ -1123,6 +1125,13 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", type=Path, help="also write the figures to this file")
     bench.add_argument("--segmentation-gold", type=Path, help="segmented word/tag text to score the segmenter on")
     bench.add_argument("--unary-calls", type=int, default=1000)
+    bench.add_argument(
+        "--stream-documents",
+        type=int,
+        default=1_000_000,
+        help="documents of the streamed SGD job (the titles repeated and perturbed); 0 skips it",
+    )
+    bench.add_argument("--stream-epochs", type=int, default=1, help="SGD epochs of the streamed job (each a pass over the stream)")
     bench.set_defaults(run=cmd_bench)
     return top
 

@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import (
@@ -80,6 +81,7 @@ from fenlei.services import public_services, stub_class
 from fenlei.v1 import (
     classifier_pb2_grpc,
     common_pb2,
+    datasets_pb2,
     datasets_pb2_grpc,
     features_pb2_grpc,
     jobs_pb2_grpc,
@@ -113,6 +115,8 @@ MAX_RETRIES = 4
 # gRPC's retry throttling (gRFC A6): maxTokens an integer up to 1000, tokenRatio to three decimals.
 MAX_RETRY_TOKENS = 1000
 DEFAULT_BATCH_SIZE = 64
+# Of dataset uploads: well under a message's limit (the gateway passes stream messages as they come).
+UPLOAD_CHUNK_BYTES = 1024 * 1024
 
 Document = common_pb2.Document
 Prediction = common_pb2.Prediction
@@ -659,6 +663,25 @@ class Client(_Base):
         _check_timeout(timeout)
         options = _options(model, top_k, version, explain, labels, routing_key)
         return self._responses(_stream_requests(texts, batch_size, options), timeout, metadata)
+
+    def upload_dataset(
+        self, path: str | os.PathLike[str], *, timeout: float | None = None, metadata: Metadata | None = None, **fields: Any
+    ) -> datasets_pb2.UploadDatasetResponse:
+        """Uploads a corpus file over one Datasets.UploadDataset call, in chunks of
+        UPLOAD_CHUNK_BYTES. ``fields`` are the first message's (``name``, default the
+        file's name; ``format``, ``text_column``, ``label_column``, ``label_names``,
+        ``file_name``). Nothing is stored unless all of the file is valid; the answer says
+        whether the same content was stored already."""
+        _check_timeout(timeout)
+        fields.setdefault("name", os.path.basename(path))
+
+        def requests() -> Iterator[datasets_pb2.UploadDatasetRequest]:
+            with open(path, "rb") as handle:
+                yield datasets_pb2.UploadDatasetRequest(chunk=handle.read(UPLOAD_CHUNK_BYTES), **fields)
+                while chunk := handle.read(UPLOAD_CHUNK_BYTES):
+                    yield datasets_pb2.UploadDatasetRequest(chunk=chunk)
+
+        return self.datasets.UploadDataset(requests(), timeout=timeout, metadata=metadata)
 
     @staticmethod
     def _predictions(responses: Iterator[pipeline_pb2.ClassifyStreamResponse]) -> Iterator[common_pb2.Prediction]:
