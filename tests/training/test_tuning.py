@@ -7,7 +7,7 @@ from fenlei.classifier.core import Algorithm
 from fenlei.errors import InvalidInput
 from fenlei.features.core import Selection
 from fenlei.training.core import DEFAULT_PREPROCESS, TrainingSpec, stratified_folds
-from fenlei.training.options import STAGES, _proto_values
+from fenlei.training.options import STAGES, proto_values
 from fenlei.training.tuning import DEFAULT_SPACE, SearchSpace, Trial, apply, search
 from fenlei.v1 import classifier_pb2, features_pb2, jobs_pb2, preprocessor_pb2
 
@@ -16,7 +16,7 @@ LABELS = ["pos"] * 7 + ["neg"] * 5 + ["mid"] * 3
 
 def default_values(stage: str, fields: tuple[str, ...]) -> dict:
     [found] = [s for s in STAGES if s.field == stage]
-    values = _proto_values(found.config(), found.options)
+    values = proto_values(found.config(), found.options)
     return {field: values[field] for field in fields}
 
 

@@ -248,24 +248,6 @@ class Report:
         """The evaluation as the registry keeps it (fenlei.v1.Metrics, by its field names)."""
         return report.metrics(self.training, dimension=self.dimension, seconds=self.seconds)
 
-    def format(self) -> str:
-        lines = [
-            f"model {self.name} {self.version}: trained on {self.train_documents} documents, "
-            f"evaluated on {self.test_documents}, {self.dimension} features, {self.seconds:.1f} s",
-            f"{'label':<16}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}",
-        ]
-        for row in self.training["classes"]:
-            lines.append(f"{row['label']:<16}{row['precision']:>10.3f}{row['recall']:>10.3f}{row['f1']:>10.3f}{row['support']:>10}")
-        lines.append(f"accuracy {self.accuracy:.4f}   macro F1 {self.macro_f1:.4f}")
-        if self.registered is not None:
-            data = self.lineage
-            lines.append(f"registered {self.name} {self.version} by {self.registered.created_by} (digest {self.registered.digest[:12]})")
-            lines.append(
-                f"  from {data['dataset_documents']} documents of {data['dataset_source'] or 'an unnamed corpus'} "
-                f"(sha256 {data['dataset_sha256'][:12]}), fenlei {data['code_version']}"
-            )
-        return "\n".join(lines)
-
 
 @dataclass(frozen=True)
 class Progress:
@@ -596,13 +578,13 @@ def _negation(part: Callable[[str], bool]) -> Callable[[str], bool]:
 
 def _pipeline_config(spec: TrainingSpec) -> dict[str, Any]:
     """The configuration trained with, defaults included (fenlei.v1.PipelineConfig, by its field names)."""
-    from fenlei.training.options import NGRAM_RANGE, STAGES, _proto_values
+    from fenlei.training.options import NGRAM_RANGE, STAGES, proto_values
 
     config = {}
     for name, stage in zip(("segmenter", "preprocessor", "features", "classifier"), STAGES, strict=True):
         given = getattr(spec, stage.field)
         # Features and classifier options are sent as given; their services read them over their defaults.
-        values = _proto_values(given, stage.options) if stage.spec_takes_config else {**_proto_values(stage.base(), stage.options), **given}
+        values = proto_values(given, stage.options) if stage.spec_takes_config else {**proto_values(stage.base(), stage.options), **given}
         for option in stage.options.fields:
             if option.message_type is NGRAM_RANGE and isinstance(values.get(option.name), list):
                 low, high = values[option.name]

@@ -73,24 +73,24 @@ class Stage:
         return getattr(TrainingSpec(name=""), self.field) if self.spec_takes_config else self.config()
 
 
-def _descriptor(message: type[Message]) -> Descriptor:
+def descriptor(message: type[Message]) -> Descriptor:
     # The stubs type DESCRIPTOR as descriptor.Descriptor or upb's Descriptor; upb's is an instance of
     # descriptor.Descriptor too (DescriptorMetaclass's instance check), which mypy cannot see.
     return cast(Descriptor, message.DESCRIPTOR)
 
 
 STAGES = (
-    Stage("segment", _descriptor(segmenter_pb2.SegmentOptions), "fenlei.segmenter.core:SegmentConfig", renamed=(("mode", "segment-mode"),)),
+    Stage("segment", descriptor(segmenter_pb2.SegmentOptions), "fenlei.segmenter.core:SegmentConfig", renamed=(("mode", "segment-mode"),)),
     Stage(
-        "preprocess", _descriptor(preprocessor_pb2.PreprocessOptions), "fenlei.preprocessor.core:PreprocessConfig",
+        "preprocess", descriptor(preprocessor_pb2.PreprocessOptions), "fenlei.preprocessor.core:PreprocessConfig",
         renamed=(("extra_stopwords", "stopwords"),),
     ),
     Stage(
-        "features", _descriptor(features_pb2.FeatureOptions), "fenlei.features.core:FeatureConfig",
+        "features", descriptor(features_pb2.FeatureOptions), "fenlei.features.core:FeatureConfig",
         renamed=(("selection", "feature-selection"), ("top_k", "max-features")),
     ),
     # --seed also draws the held-out split.
-    Stage("classifier", _descriptor(classifier_pb2.ClassifierOptions), "fenlei.classifier.core:ClassifierConfig", from_run=("seed",)),
+    Stage("classifier", descriptor(classifier_pb2.ClassifierOptions), "fenlei.classifier.core:ClassifierConfig", from_run=("seed",)),
 )  # fmt: skip
 NGRAM_RANGE = preprocessor_pb2.NgramRange.DESCRIPTOR
 
@@ -107,8 +107,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             if field.type == FieldDescriptor.TYPE_BOOL:
                 kwargs.update(action=argparse.BooleanOptionalAction)
             elif field.type == FieldDescriptor.TYPE_ENUM:
-                proto = _enum_type(field)
-                members = [(value, _member_name(value.name, proto)) for value in proto.values[1:]]  # not UNSPECIFIED
+                proto = enum_type(field)
+                members = [(value, member_name(value.name, proto)) for value in proto.values[1:]]  # not UNSPECIFIED
                 explained = [(name, _comment(proto, value.index).rstrip(".")) for value, name in members]
                 about = "; ".join([about, *(f"{name}: {text}" for name, text in explained if text)])
                 kwargs.update(choices=[name for _, name in members])
@@ -207,7 +207,7 @@ def _value(flag: str, kind: Any, value: Any) -> Any:
     return value
 
 
-def _proto_values(config: Any, options: Descriptor) -> dict[str, Any]:
+def proto_values(config: Any, options: Descriptor) -> dict[str, Any]:
     """A config as protobuf field values by name ({"selection": "FEATURE_SELECTION_CHI2", ...})."""
     values: dict[str, Any] = {}
     for field in dataclasses.fields(config):
@@ -220,17 +220,17 @@ def _proto_values(config: Any, options: Descriptor) -> dict[str, Any]:
 
 def _proto_enum(field: FieldDescriptor, member: enum.Enum) -> EnumValueDescriptor:
     """A config's enum member as the contract's value of the field: Selection.CHI2 → FEATURE_SELECTION_CHI2."""
-    proto = _enum_type(field)
-    return next(value for value in proto.values if _member_name(value.name, proto) == member.value)
+    proto = enum_type(field)
+    return next(value for value in proto.values if member_name(value.name, proto) == member.value)
 
 
-def _enum_type(field: FieldDescriptor) -> EnumDescriptor:
+def enum_type(field: FieldDescriptor) -> EnumDescriptor:
     if field.enum_type is None:
         raise TypeError(f"{field.full_name} is not an enum field")
     return field.enum_type
 
 
-def _member_name(proto_name: str, proto: EnumDescriptor) -> str:
+def member_name(proto_name: str, proto: EnumDescriptor) -> str:
     """A contract enum value as the config's enum value: FEATURE_SELECTION_CHI2 → chi2."""
     prefix = proto.values[0].name.removesuffix("UNSPECIFIED")
     return proto_name.removeprefix(prefix).lower()

@@ -29,7 +29,7 @@ from fenlei.classifier.core import Algorithm, ClassifierConfig
 from fenlei.errors import FenleiError, InvalidInput
 from fenlei.features.core import FeatureConfig, Selection
 from fenlei.preprocessor.core import PreprocessConfig
-from fenlei.training.options import STAGES, _descriptor, _enum_type, _member_name, _proto_values
+from fenlei.training.options import STAGES, descriptor, enum_type, member_name, proto_values
 from fenlei.v1 import jobs_pb2
 
 Changes = dict[str, dict[str, Any]]
@@ -90,9 +90,9 @@ class SearchSpace:
         defaults = cls()
 
         def members(kind: type[Selection] | type[Algorithm], values: Sequence[int], field: str) -> tuple[Any, ...]:
-            proto = _enum_type(_descriptor(jobs_pb2.TuningSpace).fields_by_name[field])
+            proto = enum_type(descriptor(jobs_pb2.TuningSpace).fields_by_name[field])
             try:
-                return tuple(kind(_member_name(proto.values_by_number[value].name, proto)) for value in values)
+                return tuple(kind(member_name(proto.values_by_number[value].name, proto)) for value in values)
             except (KeyError, ValueError):
                 raise InvalidInput(f"{field}: {list(values)} holds an unknown or unspecified value") from None
 
@@ -150,7 +150,7 @@ def _ranges(preprocessor: Mapping[str, Any]) -> dict[str, Any]:
 
 def _picked(config: Any, stage: str, fields: Sequence[str]) -> dict[str, Any]:
     [options] = [s.options for s in STAGES if s.field == stage]
-    values = _proto_values(config, options)
+    values = proto_values(config, options)
     return {field: values[field] for field in fields}
 
 
