@@ -445,7 +445,7 @@ class _Fitting:
             scored += 1
             self.tracker.trial = (trial + 1, trials)
             tried = tuning.apply(spec, changes)
-            what = f" (trial {trial + 1} of {trials}, fold {fold + 1} of {space.folds})"
+            what = f" (fold {fold + 1} of {space.folds})"  # the trial is the progress's own field
             key = json.dumps([tried.segment.to_json(), tried.preprocess.to_json()], sort_keys=True)
             if key not in terms_by_config:
                 with self.store.create_draft(spec.name) as draft:
