@@ -14,7 +14,7 @@ import yaml
 from fenlei import client, kubernetes, services
 from fenlei.gateway import config as gateway_config
 from fenlei.runtime.stages import StageStreams
-from fenlei.sidecar.control import CALLS, CLIENT_PROXIES, Topology
+from fenlei.sidecar.control import CALLS, ControlPlane, Topology
 from fenlei.sidecar.policy import load
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,20 +25,21 @@ def _methods(workload: services.Workload) -> set[str]:
     return {f"/{service.full_name}/{method.name}" for service in workload.contract for method in service.methods}
 
 
-def test_names_are_unique_and_calls_name_servers() -> None:
+def test_names_are_unique_and_calls_name_workloads() -> None:
     names = [w.name for w in services.WORKLOADS]
     assert len(names) == len(set(names))
     for workload in services.WORKLOADS:
         for callee in workload.calls:
-            assert services.BY_NAME[callee].serves, (workload.name, callee)
+            assert callee in services.BY_NAME, (workload.name, callee)
     assert [w.name for w in services.STAGES] == ["segmenter", "preprocessor", "features", "classifier"]
     assert all(stage.stream in _methods(stage) for stage in services.STAGES)
 
 
-def test_the_local_mesh_runs_every_server_behind_a_sidecar_and_every_identity() -> None:
-    planned = {instance.service for instance in Topology.plan({}).instances}
-    assert planned == {w.name for w in services.SERVERS}
-    assert set(CLIENT_PROXIES) == {w.name for w in services.WORKLOADS if not w.serves}
+def test_the_local_mesh_runs_every_workload_behind_a_sidecar(tmp_path_factory: pytest.TempPathFactory) -> None:
+    topology = Topology.plan({})
+    assert {instance.service for instance in topology.instances} == {w.name for w in services.WORKLOADS}
+    # every proxy fronts an instance: no sidecar runs without an app behind it
+    assert set(ControlPlane(tmp_path_factory.mktemp("m")).sidecars(topology)) == {instance.name for instance in topology.instances}
     for workload in services.WORKLOADS:
         assert tuple(CALLS.get(workload.name, ())) == workload.calls
     assert set(CALLS["gateway"]) == {*(w.name for w in services.PUBLIC), services.CATALOG.name}
@@ -87,7 +88,7 @@ def test_kubernetes_has_every_workload() -> None:
     for workload in services.WORKLOADS:
         assert f"{workload.name}.yaml" in base["resources"]
         kinds = {d["kind"] for d in yaml.safe_load_all(files[f"base/{workload.name}.yaml"])}
-        assert kinds >= ({"ServiceAccount", "Service", "Deployment"} if workload.serves else {"ServiceAccount"}), workload.name
+        assert kinds >= {"ServiceAccount", "Service", "Deployment"}, workload.name
     gateway = yaml.safe_load(files["gateway/envoy.yaml"])
     assert {c["name"] for c in gateway["static_resources"]["clusters"]} == set(services.GATEWAY_CALLS)
 
@@ -96,7 +97,7 @@ def test_the_istio_policy_covers_every_server() -> None:
     policy = load(
         [ISTIO / name for name in ("destination-rule-all-mtls.yaml", "virtual-service-all-v1.yaml", "authorization-policies.yaml")]
     )
-    for workload in services.SERVERS:
+    for workload in services.WORKLOADS:
         assert workload.name in policy.destination_rules, workload.name
         assert workload.name in policy.virtual_services, workload.name
         assert workload.name in policy.authorization, workload.name
@@ -108,7 +109,7 @@ def test_the_local_mesh_runs_a_single_writer_once(tmp_path) -> None:
     anything starts."""
     from fenlei.local.mesh import LocalMesh, MeshError
 
-    writers = [w.name for w in services.SERVERS if w.single_writer]
+    writers = [w.name for w in services.WORKLOADS if w.single_writer]
     assert {"registry", "datasets", "jobs"} <= set(writers)
     for writer in writers:
         for versions in (["v1", "v1"], ["v1", "v2"]):

@@ -1,9 +1,9 @@
 """The Kubernetes manifests that follow from the registry of services (fenlei.services):
-for every workload its ServiceAccount, and for every server its Service, Deployment,
-autoscaler (or fixed replicas: one, replaced by Recreate, for a single writer) and
-disruption budget; the base kustomization that lists
-them; and the gateway's Envoy bootstrap, built by the same code as the local gateway's,
-with the cluster's Service names, the image's paths and a mounted JWKS.
+for every workload its ServiceAccount, Service, Deployment, autoscaler (or fixed
+replicas: one, replaced by Recreate, for a single writer) and disruption budget; the
+base kustomization that lists them; and the gateway's Envoy bootstrap, built by the same
+code as the local gateway's, with the cluster's Service names, the image's paths and a
+mounted JWKS.
 
 scripts/gen.py writes them (mesh/k8s/base/<name>.yaml, base/kustomization.yaml,
 gateway/envoy.yaml); a test regenerates them and fails on drift. What is not per service
@@ -181,8 +181,6 @@ def manifests(workload: services.Workload) -> list[Document]:
     objects: list[Document] = [
         ("", {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _metadata(workload), "automountServiceAccountToken": False})
     ]
-    if not workload.serves:
-        return objects
     single = workload.single_writer
     objects.append(("", {
         "apiVersion": "v1",

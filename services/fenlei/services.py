@@ -4,10 +4,9 @@ The local supervisor, the sidecars' policy, the gateway's routes and authorisati
 reflection catalog, the client, the stage streams and the Kubernetes generator all read
 this table; adding a service is one entry here plus its package.
 
-A workload is a gRPC server (`module` runs it) or a client-only identity (the trainer:
-a sidecar with outbound listeners and a SPIFFE id, no server). Its name is everything at
-once: the process, the mesh host, the SPIFFE account, the Kubernetes Service,
-Deployment and ServiceAccount.
+A workload is a gRPC server (`python -m MODULE` runs it) behind its own sidecar. Its name
+is everything at once: the process, the mesh host, the SPIFFE account, the Kubernetes
+Service, Deployment and ServiceAccount.
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ class Resources:
 class Workload:
     name: str
     summary: str  # one line for people: the manifests' comment, `fenlei status`
-    module: str = ""  # `python -m MODULE` serves it; empty: a client-only identity
+    module: str  # `python -m MODULE` serves it
     contract: tuple[ServiceDescriptor, ...] = ()  # public gRPC services: the gateway routes them
     stream: str = ""  # a stage's open-stream method (the pipeline and training send batches on it)
     calls: tuple[str, ...] = ()  # workloads it calls, through its sidecar
@@ -48,10 +47,6 @@ class Workload:
     # gRPC services it serves that are not public: mesh-internal, for its callers only.
     internal: tuple[ServiceDescriptor, ...] = ()
     resources: Resources = Resources()
-
-    @property
-    def serves(self) -> bool:
-        return bool(self.module)
 
     @property
     def grpc_names(self) -> tuple[str, ...]:
@@ -150,17 +145,11 @@ WORKLOADS: tuple[Workload, ...] = (
         single_writer=True,
         resources=_FITTING,
     ),
-    Workload(
-        name="trainer",
-        summary="the identity of training jobs: streams a corpus through the stages, fits them and registers the version",
-        calls=(*STAGE_NAMES, "registry"),
-    ),
 )
 
 BY_NAME = {workload.name: workload for workload in WORKLOADS}
 # The stages in the order a document passes them.
 STAGES: tuple[Workload, ...] = tuple(BY_NAME[name] for name in STAGE_NAMES)
-SERVERS: tuple[Workload, ...] = tuple(w for w in WORKLOADS if w.serves)
 PUBLIC: tuple[Workload, ...] = tuple(w for w in WORKLOADS if w.contract)
 CATALOG: Workload = next(w for w in WORKLOADS if w.describes_api)
 # What the gateway calls: every public service and the catalog.
@@ -177,7 +166,7 @@ def workload(name: str) -> Workload:
     try:
         return BY_NAME[name]
     except KeyError:
-        raise UnknownWorkload(f"no service named {name!r}; fenlei's services are {', '.join(w.name for w in SERVERS)}") from None
+        raise UnknownWorkload(f"no service named {name!r}; fenlei's services are {', '.join(BY_NAME)}") from None
 
 
 def public_services() -> list[tuple[Workload, ServiceDescriptor]]:
@@ -189,21 +178,3 @@ def stub_class(service: ServiceDescriptor) -> type:
     """The generated stub of a gRPC service (fenlei/v1/x.proto → fenlei.v1.x_pb2_grpc.NameStub)."""
     module = importlib.import_module(service.file.name.removesuffix(".proto").replace("/", ".") + "_pb2_grpc")
     return getattr(module, f"{service.name}Stub")
-
-
-def start_order() -> list[Workload]:
-    """Servers, each after the servers it calls (a caller's first call finds them up)."""
-    ordered: list[Workload] = []
-    placed: set[str] = set()
-
-    def place(w: Workload) -> None:
-        if w.name in placed:
-            return
-        placed.add(w.name)
-        for callee in w.calls:
-            place(BY_NAME[callee])
-        ordered.append(w)
-
-    for w in SERVERS:
-        place(w)
-    return ordered

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_a_service_name_no_mesh_has_is_refused_before_anything_starts(tmp_path, tools) -> None:
-    for flags in (["--replicas", "clasifier=2"], ["--canary", "pipelin"], ["--replicas", "trainer=2"]):
+    for flags in (["--replicas", "clasifier=2"], ["--canary", "pipelin"]):
         up = tools.cli(tmp_path, "up", *flags, timeout=60)
         assert up.returncode == 2, up.stdout + up.stderr
         assert flags[1].split("=")[0] in up.stderr and "classifier" in up.stderr, up.stderr

@@ -160,7 +160,7 @@ def test_the_mesh_internal_services_are_not_behind_the_gateway(table) -> None:
     """ExperimentRouting (served predictions) and DatasetPins (what keeps a dataset from
     being deleted) are for their callers in the mesh only."""
     routed = {route["match"].get("path") for route in routes(table)}
-    internal = {f"/{s.full_name}/{m.name}" for w in services.SERVERS for s in w.internal for m in s.methods}
+    internal = {f"/{s.full_name}/{m.name}" for w in services.WORKLOADS for s in w.internal for m in s.methods}
     assert {"/fenlei.v1.ExperimentRouting/AssignArm", "/fenlei.v1.DatasetPins/SetPins"} <= internal
     assert not internal & routed
 

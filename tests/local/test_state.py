@@ -45,10 +45,10 @@ def test_the_state_file_round_trips(tmp_path) -> None:
 
 
 def test_every_service_starts_after_the_services_it_calls() -> None:
-    groups = levels(w.name for w in services.SERVERS)
-    assert sorted(n for group in groups for n in group) == sorted(w.name for w in services.SERVERS)
+    groups = levels(w.name for w in services.WORKLOADS)
+    assert sorted(n for group in groups for n in group) == sorted(w.name for w in services.WORKLOADS)
     position = {name: index for index, group in enumerate(groups) for name in group}
-    for workload in services.SERVERS:
+    for workload in services.WORKLOADS:
         for callee in workload.calls:
             assert position[callee] < position[workload.name], (workload.name, callee)
     assert position["pipeline"] > position["segmenter"]

@@ -77,20 +77,20 @@ SCENARIOS = (
 # ---------------------------------------------------------------- the contract
 
 # What the manifests must hold, from the registry of services.
-SERVICES = tuple(w.name for w in services.SERVERS)
-STAGES = tuple(w.name for w in services.SERVERS if w.autoscale[1] > w.autoscale[0])  # autoscaled
+SERVICES = tuple(w.name for w in services.WORKLOADS)
+STAGES = tuple(w.name for w in services.WORKLOADS if w.autoscale[1] > w.autoscale[0])  # autoscaled
 # Each server's gRPC services: its public contract and the mesh-internal ones.
-SERVED: dict[str, tuple[ServiceDescriptor, ...]] = {w.name: (*w.contract, *w.internal) for w in services.SERVERS}
+SERVED: dict[str, tuple[ServiceDescriptor, ...]] = {w.name: (*w.contract, *w.internal) for w in services.WORKLOADS}
 PUBLIC: tuple[ServiceDescriptor, ...] = tuple(s for w in services.PUBLIC for s in w.contract)
 HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"]
 REFLECTION = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
-MODULES = {w.name: w.module for w in services.SERVERS}
+MODULES = {w.name: w.module for w in services.WORKLOADS}
 CALLS = {w.name: w.calls for w in services.WORKLOADS}
 # Stages whose Fit writes model artifacts and the services that keep state (the registry,
 # datasets, jobs): the home volume is writable there only.
 WRITERS = {w.name for w in services.WORKLOADS if w.writes_models}
 # The only writers of their state (each its SQLite database): one replica, never two at once.
-SINGLE_WRITERS = {w.name for w in services.SERVERS if w.single_writer}
+SINGLE_WRITERS = {w.name for w in services.WORKLOADS if w.single_writer}
 
 
 def paths_of(*described: ServiceDescriptor, streaming: bool | None = None) -> set[str]:
@@ -112,7 +112,7 @@ def served_paths(app: str) -> set[str]:
 CARRIED = {**{app: paths_of(*own) for app, own in SERVED.items() if own}, "catalog": paths_of(REFLECTION)}
 CARRIED["pipeline"] |= paths_of(HEALTH)
 LONG_LIVED = {app: paths & paths_of(*SERVED.get(app, ()), HEALTH, REFLECTION, streaming=True) for app, paths in CARRIED.items()}
-INTERNAL = paths_of(*(s for w in services.SERVERS for s in w.internal))
+INTERNAL = paths_of(*(s for w in services.WORKLOADS for s in w.internal))
 # What the gateway routes: the public contract and reflection (never a mesh-internal service).
 GATEWAY_PATHS = paths_of(*PUBLIC) | {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"}
 # The calls that change the state of a single writer (the registry, the datasets, the
@@ -124,7 +124,7 @@ GATEWAY_PATHS = paths_of(*PUBLIC) | {"/grpc.reflection.v1alpha.ServerReflection/
 # idempotency_level), read from the contract itself.
 CHANGES_STATE = {
     f"/{service.full_name}/{method.name}"
-    for writer in services.SERVERS
+    for writer in services.WORKLOADS
     if writer.single_writer
     for service in (*writer.contract, *writer.internal)
     for method in service.methods
@@ -138,11 +138,6 @@ REQUIRED_CALLS = {
         "/fenlei.v1.Segmenter/SegmentStream", "/fenlei.v1.Preprocessor/PreprocessStream",
         "/fenlei.v1.Features/TransformStream", "/fenlei.v1.Features/DescribeFeatures", "/fenlei.v1.Classifier/PredictStream",
         "/fenlei.v1.ExperimentRouting/AssignArm", "/fenlei.v1.ExperimentRouting/RecordPredictions",
-    },
-    "trainer": {
-        "/fenlei.v1.Segmenter/SegmentStream", "/fenlei.v1.Preprocessor/PreprocessStream",
-        "/fenlei.v1.Features/TransformStream", "/fenlei.v1.Classifier/PredictStream",
-        "/fenlei.v1.Features/Fit", "/fenlei.v1.Classifier/Fit", "/fenlei.v1.ModelRegistry/RegisterVersion",
     },
     "jobs": {
         "/fenlei.v1.Segmenter/SegmentStream", "/fenlei.v1.Preprocessor/PreprocessStream",

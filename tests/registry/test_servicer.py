@@ -139,12 +139,12 @@ def test_who_did_it_is_the_callers_subject_else_its_workload_else_anonymous(home
     workload = [
         (
             "x-forwarded-client-cert",
-            'By=spiffe://cluster.local/ns/fenlei/sa/registry;Subject="";URI=spiffe://cluster.local/ns/fenlei/sa/trainer',
+            'By=spiffe://cluster.local/ns/fenlei/sa/registry;Subject="";URI=spiffe://cluster.local/ns/fenlei/sa/jobs',
         )
     ]
-    assert register(home, "who", metadata=workload).created_by == "spiffe://cluster.local/ns/fenlei/sa/trainer"
+    assert register(home, "who", metadata=workload).created_by == "spiffe://cluster.local/ns/fenlei/sa/jobs"
     vouched = register(home, "who", metadata=[*workload, *as_subject("bob")])
-    assert vouched.created_by == "bob via spiffe://cluster.local/ns/fenlei/sa/trainer"
+    assert vouched.created_by == "bob via spiffe://cluster.local/ns/fenlei/sa/jobs"
     gateway = [
         ("x-forwarded-client-cert", "By=spiffe://cluster.local/ns/fenlei/sa/registry;URI=spiffe://cluster.local/ns/fenlei/sa/gateway")
     ]

@@ -92,9 +92,7 @@ OK, DENIED = grpc.StatusCode.OK, grpc.StatusCode.PERMISSION_DENIED
         ("pipeline", ROUTING + "AssignArm", OK),
         ("pipeline", ROUTING + "RecordPredictions", OK),
         ("pipeline", REGISTRY + "SetAlias", DENIED),
-        ("trainer", REGISTRY + "RegisterVersion", OK),
-        ("trainer", REGISTRY + "SetAlias", DENIED),
-        ("trainer", ROUTING + "AssignArm", DENIED),
+        ("trainer", REGISTRY + "RegisterVersion", DENIED),  # a workload no more: training runs in the jobs service
         ("jobs", REGISTRY + "RegisterVersion", OK),  # a job registers what it trained
         ("jobs", REGISTRY + "GetVersion", OK),
         ("jobs", REGISTRY + "SetAlias", DENIED),

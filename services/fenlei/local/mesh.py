@@ -28,8 +28,6 @@ from fenlei.local.state import Files, MeshState, Plan, ProcessRecord
 from fenlei.sidecar.control import ControlPlane
 from fenlei.sidecar.policy import Policy
 
-TRAINER = "trainer"
-
 
 class MeshError(Exception):
     pass
@@ -68,13 +66,6 @@ class LocalMesh:
         if record is None or not record.address:
             raise MeshError(f"the mesh under {self.home} is not running (or has no {name}); start it with `fenlei up`")
         return record.address
-
-    def stage_address(self, stage: str) -> str:
-        """Where a local job (training) reaches a stage: through the trainer's sidecar in
-        the mesh, as a training job's pod would; straight to the service without one."""
-        if self.with_sidecars():
-            return self.control.outbound_address(TRAINER, stage)
-        return self.address(stage)
 
     def gateway_settings(self) -> gateway_config.GatewaySettings:
         """The gateway's settings as the running mesh was started with; else from the environment."""
@@ -128,9 +119,6 @@ class LocalMesh:
         service → a version label per instance, e.g. {"classifier": ["v1", "v1"]}."""
         versions = versions or {}
         for service, labels in versions.items():
-            if not services.workload(service).serves:
-                names = ", ".join(w.name for w in services.SERVERS)
-                raise MeshError(f"{service} is an identity without a server, so it has no instances; fenlei's services are {names}")
             if services.workload(service).single_writer and len(labels) > 1:
                 # A second instance would be a second writer of its state (and for the jobs, a second queue).
                 raise MeshError(f"{service} is the only writer of its database, so it runs one instance, not {len(labels)}")

@@ -65,7 +65,7 @@ class ProcessRecord:
     kind: str  # "app" | "proxy" | "gateway"
     service: str = ""  # the workload (fenlei.services) of an app or of a sidecar
     instance: str = ""  # the instance an app is, or a sidecar fronts (e.g. classifier-v1-0)
-    app: str = ""  # a sidecar's app record, when it fronts one
+    app: str = ""  # a sidecar's app record
     command: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)  # what this process gets on top of the mesh's environment
     identity: ProcessIdentity | None = None

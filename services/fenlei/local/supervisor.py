@@ -37,7 +37,7 @@ from fenlei.gateway.auth import Authority
 from fenlei.local.health import app_health
 from fenlei.local.state import Files, MeshState, ProcessIdentity, ProcessRecord
 from fenlei.runtime import logging as jsonlog
-from fenlei.sidecar.control import CLIENT_PROXIES, ControlPlane, Topology
+from fenlei.sidecar.control import ControlPlane, Topology
 from fenlei.sidecar.xds import Instance
 
 log = logging.getLogger("fenlei.supervisor")
@@ -191,7 +191,7 @@ class Supervisor:
         record.admin, record.state = admin, "running"
         if record.kind == "gateway":
             record.address = f"{self.settings.host}:{Admin(admin).listener_port()}"
-        elif record.app or record.instance:
+        else:  # a sidecar
             record.address = f"127.0.0.1:{Admin(admin).listener_port('inbound')}"
         return True
 
@@ -224,20 +224,20 @@ class Supervisor:
             self.start_direct()
 
     def start_direct(self) -> None:
-        for group in levels(w.name for w in services.SERVERS):
+        for group in levels(w.name for w in services.WORKLOADS):
             records = []
             for name in group:
                 workload = services.BY_NAME[name]
                 env = {f"FENLEI_{name.upper()}_{callee.upper()}_ADDRESS": self.state.processes[callee].address for callee in workload.calls}
                 records.append(self.app_record(name, workload, env))
             self.start_and_wait(records, ", ".join(group))
-        upstreams = {w.name: self.state.processes[w.name].address for w in services.SERVERS}
+        upstreams = {w.name: self.state.processes[w.name].address for w in services.WORKLOADS}
         self.start_gateway(lambda jwks: gateway_config.build(self.settings, upstreams, jwks))
 
     def start_with_sidecars(self) -> None:
         self.control.policy()  # a broken policy file stops the start before anything runs
         self.topology = Topology.plan(self.plan.versions)
-        self.start_sidecars(self.topology.instances, with_clients=True)
+        self.start_sidecars(self.topology.instances)
         clients = [
             r for r in self.state.processes.values() if r.kind == "proxy" and r.service in {w.name for w in services.WORKLOADS if w.calls}
         ]
@@ -250,9 +250,9 @@ class Supervisor:
         xds = self.control.proxy_directory(GATEWAY)
         self.start_gateway(lambda jwks: gateway_config.build(self.settings, {}, jwks, xds_directory=xds))
 
-    def start_sidecars(self, instances: list[Instance], *, with_clients: bool = False) -> None:
-        """Starts the sidecars of these instances (and the client-only proxies), learns the
-        ports they bound and records them in the topology."""
+    def start_sidecars(self, instances: list[Instance]) -> None:
+        """Starts the sidecars of these instances, learns the ports they bound and records
+        them in the topology."""
         assert self.topology is not None
         bootstraps = self.control.write_bootstraps(self.topology)
         self.push()  # every proxy finds its files when it starts
@@ -260,10 +260,8 @@ class Supervisor:
             self.envoy_record(f"{self.topology.key(i)}-sidecar", "proxy", bootstraps[i.name], service=i.service, instance=i.name, app=self.topology.key(i))
             for i in instances
         ]  # fmt: skip
-        if with_clients:
-            records += [self.envoy_record(f"{client}-sidecar", "proxy", bootstraps[client], service=client) for client in CLIENT_PROXIES]
         self.start_and_wait(records, "the sidecars")
-        ports = {r.instance: int(r.address.rsplit(":", 1)[1]) for r in records if r.instance}
+        ports = {r.instance: int(r.address.rsplit(":", 1)[1]) for r in records}
         self.topology = Topology([dataclasses.replace(i, inbound_port=ports.get(i.name, i.inbound_port)) for i in self.topology.instances])
         self.control.save_topology(self.topology)
         self.control.write_bootstraps(self.topology)  # with the bound ports: a restarted sidecar binds its own again
@@ -273,7 +271,7 @@ class Supervisor:
         assert self.topology is not None
         topology = self.topology
         wanted = {i.name for i in instances}
-        for group in levels(w.name for w in services.SERVERS):
+        for group in levels(w.name for w in services.WORKLOADS):
             records = []
             for instance in (i for i in topology.instances if i.service in group and i.name in wanted):
                 workload = services.BY_NAME[instance.service]

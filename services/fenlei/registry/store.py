@@ -439,7 +439,7 @@ class Registry:
             raise NotFound(f"model {name!r} has no draft {draft_id!r}: it was registered or discarded, or its training never made it")
         if not self.store.in_training(name, draft_id):
             raise FailedPrecondition(
-                f"draft {draft_id} of model {name!r} is held by no running training (its trainer exited): "
+                f"draft {draft_id} of model {name!r} is held by no running training (its process exited): "
                 "it may be incomplete and is never registered; train again"
             )
         # As publishing always did: an interrupted write (.tmp) is no artifact, and the manifest is the view's own.

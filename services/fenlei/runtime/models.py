@@ -5,13 +5,14 @@
     <home>/models/<name>/.drafts/<draft>/<part>/   a version being trained
 
 Training fills a draft, a directory under an id nobody can guess, and holds a lease on it
-(a flock the kernel drops when the trainer dies, kill -9 included). Publishing syncs every
-file, writes the manifest last and renames the draft into place as the next version, so a
-version directory is complete from the moment it exists. A stage loads a draft only by its
-id (training evaluates before it publishes); a version, named or "newest", is only ever a
-published one, and a stage checks its files against the manifest before it serves them.
+(a flock the kernel drops when the training process dies, kill -9 included). Publishing
+syncs every file, writes the manifest last and renames the draft into place as the next
+version, so a version directory is complete from the moment it exists. A stage loads a
+draft only by its id (training evaluates before it publishes); a version, named or
+"newest", is only ever a published one, and a stage checks its files against the manifest
+before it serves them.
 
-A draft whose lease is free (its trainer died) and a version directory without a manifest
+A draft whose lease is free (its training died) and a version directory without a manifest
 (left by fenlei before drafts) can never serve: `incomplete` lists them, and the next
 training of the model removes them.
 
@@ -243,7 +244,7 @@ class ModelStore:
         raise NotFound(f"model {name!r} has no draft {reference!r}: fit into the draft its training made (draft-...)")
 
     def in_training(self, name: str, draft_id: str) -> bool:
-        """Whether a live training holds the draft's lease (its trainer has not exited)."""
+        """Whether a live training holds the draft's lease (its process has not exited)."""
         directory = self.draft_dir(name, draft_id)
         lease = _lock(directory)
         if lease is None:
@@ -273,7 +274,7 @@ class ModelStore:
 
     def incomplete(self, name: str) -> list[Path]:
         """What of the model can never serve: version directories without a manifest and
-        drafts whose trainer is gone."""
+        drafts whose training is gone."""
         found = []
         for directory, lease in self._incomplete(name):
             if lease is not None:

@@ -26,8 +26,6 @@ from fenlei.sidecar.xds import Instance
 
 # Who calls whom: the outbound side of each client's proxy (the gateway's too).
 CALLS = {**{w.name: w.calls for w in services.WORKLOADS if w.calls}, "gateway": services.GATEWAY_CALLS}
-# Proxies without a server behind them: client-only workloads (the trainer).
-CLIENT_PROXIES = tuple(w.name for w in services.WORKLOADS if not w.serves)
 REPOSITORY_POLICY = Path(__file__).resolve().parents[3] / "mesh" / "istio"
 # The defaults every mesh starts with; the other files in mesh/istio are scenarios.
 BASE_POLICY = ("peer-authentication.yaml", "destination-rule-all-mtls.yaml", "virtual-service-all-v1.yaml", "authorization-policies.yaml")
@@ -42,7 +40,7 @@ class Topology:
         """versions: service → one version label per instance (default one v1 each).
         Inbound ports are 0 until the sidecars have bound them (with_ports)."""
         instances = []
-        for service in (w.name for w in services.SERVERS):
+        for service in (w.name for w in services.WORKLOADS):
             counts: dict[str, int] = {}
             for version in versions.get(service, ["v1"]):
                 instances.append(Instance(service, version, counts.get(version, 0), 0))
@@ -121,7 +119,7 @@ class ControlPlane:
         return self.ca.issue(account)
 
     def sidecars(self, topology: Topology) -> dict[str, dict]:
-        """proxy name → bootstrap: one per instance, plus one per client-only workload."""
+        """proxy name → bootstrap: one per instance."""
         proxies = {}
         for instance in topology.instances:
             directory = self.proxy_directory(instance.name)
@@ -130,11 +128,6 @@ class ControlPlane:
                 instance.name, directory, identity, self.ca.root,
                 inbound=(instance.inbound_port, self.app_socket(instance)), outbound=CALLS.get(instance.service, ()),
             )  # fmt: skip
-        for client in CLIENT_PROXIES:
-            directory = self.proxy_directory(client)
-            proxies[client] = xds.sidecar_bootstrap(
-                client, directory, self.identity(client), self.ca.root, inbound=None, outbound=CALLS[client]
-            )
         return proxies
 
     def write_bootstraps(self, topology: Topology) -> dict[str, Path]:
@@ -148,7 +141,6 @@ class ControlPlane:
         start before their peers, and a new instance gets traffic once it is there."""
         version = int.from_bytes(os.urandom(4), "big")
         clients = {instance.name: instance.service for instance in topology.instances if instance.service in CALLS}
-        clients.update({client: client for client in CLIENT_PROXIES})
         for instance in topology.instances:
             directory = self.proxy_directory(instance.name)
             write_resources(directory, version, "rds", [xds.inbound_routes(policy, instance)], "rds-inbound.json")
@@ -167,7 +159,7 @@ class ControlPlane:
             for host in hosts:
                 routes = route_configuration(f"outbound-{host}", xds.policy_routes(policy, host))
                 write_resources(directory, version, "rds", [routes], f"rds-outbound-{host}.json")
-        for instance in topology.instances:  # client-only proxies have no inbound routes; apps without outbound have no CDS
+        for instance in topology.instances:  # apps that call nobody have no outbound clusters
             directory = self.proxy_directory(instance.name)
             if instance.name not in clients:
                 write_resources(directory, version, "cds", [], "cds.json")

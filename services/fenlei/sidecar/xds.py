@@ -331,55 +331,46 @@ def outbound_socket(directory: Path, host: str) -> Path:
 
 
 def sidecar_bootstrap(
-    name: str, directory: Path, identity: Identity, ca_root: Path, *, inbound: tuple[int, Path] | None, outbound: Iterable[str]
+    name: str, directory: Path, identity: Identity, ca_root: Path, *, inbound: tuple[int, Path], outbound: Iterable[str]
 ) -> dict[str, Any]:
-    """inbound: (mTLS port, the app's Unix socket), or None for a client-only proxy.
+    """inbound: (mTLS port, the app's Unix socket).
     outbound: the hosts the app calls, each through a Unix socket of this proxy."""
-    listeners = []
-    clusters = []
-    if inbound is not None:
-        port, app_socket = inbound
-        tls = typed(
-            "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-            require_client_certificate=True,
-            common_tls_context=tls_context(identity, ca_root),
-        )
-        listeners.append(
+    port, app_socket = inbound
+    tls = typed(
+        "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+        require_client_certificate=True,
+        common_tls_context=tls_context(identity, ca_root),
+    )
+    inbound_listener = {
+        "name": "inbound",
+        "address": socket_address("127.0.0.1", port),
+        "filter_chains": [
             {
-                "name": "inbound",
-                "address": socket_address("127.0.0.1", port),
-                "filter_chains": [
-                    {
-                        "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": tls},
-                        "filters": [
-                            _manager(
-                                "inbound", "inbound", directory, [DENY_BY_DEFAULT, FAULT_FILTER], identity.account, **CALLER_CERTIFICATE
-                            )
-                        ],
-                    }
+                "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": tls},
+                "filters": [
+                    _manager("inbound", "inbound", directory, [DENY_BY_DEFAULT, FAULT_FILTER], identity.account, **CALLER_CERTIFICATE)
                 ],
             }
-        )
-        clusters.append(
-            {
-                "name": "app",
-                "type": "STATIC",
-                "connect_timeout": "1s",
-                "load_assignment": {"cluster_name": "app", "endpoints": [{"lb_endpoints": [{"endpoint": {"address": pipe(app_socket)}}]}]},
-                "typed_extension_protocol_options": http2_options(),
-            }
-        )
-    for host in outbound:
-        listeners.append(
-            {
-                "name": f"outbound-{host}",
-                "address": pipe(outbound_socket(directory, host)),
-                "filter_chains": [{"filters": [_manager(f"outbound_{host}", f"outbound-{host}", directory, [], host)]}],
-            }
-        )
+        ],
+    }
+    app_cluster = {
+        "name": "app",
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": "app", "endpoints": [{"lb_endpoints": [{"endpoint": {"address": pipe(app_socket)}}]}]},
+        "typed_extension_protocol_options": http2_options(),
+    }
+    outbound_listeners = [
+        {
+            "name": f"outbound-{host}",
+            "address": pipe(outbound_socket(directory, host)),
+            "filter_chains": [{"filters": [_manager(f"outbound_{host}", f"outbound-{host}", directory, [], host)]}],
+        }
+        for host in outbound
+    ]
     return {
         "node": {"id": name, "cluster": name.rsplit("-", 2)[0]},
         "admin": {"address": socket_address("127.0.0.1", 0)},
-        "static_resources": {"listeners": listeners, "clusters": clusters},
+        "static_resources": {"listeners": [inbound_listener, *outbound_listeners], "clusters": [app_cluster]},
         "dynamic_resources": {"cds_config": file_source(directory / "cds.json", directory)},
     }

@@ -1,5 +1,5 @@
 """training.core's Registry over gRPC: fenlei.v1.ModelRegistry.RegisterVersion, reached
-as the trainer reaches the stages (through its sidecar in the mesh)."""
+as the job's worker reaches the stages (through its sidecar in the mesh)."""
 
 from __future__ import annotations
 
