@@ -89,14 +89,16 @@ class PredictResponse(_message.Message):
     def __init__(self, predictions: _Optional[_Iterable[_Union[_common_pb2.Prediction, _Mapping]]] = ...) -> None: ...
 
 class PredictStreamRequest(_message.Message):
-    __slots__ = ("vectors", "model", "options")
+    __slots__ = ("vectors", "trace", "model", "options")
     VECTORS_FIELD_NUMBER: _ClassVar[int]
+    TRACE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     vectors: _containers.RepeatedCompositeFieldContainer[_common_pb2.FeatureVector]
+    trace: _common_pb2.TraceContext
     model: _common_pb2.ModelRef
     options: PredictOptions
-    def __init__(self, vectors: _Optional[_Iterable[_Union[_common_pb2.FeatureVector, _Mapping]]] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., options: _Optional[_Union[PredictOptions, _Mapping]] = ...) -> None: ...
+    def __init__(self, vectors: _Optional[_Iterable[_Union[_common_pb2.FeatureVector, _Mapping]]] = ..., trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., options: _Optional[_Union[PredictOptions, _Mapping]] = ...) -> None: ...
 
 class PredictStreamResponse(_message.Message):
     __slots__ = ("predictions",)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x66\x65nlei/v1/common.proto\x12\tfenlei.v1\x1a google/protobuf/descriptor.proto\")\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"$\n\x08\x44ocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"=\n\x11TokenizedDocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06tokens\x18\x02 \x03(\t\x12\x0c\n\x04tags\x18\x03 \x03(\t\"Q\n\x10LabelledDocument\x12.\n\x08\x64ocument\x18\x01 \x01(\x0b\x32\x1c.fenlei.v1.TokenizedDocument\x12\r\n\x05label\x18\x02 \x01(\t\"D\n\rFeatureVector\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x07indices\x18\x02 \x03(\rB\x02\x10\x01\x12\x12\n\x06values\x18\x03 \x03(\x02\x42\x02\x10\x01\"I\n\x0eLabelledVector\x12(\n\x06vector\x18\x01 \x01(\x0b\x32\x18.fenlei.v1.FeatureVector\x12\r\n\x05label\x18\x02 \x01(\t\"*\n\nLabelScore\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"U\n\x0c\x43ontribution\x12\x15\n\rfeature_index\x18\x01 \x01(\r\x12\x0f\n\x07\x66\x65\x61ture\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12\x0e\n\x06weight\x18\x04 \x01(\x02\"m\n\nPrediction\x12\n\n\x02id\x18\x01 \x01(\t\x12%\n\x06labels\x18\x02 \x03(\x0b\x32\x15.fenlei.v1.LabelScore\x12,\n\x0b\x65xplanation\x18\x03 \x03(\x0b\x32\x17.fenlei.v1.Contribution*O\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_VIEWER\x10\x01\x12\x10\n\x0cROLE_TRAINER\x10\x02\x12\x0e\n\nROLE_ADMIN\x10\x03:H\n\rrequired_role\x12\x1e.google.protobuf.MethodOptions\x18\xb9\x8e\x03 \x01(\x0e\x32\x0f.fenlei.v1.Roleb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x66\x65nlei/v1/common.proto\x12\tfenlei.v1\x1a google/protobuf/descriptor.proto\"7\n\x0cTraceContext\x12\x13\n\x0btraceparent\x18\x01 \x01(\t\x12\x12\n\ntracestate\x18\x02 \x01(\t\")\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"$\n\x08\x44ocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"=\n\x11TokenizedDocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06tokens\x18\x02 \x03(\t\x12\x0c\n\x04tags\x18\x03 \x03(\t\"Q\n\x10LabelledDocument\x12.\n\x08\x64ocument\x18\x01 \x01(\x0b\x32\x1c.fenlei.v1.TokenizedDocument\x12\r\n\x05label\x18\x02 \x01(\t\"D\n\rFeatureVector\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x07indices\x18\x02 \x03(\rB\x02\x10\x01\x12\x12\n\x06values\x18\x03 \x03(\x02\x42\x02\x10\x01\"I\n\x0eLabelledVector\x12(\n\x06vector\x18\x01 \x01(\x0b\x32\x18.fenlei.v1.FeatureVector\x12\r\n\x05label\x18\x02 \x01(\t\"*\n\nLabelScore\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"U\n\x0c\x43ontribution\x12\x15\n\rfeature_index\x18\x01 \x01(\r\x12\x0f\n\x07\x66\x65\x61ture\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12\x0e\n\x06weight\x18\x04 \x01(\x02\"m\n\nPrediction\x12\n\n\x02id\x18\x01 \x01(\t\x12%\n\x06labels\x18\x02 \x03(\x0b\x32\x15.fenlei.v1.LabelScore\x12,\n\x0b\x65xplanation\x18\x03 \x03(\x0b\x32\x17.fenlei.v1.Contribution*O\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_VIEWER\x10\x01\x12\x10\n\x0cROLE_TRAINER\x10\x02\x12\x0e\n\nROLE_ADMIN\x10\x03:H\n\rrequired_role\x12\x1e.google.protobuf.MethodOptions\x18\xb9\x8e\x03 \x01(\x0e\x32\x0f.fenlei.v1.Roleb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,24 +36,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FEATUREVECTOR'].fields_by_name['indices']._serialized_options = b'\020\001'
   _globals['_FEATUREVECTOR'].fields_by_name['values']._loaded_options = None
   _globals['_FEATUREVECTOR'].fields_by_name['values']._serialized_options = b'\020\001'
-  _globals['_ROLE']._serialized_start=685
-  _globals['_ROLE']._serialized_end=764
-  _globals['_MODELREF']._serialized_start=71
-  _globals['_MODELREF']._serialized_end=112
-  _globals['_DOCUMENT']._serialized_start=114
-  _globals['_DOCUMENT']._serialized_end=150
-  _globals['_TOKENIZEDDOCUMENT']._serialized_start=152
-  _globals['_TOKENIZEDDOCUMENT']._serialized_end=213
-  _globals['_LABELLEDDOCUMENT']._serialized_start=215
-  _globals['_LABELLEDDOCUMENT']._serialized_end=296
-  _globals['_FEATUREVECTOR']._serialized_start=298
-  _globals['_FEATUREVECTOR']._serialized_end=366
-  _globals['_LABELLEDVECTOR']._serialized_start=368
-  _globals['_LABELLEDVECTOR']._serialized_end=441
-  _globals['_LABELSCORE']._serialized_start=443
-  _globals['_LABELSCORE']._serialized_end=485
-  _globals['_CONTRIBUTION']._serialized_start=487
-  _globals['_CONTRIBUTION']._serialized_end=572
-  _globals['_PREDICTION']._serialized_start=574
-  _globals['_PREDICTION']._serialized_end=683
+  _globals['_ROLE']._serialized_start=742
+  _globals['_ROLE']._serialized_end=821
+  _globals['_TRACECONTEXT']._serialized_start=71
+  _globals['_TRACECONTEXT']._serialized_end=126
+  _globals['_MODELREF']._serialized_start=128
+  _globals['_MODELREF']._serialized_end=169
+  _globals['_DOCUMENT']._serialized_start=171
+  _globals['_DOCUMENT']._serialized_end=207
+  _globals['_TOKENIZEDDOCUMENT']._serialized_start=209
+  _globals['_TOKENIZEDDOCUMENT']._serialized_end=270
+  _globals['_LABELLEDDOCUMENT']._serialized_start=272
+  _globals['_LABELLEDDOCUMENT']._serialized_end=353
+  _globals['_FEATUREVECTOR']._serialized_start=355
+  _globals['_FEATUREVECTOR']._serialized_end=423
+  _globals['_LABELLEDVECTOR']._serialized_start=425
+  _globals['_LABELLEDVECTOR']._serialized_end=498
+  _globals['_LABELSCORE']._serialized_start=500
+  _globals['_LABELSCORE']._serialized_end=542
+  _globals['_CONTRIBUTION']._serialized_start=544
+  _globals['_CONTRIBUTION']._serialized_end=629
+  _globals['_PREDICTION']._serialized_start=631
+  _globals['_PREDICTION']._serialized_end=740
 # @@protoc_insertion_point(module_scope)

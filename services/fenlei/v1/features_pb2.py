@@ -26,7 +26,7 @@ from fenlei.v1 import common_pb2 as fenlei_dot_v1_dot_common__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66\x65nlei/v1/features.proto\x12\tfenlei.v1\x1a\x16\x66\x65nlei/v1/common.proto\x1a\x1cgoogle/api/annotations.proto\"\x9b\x01\n\x0e\x46\x65\x61tureOptions\x12\x19\n\x0csublinear_tf\x18\x01 \x01(\x08H\x00\x88\x01\x01\x12\x13\n\x06min_df\x18\x02 \x01(\rH\x01\x88\x01\x01\x12.\n\tselection\x18\x03 \x01(\x0e\x32\x1b.fenlei.v1.FeatureSelection\x12\r\n\x05top_k\x18\x04 \x01(\rB\x0f\n\r_sublinear_tfB\t\n\x07_min_df\"\x8c\x01\n\nFitRequest\x12.\n\tdocuments\x18\x01 \x03(\x0b\x32\x1b.fenlei.v1.LabelledDocument\x12\"\n\x05model\x18\x0e \x01(\x0b\x32\x13.fenlei.v1.ModelRef\x12*\n\x07options\x18\x0f \x01(\x0b\x32\x19.fenlei.v1.FeatureOptions\"p\n\x0b\x46itResponse\x12\"\n\x05model\x18\x01 \x01(\x0b\x32\x13.fenlei.v1.ModelRef\x12\x11\n\tdocuments\x18\x02 \x01(\r\x12\x17\n\x0fvocabulary_size\x18\x03 \x01(\r\x12\x11\n\tdimension\x18\x04 \x01(\r\"g\n\x10TransformRequest\x12/\n\tdocuments\x18\x01 \x03(\x0b\x32\x1c.fenlei.v1.TokenizedDocument\x12\"\n\x05model\x18\x0e \x01(\x0b\x32\x13.fenlei.v1.ModelRef\">\n\x11TransformResponse\x12)\n\x07vectors\x18\x01 \x03(\x0b\x32\x18.fenlei.v1.FeatureVector\"m\n\x16TransformStreamRequest\x12/\n\tdocuments\x18\x01 \x03(\x0b\x32\x1c.fenlei.v1.TokenizedDocument\x12\"\n\x05model\x18\x0e \x01(\x0b\x32\x13.fenlei.v1.ModelRef\"D\n\x17TransformStreamResponse\x12)\n\x07vectors\x18\x01 \x03(\x0b\x32\x18.fenlei.v1.FeatureVector\"N\n\x17\x44\x65scribeFeaturesRequest\x12\x0f\n\x07indices\x18\x01 \x03(\r\x12\"\n\x05model\x18\x0e \x01(\x0b\x32\x13.fenlei.v1.ModelRef\")\n\x18\x44\x65scribeFeaturesResponse\x12\r\n\x05names\x18\x01 \x03(\t*\xaf\x01\n\x10\x46\x65\x61tureSelection\x12!\n\x1d\x46\x45\x41TURE_SELECTION_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x46\x45\x41TURE_SELECTION_NONE\x10\x01\x12\x1a\n\x16\x46\x45\x41TURE_SELECTION_CHI2\x10\x02\x12!\n\x1d\x46\x45\x41TURE_SELECTION_MUTUAL_INFO\x10\x03\x12\x1d\n\x19\x46\x45\x41TURE_SELECTION_ANOVA_F\x10\x04\x32\xe2\x03\n\x08\x46\x65\x61tures\x12W\n\x03\x46it\x12\x15.fenlei.v1.FitRequest\x1a\x16.fenlei.v1.FitResponse\"\x1f\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x15\"\x10/v1/features:fit:\x01*(\x01\x12m\n\tTransform\x12\x1b.fenlei.v1.TransformRequest\x1a\x1c.fenlei.v1.TransformResponse\"%\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x1b\"\x16/v1/features:transform:\x01*\x12\x89\x01\n\x0fTransformStream\x12!.fenlei.v1.TransformStreamRequest\x1a\".fenlei.v1.TransformStreamResponse\"+\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02!\"\x1c/v1/features:transformStream:\x01*(\x01\x30\x01\x12\x81\x01\n\x10\x44\x65scribeFeatures\x12\".fenlei.v1.DescribeFeaturesRequest\x1a#.fenlei.v1.DescribeFeaturesResponse\"$\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x1a\"\x15/v1/features:describe:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66\x65nlei/v1/features.proto\x12\tfenlei.v1\x1a\x16\x66\x65nlei/v1/common.proto\x1a\x1cgoogle/api/annotations.proto\"\x9b\x01\n\x0e\x46\x65\x61tureOptions\x12\x19\n\x0csublinear_tf\x18\x01 \x01(\x08H\x00\x88\x01\x01\x12\x13\n\x06min_df\x18\x02 \x01(\rH\x01\x88\x01\x01\x12.\n\tselection\x18\x03 \x01(\x0e\x32\x1b.fenlei.v1.FeatureSelection\x12\r\n\x05top_k\x18\x04 \x01(\rB\x0f\n\r_sublinear_tfB\t\n\x07_min_df\"\x8c\x01\n\nFitRequest\x12.\n\tdocuments\x18\x01 \x03(\x0b\x32\x1b.fenlei.v1.LabelledDocument\x12\"\n\x05model\x18\x0e \x01(\x0b\x32\x13.fenlei.v1.ModelRef\x12*\n\x07options\x18\x0f \x01(\x0b\x32\x19.fenlei.v1.FeatureOptions\"p\n\x0b\x46itResponse\x12\"\n\x05model\x18\x01 \x01(\x0b\x32\x13.fenlei.v1.ModelRef\x12\x11\n\tdocuments\x18\x02 \x01(\r\x12\x17\n\x0fvocabulary_size\x18\x03 \x01(\r\x12\x11\n\tdimension\x18\x04 \x01(\r\"g\n\x10TransformRequest\x12/\n\tdocuments\x18\x01 \x03(\x0b\x32\x1c.fenlei.v1.TokenizedDocument\x12\"\n\x05model\x18\x0e \x01(\x0b\x32\x13.fenlei.v1.ModelRef\">\n\x11TransformResponse\x12)\n\x07vectors\x18\x01 \x03(\x0b\x32\x18.fenlei.v1.FeatureVector\"\x95\x01\n\x16TransformStreamRequest\x12/\n\tdocuments\x18\x01 \x03(\x0b\x32\x1c.fenlei.v1.TokenizedDocument\x12&\n\x05trace\x18\r \x01(\x0b\x32\x17.fenlei.v1.TraceContext\x12\"\n\x05model\x18\x0e \x01(\x0b\x32\x13.fenlei.v1.ModelRef\"D\n\x17TransformStreamResponse\x12)\n\x07vectors\x18\x01 \x03(\x0b\x32\x18.fenlei.v1.FeatureVector\"N\n\x17\x44\x65scribeFeaturesRequest\x12\x0f\n\x07indices\x18\x01 \x03(\r\x12\"\n\x05model\x18\x0e \x01(\x0b\x32\x13.fenlei.v1.ModelRef\")\n\x18\x44\x65scribeFeaturesResponse\x12\r\n\x05names\x18\x01 \x03(\t*\xaf\x01\n\x10\x46\x65\x61tureSelection\x12!\n\x1d\x46\x45\x41TURE_SELECTION_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x46\x45\x41TURE_SELECTION_NONE\x10\x01\x12\x1a\n\x16\x46\x45\x41TURE_SELECTION_CHI2\x10\x02\x12!\n\x1d\x46\x45\x41TURE_SELECTION_MUTUAL_INFO\x10\x03\x12\x1d\n\x19\x46\x45\x41TURE_SELECTION_ANOVA_F\x10\x04\x32\xe2\x03\n\x08\x46\x65\x61tures\x12W\n\x03\x46it\x12\x15.fenlei.v1.FitRequest\x1a\x16.fenlei.v1.FitResponse\"\x1f\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x15\"\x10/v1/features:fit:\x01*(\x01\x12m\n\tTransform\x12\x1b.fenlei.v1.TransformRequest\x1a\x1c.fenlei.v1.TransformResponse\"%\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x1b\"\x16/v1/features:transform:\x01*\x12\x89\x01\n\x0fTransformStream\x12!.fenlei.v1.TransformStreamRequest\x1a\".fenlei.v1.TransformStreamResponse\"+\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02!\"\x1c/v1/features:transformStream:\x01*(\x01\x30\x01\x12\x81\x01\n\x10\x44\x65scribeFeatures\x12\".fenlei.v1.DescribeFeaturesRequest\x1a#.fenlei.v1.DescribeFeaturesResponse\"$\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x1a\"\x15/v1/features:describe:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,8 +41,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FEATURES'].methods_by_name['TransformStream']._serialized_options = b'\310\363\030\001\202\323\344\223\002!\"\034/v1/features:transformStream:\001*'
   _globals['_FEATURES'].methods_by_name['DescribeFeatures']._loaded_options = None
   _globals['_FEATURES'].methods_by_name['DescribeFeatures']._serialized_options = b'\310\363\030\001\202\323\344\223\002\032\"\025/v1/features:describe:\001*'
-  _globals['_FEATURESELECTION']._serialized_start=982
-  _globals['_FEATURESELECTION']._serialized_end=1157
+  _globals['_FEATURESELECTION']._serialized_start=1023
+  _globals['_FEATURESELECTION']._serialized_end=1198
   _globals['_FEATUREOPTIONS']._serialized_start=94
   _globals['_FEATUREOPTIONS']._serialized_end=249
   _globals['_FITREQUEST']._serialized_start=252
@@ -53,14 +53,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRANSFORMREQUEST']._serialized_end=611
   _globals['_TRANSFORMRESPONSE']._serialized_start=613
   _globals['_TRANSFORMRESPONSE']._serialized_end=675
-  _globals['_TRANSFORMSTREAMREQUEST']._serialized_start=677
-  _globals['_TRANSFORMSTREAMREQUEST']._serialized_end=786
-  _globals['_TRANSFORMSTREAMRESPONSE']._serialized_start=788
-  _globals['_TRANSFORMSTREAMRESPONSE']._serialized_end=856
-  _globals['_DESCRIBEFEATURESREQUEST']._serialized_start=858
-  _globals['_DESCRIBEFEATURESREQUEST']._serialized_end=936
-  _globals['_DESCRIBEFEATURESRESPONSE']._serialized_start=938
-  _globals['_DESCRIBEFEATURESRESPONSE']._serialized_end=979
-  _globals['_FEATURES']._serialized_start=1160
-  _globals['_FEATURES']._serialized_end=1642
+  _globals['_TRANSFORMSTREAMREQUEST']._serialized_start=678
+  _globals['_TRANSFORMSTREAMREQUEST']._serialized_end=827
+  _globals['_TRANSFORMSTREAMRESPONSE']._serialized_start=829
+  _globals['_TRANSFORMSTREAMRESPONSE']._serialized_end=897
+  _globals['_DESCRIBEFEATURESREQUEST']._serialized_start=899
+  _globals['_DESCRIBEFEATURESREQUEST']._serialized_end=977
+  _globals['_DESCRIBEFEATURESRESPONSE']._serialized_start=979
+  _globals['_DESCRIBEFEATURESRESPONSE']._serialized_end=1020
+  _globals['_FEATURES']._serialized_start=1201
+  _globals['_FEATURES']._serialized_end=1683
 # @@protoc_insertion_point(module_scope)

@@ -71,12 +71,14 @@ class TransformResponse(_message.Message):
     def __init__(self, vectors: _Optional[_Iterable[_Union[_common_pb2.FeatureVector, _Mapping]]] = ...) -> None: ...
 
 class TransformStreamRequest(_message.Message):
-    __slots__ = ("documents", "model")
+    __slots__ = ("documents", "trace", "model")
     DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    TRACE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     documents: _containers.RepeatedCompositeFieldContainer[_common_pb2.TokenizedDocument]
+    trace: _common_pb2.TraceContext
     model: _common_pb2.ModelRef
-    def __init__(self, documents: _Optional[_Iterable[_Union[_common_pb2.TokenizedDocument, _Mapping]]] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ...) -> None: ...
+    def __init__(self, documents: _Optional[_Iterable[_Union[_common_pb2.TokenizedDocument, _Mapping]]] = ..., trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ...) -> None: ...
 
 class TransformStreamResponse(_message.Message):
     __slots__ = ("vectors",)

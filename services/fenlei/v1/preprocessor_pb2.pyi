@@ -61,14 +61,16 @@ class PreprocessResponse(_message.Message):
     def __init__(self, documents: _Optional[_Iterable[_Union[_common_pb2.TokenizedDocument, _Mapping]]] = ...) -> None: ...
 
 class PreprocessStreamRequest(_message.Message):
-    __slots__ = ("documents", "model", "options")
+    __slots__ = ("documents", "trace", "model", "options")
     DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    TRACE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     documents: _containers.RepeatedCompositeFieldContainer[_common_pb2.TokenizedDocument]
+    trace: _common_pb2.TraceContext
     model: _common_pb2.ModelRef
     options: PreprocessOptions
-    def __init__(self, documents: _Optional[_Iterable[_Union[_common_pb2.TokenizedDocument, _Mapping]]] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., options: _Optional[_Union[PreprocessOptions, _Mapping]] = ...) -> None: ...
+    def __init__(self, documents: _Optional[_Iterable[_Union[_common_pb2.TokenizedDocument, _Mapping]]] = ..., trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., options: _Optional[_Union[PreprocessOptions, _Mapping]] = ...) -> None: ...
 
 class PreprocessStreamResponse(_message.Message):
     __slots__ = ("documents",)

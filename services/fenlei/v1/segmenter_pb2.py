@@ -26,7 +26,7 @@ from fenlei.v1 import common_pb2 as fenlei_dot_v1_dot_common__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x66\x65nlei/v1/segmenter.proto\x12\tfenlei.v1\x1a\x16\x66\x65nlei/v1/common.proto\x1a\x1cgoogle/api/annotations.proto\"\xb4\x01\n\x0eSegmentOptions\x12$\n\x04mode\x18\x01 \x01(\x0e\x32\x16.fenlei.v1.SegmentMode\x12\x10\n\x03hmm\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x15\n\x08pos_tags\x18\x03 \x01(\x08H\x01\x88\x01\x01\x12\x12\n\nuser_words\x18\x04 \x03(\t\x12\x19\n\x0c\x66\x65\x61ture_tags\x18\x05 \x01(\x08H\x02\x88\x01\x01\x42\x06\n\x04_hmmB\x0b\n\t_pos_tagsB\x0f\n\r_feature_tags\"\x88\x01\n\x0eSegmentRequest\x12&\n\tdocuments\x18\x01 \x03(\x0b\x32\x13.fenlei.v1.Document\x12\"\n\x05model\x18\x0e \x01(\x0b\x32\x13.fenlei.v1.ModelRef\x12*\n\x07options\x18\x0f \x01(\x0b\x32\x19.fenlei.v1.SegmentOptions\"B\n\x0fSegmentResponse\x12/\n\tdocuments\x18\x01 \x03(\x0b\x32\x1c.fenlei.v1.TokenizedDocument\"\x8e\x01\n\x14SegmentStreamRequest\x12&\n\tdocuments\x18\x01 \x03(\x0b\x32\x13.fenlei.v1.Document\x12\"\n\x05model\x18\x0e \x01(\x0b\x32\x13.fenlei.v1.ModelRef\x12*\n\x07options\x18\x0f \x01(\x0b\x32\x19.fenlei.v1.SegmentOptions\"H\n\x15SegmentStreamResponse\x12/\n\tdocuments\x18\x01 \x03(\x0b\x32\x1c.fenlei.v1.TokenizedDocument*v\n\x0bSegmentMode\x12\x1c\n\x18SEGMENT_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15SEGMENT_MODE_ACCURATE\x10\x01\x12\x15\n\x11SEGMENT_MODE_FULL\x10\x02\x12\x17\n\x13SEGMENT_MODE_SEARCH\x10\x03\x32\xf8\x01\n\tSegmenter\x12\x66\n\x07Segment\x12\x19.fenlei.v1.SegmentRequest\x1a\x1a.fenlei.v1.SegmentResponse\"$\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x1a\"\x15/v1/segmenter:segment:\x01*\x12\x82\x01\n\rSegmentStream\x12\x1f.fenlei.v1.SegmentStreamRequest\x1a .fenlei.v1.SegmentStreamResponse\"*\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02 \"\x1b/v1/segmenter:segmentStream:\x01*(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x66\x65nlei/v1/segmenter.proto\x12\tfenlei.v1\x1a\x16\x66\x65nlei/v1/common.proto\x1a\x1cgoogle/api/annotations.proto\"\xb4\x01\n\x0eSegmentOptions\x12$\n\x04mode\x18\x01 \x01(\x0e\x32\x16.fenlei.v1.SegmentMode\x12\x10\n\x03hmm\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x15\n\x08pos_tags\x18\x03 \x01(\x08H\x01\x88\x01\x01\x12\x12\n\nuser_words\x18\x04 \x03(\t\x12\x19\n\x0c\x66\x65\x61ture_tags\x18\x05 \x01(\x08H\x02\x88\x01\x01\x42\x06\n\x04_hmmB\x0b\n\t_pos_tagsB\x0f\n\r_feature_tags\"\x88\x01\n\x0eSegmentRequest\x12&\n\tdocuments\x18\x01 \x03(\x0b\x32\x13.fenlei.v1.Document\x12\"\n\x05model\x18\x0e \x01(\x0b\x32\x13.fenlei.v1.ModelRef\x12*\n\x07options\x18\x0f \x01(\x0b\x32\x19.fenlei.v1.SegmentOptions\"B\n\x0fSegmentResponse\x12/\n\tdocuments\x18\x01 \x03(\x0b\x32\x1c.fenlei.v1.TokenizedDocument\"\xb6\x01\n\x14SegmentStreamRequest\x12&\n\tdocuments\x18\x01 \x03(\x0b\x32\x13.fenlei.v1.Document\x12&\n\x05trace\x18\r \x01(\x0b\x32\x17.fenlei.v1.TraceContext\x12\"\n\x05model\x18\x0e \x01(\x0b\x32\x13.fenlei.v1.ModelRef\x12*\n\x07options\x18\x0f \x01(\x0b\x32\x19.fenlei.v1.SegmentOptions\"H\n\x15SegmentStreamResponse\x12/\n\tdocuments\x18\x01 \x03(\x0b\x32\x1c.fenlei.v1.TokenizedDocument*v\n\x0bSegmentMode\x12\x1c\n\x18SEGMENT_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15SEGMENT_MODE_ACCURATE\x10\x01\x12\x15\n\x11SEGMENT_MODE_FULL\x10\x02\x12\x17\n\x13SEGMENT_MODE_SEARCH\x10\x03\x32\xf8\x01\n\tSegmenter\x12\x66\n\x07Segment\x12\x19.fenlei.v1.SegmentRequest\x1a\x1a.fenlei.v1.SegmentResponse\"$\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x1a\"\x15/v1/segmenter:segment:\x01*\x12\x82\x01\n\rSegmentStream\x12\x1f.fenlei.v1.SegmentStreamRequest\x1a .fenlei.v1.SegmentStreamResponse\"*\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02 \"\x1b/v1/segmenter:segmentStream:\x01*(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,8 +37,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SEGMENTER'].methods_by_name['Segment']._serialized_options = b'\310\363\030\001\202\323\344\223\002\032\"\025/v1/segmenter:segment:\001*'
   _globals['_SEGMENTER'].methods_by_name['SegmentStream']._loaded_options = None
   _globals['_SEGMENTER'].methods_by_name['SegmentStream']._serialized_options = b'\310\363\030\001\202\323\344\223\002 \"\033/v1/segmenter:segmentStream:\001*'
-  _globals['_SEGMENTMODE']._serialized_start=703
-  _globals['_SEGMENTMODE']._serialized_end=821
+  _globals['_SEGMENTMODE']._serialized_start=743
+  _globals['_SEGMENTMODE']._serialized_end=861
   _globals['_SEGMENTOPTIONS']._serialized_start=95
   _globals['_SEGMENTOPTIONS']._serialized_end=275
   _globals['_SEGMENTREQUEST']._serialized_start=278
@@ -46,9 +46,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SEGMENTRESPONSE']._serialized_start=416
   _globals['_SEGMENTRESPONSE']._serialized_end=482
   _globals['_SEGMENTSTREAMREQUEST']._serialized_start=485
-  _globals['_SEGMENTSTREAMREQUEST']._serialized_end=627
-  _globals['_SEGMENTSTREAMRESPONSE']._serialized_start=629
-  _globals['_SEGMENTSTREAMRESPONSE']._serialized_end=701
-  _globals['_SEGMENTER']._serialized_start=824
-  _globals['_SEGMENTER']._serialized_end=1072
+  _globals['_SEGMENTSTREAMREQUEST']._serialized_end=667
+  _globals['_SEGMENTSTREAMRESPONSE']._serialized_start=669
+  _globals['_SEGMENTSTREAMRESPONSE']._serialized_end=741
+  _globals['_SEGMENTER']._serialized_start=864
+  _globals['_SEGMENTER']._serialized_end=1112
 # @@protoc_insertion_point(module_scope)

@@ -51,14 +51,16 @@ class SegmentResponse(_message.Message):
     def __init__(self, documents: _Optional[_Iterable[_Union[_common_pb2.TokenizedDocument, _Mapping]]] = ...) -> None: ...
 
 class SegmentStreamRequest(_message.Message):
-    __slots__ = ("documents", "model", "options")
+    __slots__ = ("documents", "trace", "model", "options")
     DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    TRACE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     documents: _containers.RepeatedCompositeFieldContainer[_common_pb2.Document]
+    trace: _common_pb2.TraceContext
     model: _common_pb2.ModelRef
     options: SegmentOptions
-    def __init__(self, documents: _Optional[_Iterable[_Union[_common_pb2.Document, _Mapping]]] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., options: _Optional[_Union[SegmentOptions, _Mapping]] = ...) -> None: ...
+    def __init__(self, documents: _Optional[_Iterable[_Union[_common_pb2.Document, _Mapping]]] = ..., trace: _Optional[_Union[_common_pb2.TraceContext, _Mapping]] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., options: _Optional[_Union[SegmentOptions, _Mapping]] = ...) -> None: ...
 
 class SegmentStreamResponse(_message.Message):
     __slots__ = ("documents",)
