@@ -763,6 +763,8 @@ class ProgressView:
         self.as_json = as_json
         self.terminal = out.isatty() and not as_json
         self.drawn = False
+        self.last_step: tuple[int, str] | None = None
+        self.phase_done = False
 
     def show(self, event: jobs_pb2.JobEvent) -> None:
         if self.as_json:
@@ -775,9 +777,19 @@ class ProgressView:
             self.drawn = event.state not in ENDED
             self.out.write("" if self.drawn else "\n")
             self.out.flush()
-        else:
+        elif self.worth_a_line(event):
             message = f"  {event.message}" if event.message else ""
             print(f"{local_time(event.at)}  {progress_text(event.state, event.progress)}{message}", file=self.out, flush=True)
+
+    def worth_a_line(self, event: jobs_pb2.JobEvent) -> bool:
+        """Off a terminal (a log, a pipe), a line when the state or the phase changes, when a
+        phase is done, and for every message; not for each step of a phase."""
+        step = (event.state, event.progress.phase)
+        done = event.progress.documents_total > 0 and event.progress.documents_done >= event.progress.documents_total
+        shown = bool(event.message) or step != self.last_step or (done and not self.phase_done)
+        self.phase_done = done
+        self.last_step = step
+        return shown
 
     def waiting(self, jobs_ahead: int) -> None:
         """A keep-alive of the watch: on a terminal, how long the queue before the job is."""

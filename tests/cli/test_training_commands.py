@@ -200,6 +200,21 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise() -> None:
     assert drawn.endswith("2.0 s elapsed\n")  # no estimate once ended; the line ends once
 
 
+def test_off_a_terminal_a_line_goes_to_each_phase_and_its_end_not_to_each_step() -> None:
+    plain = io.StringIO()
+    view = cli.ProgressView(plain)
+    phases = [("reading", 0), ("reading", 6), ("fitting features", 0), ("fitting features", 2), ("fitting features", 4)]
+    phases += [("fitting features", 6), ("fitting features", 6), ("evaluating", 3)]
+    for sequence, (phase, done) in enumerate(phases, 1):
+        view.show(event(sequence, phase=phase, done=done))
+    view.show(event(9, phase="evaluating", done=4, message="a message is always shown"))
+    shown = [line.split("  ")[2:4] for line in plain.getvalue().splitlines()]
+    assert shown == [
+        ["reading", "0/6 documents"], ["reading", "6/6 documents"], ["fitting features", "0/6 documents"],
+        ["fitting features", "6/6 documents"], ["evaluating", "3/6 documents"], ["evaluating", "4/6 documents"],
+    ]  # fmt: skip
+
+
 def test_a_watch_resumes_after_the_last_event_it_saw(scripted: Scripted) -> None:
     out = io.StringIO()
     last = cli.watch_job("job-1", cli.ProgressView(out))

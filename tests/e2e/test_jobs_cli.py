@@ -112,7 +112,9 @@ def test_watch_replays_the_events_as_json(mesh, tools, finished) -> None:
     events = [json.loads(line) for line in run(tools, mesh.home, "jobs", "watch", finished.id, "--json").splitlines()]
     assert [int(e["sequence"]) for e in events] == list(range(1, len(events) + 1))
     assert events[0]["state"] == "JOB_STATE_QUEUED" and events[-1]["state"] == "JOB_STATE_SUCCEEDED"
-    assert len(events) == len(finished.events)
+    # Off a terminal, `fenlei train` printed a line for each state and phase and for each phase done, not each step.
+    steps = [(e["state"], e.get("progress", {}).get("phase", "")) for e in events]
+    assert len({*steps}) <= len(finished.events) <= len(events)
 
 
 def test_watch_draws_a_progress_bar_on_a_terminal(mesh, tools, finished) -> None:
