@@ -5,10 +5,12 @@
 #
 #   golang-grpc-gateway  protoc-gen-swagger (1.6), which scripts/gen.py runs for
 #                        services/fenlei/v1/fenlei.swagger.json (the drift test regenerates it)
+#   prometheus           /usr/bin/prometheus, which `fenlei up --prometheus` runs (and its test)
 set -euo pipefail
 
 packages=(
   golang-grpc-gateway
+  prometheus
 )
 
 missing=()

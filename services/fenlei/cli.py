@@ -66,7 +66,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         print("fenlei up: --no-mesh is now called --no-sidecars (the old name still works)", file=sys.stderr)
     mesh = Mesh(home())
     processes = mesh.up(
-        timeout=args.timeout, sidecars=not (args.no_sidecars or args.no_mesh), versions=versions_of(args.replicas, args.canary)
+        timeout=args.timeout,
+        sidecars=not (args.no_sidecars or args.no_mesh),
+        versions=versions_of(args.replicas, args.canary),
+        prometheus=args.prometheus,
     )
     width = max(map(len, processes), default=0)
     for name, record in processes.items():
@@ -110,6 +113,22 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"{name:<{width}}  {entry['address'] or '-':<60} {entry['status']:<12} {restarts}".rstrip())
     healthy = bool(status) and all(entry["status"] == "SERVING" for entry in status.values())
     return 0 if healthy else 1
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from fenlei.local import logs
+
+    selection = logs.Selection(frozenset(args.names), args.trace, logs.since(args.since) if args.since else "")
+    logs.check(home(), selection.names)
+    if not args.follow:
+        for line in logs.merged(home(), selection):
+            print(logs.render(line))
+        return 0
+    for batch in logs.follow(home(), selection):  # until interrupted
+        for line in batch:
+            print(logs.render(line))
+        sys.stdout.flush()
+    return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -1069,6 +1088,47 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run_bench(args)
 
 
+def cmd_trace(args: argparse.Namespace) -> int:
+    from fenlei.telemetry import spans
+
+    kept = spans.read(home())
+    if args.slowest:
+        for root in spans.slowest(kept, args.slowest):
+            print(f"{root.trace_id}  {root.duration_ms:10.3f} ms  {root.service}  {root.name}")
+        return 0
+    if not args.trace_id:
+        raise InvalidInput("name a trace (fenlei trace ID: its 32 hex digits, as answers' x-trace-id give it) or ask for --slowest N")
+    print("\n".join(spans.format_trace(spans.one_trace(kept, args.trace_id))))
+    return 0
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    from fenlei.local import top as red
+
+    if args.interval <= 0:
+        raise InvalidInput(f"--interval takes a number of seconds above 0, not {args.interval:g}")
+    mesh = Mesh(home())
+    if not mesh.processes():
+        print("fenlei is not running")
+        return 1
+    live = not args.once and sys.stdout.isatty()  # redrawn in place; else one table after another
+    before = red.scrape(mesh.processes().values())
+    try:
+        while True:
+            time.sleep(args.interval)
+            processes = mesh.processes()
+            after = red.scrape(processes.values())
+            table = red.render(red.rows(before, after, {name: record.service for name, record in processes.items()}))
+            if live:
+                print(f"\x1b[H\x1b[2Jfenlei top: {mesh.home}, over {args.interval:g} s; Ctrl-C stops")
+            print(table + ("" if args.once or live else "\n"), flush=True)
+            if args.once:
+                return 0
+            before = after
+    except KeyboardInterrupt:
+        return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="fenlei", description="Chinese text classification as a mesh of gRPC services.")
     commands = top.add_subparsers(dest="command", required=True)
@@ -1082,6 +1142,7 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--no-mesh", action="store_true", help=argparse.SUPPRESS)  # the old name of --no-sidecars
     up.add_argument("--replicas", action="append", default=[], metavar="SERVICE=N", help="run N instances of a service (version v1)")
     up.add_argument("--canary", action="append", default=[], metavar="SERVICE", help="also run a v2 instance of a service")
+    up.add_argument("--prometheus", action="store_true", help="also run Prometheus (Debian's), scraping every service and Envoy")
     up.set_defaults(run=cmd_up)
     mesh = commands.add_parser("mesh", help="apply Istio policy files (mesh/istio/*.yaml) to the running mesh, or reset to the defaults")
     mesh.add_argument("action", choices=["apply", "reset"])
@@ -1091,6 +1152,12 @@ def parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="health of each service")
     status.add_argument("--json", action="store_true")
     status.set_defaults(run=cmd_status)
+    logs = commands.add_parser("logs", help="every process's log lines (JSON, Envoy's access logs too) merged in time order, filtered")
+    logs.add_argument("names", nargs="*", metavar="SERVICE", help="only these services or processes (pipeline, pipeline-sidecar, gateway)")
+    logs.add_argument("--follow", "-f", action="store_true", help="then print lines as they are written, until interrupted")
+    logs.add_argument("--trace", default="", metavar="ID", help="only the lines of this trace (32 hex digits)")
+    logs.add_argument("--since", default="", help="only lines since a time: 90s, 10m, 2h, 1d back, or an ISO time (UTC unless zoned)")
+    logs.set_defaults(run=cmd_logs)
 
     train = commands.add_parser(
         "train",
@@ -1145,6 +1212,16 @@ def parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--stream-epochs", type=int, default=1, help="SGD epochs of the streamed job (each a pass over the stream)")
     bench.set_defaults(run=cmd_bench)
+
+    traces = commands.add_parser("trace", help="one trace as a tree with timings, or the slowest recent requests (the mesh's collector's)")
+    traces.add_argument("trace_id", nargs="?", default="", metavar="ID", help="the trace's id (32 hex digits)")
+    traces.add_argument("--slowest", type=int, default=0, metavar="N", help="list the N slowest requests kept: trace id, duration, what")
+    traces.set_defaults(run=cmd_trace)
+
+    watching = commands.add_parser("top", help="per service: requests and errors per second, p50/p99, CPU and memory, live")
+    watching.add_argument("--interval", type=float, default=2.0, help="seconds between two readings of every service's metrics")
+    watching.add_argument("--once", action="store_true", help="print one table (over one interval) and exit")
+    watching.set_defaults(run=cmd_top)
     return top
 
 

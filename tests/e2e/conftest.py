@@ -41,8 +41,8 @@ from fenlei.v1 import pipeline_pb2_grpc, registry_pb2
 
 # The services with a public contract (one gRPC service each), from the registry.
 SERVICES = tuple(w.name for w in services.PUBLIC)
-# What `fenlei up` runs: the gRPC services, the reflection catalog and the Envoy gateway.
-PROCESSES = (*(w.name for w in services.WORKLOADS), "gateway")
+# What `fenlei up` runs: the trace collector, the gRPC services, the reflection catalog and the Envoy gateway.
+PROCESSES = ("collector", *(w.name for w in services.WORKLOADS), "gateway")
 FULL_NAMES = {w.name: w.contract[0].full_name for w in services.PUBLIC}
 STUBS = {w.name: services.stub_class(w.contract[0]) for w in services.PUBLIC}
 # A bound for anything that should take well under a second: it keeps a broken service

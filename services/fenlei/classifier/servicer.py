@@ -8,9 +8,10 @@ import grpc
 import numpy as np
 import scipy.sparse as sp
 
+from fenlei import services
 from fenlei.classifier.core import Algorithm, ClassifierConfig, ClassifierTrainer, LinearModel
 from fenlei.errors import InvalidInput
-from fenlei.runtime import rpc
+from fenlei.runtime import metrics, rpc, tracing
 from fenlei.runtime.limits import check_batch_size
 from fenlei.runtime.models import LoadedModels, ModelStore
 from fenlei.runtime.server import Service, serve
@@ -96,14 +97,22 @@ class ClassifierServicer(classifier_pb2_grpc.ClassifierServicer):
                 item.labels.add(label=scored.label, score=scored.score)
             for explained in prediction.explanation:
                 item.explanation.add(feature_index=explained.feature_index, label=explained.label, weight=explained.weight)
+        metrics.count_documents(PART, len(request.vectors))
 
     Predict = rpc.batch_unary(_predict, classifier_pb2.PredictResponse)
-    PredictStream = rpc.batch_stream(_predict, classifier_pb2.PredictStreamResponse)
+
+    def _measure(self, request: classifier_pb2.PredictStreamRequest, items) -> dict[str, int]:
+        return {tracing.DOCUMENTS: len(request.vectors)}
+
+    PredictStream = rpc.batch_stream(
+        tracing.per_batch(_predict, services.BY_NAME[PART].stream, _measure), classifier_pb2.PredictStreamResponse
+    )
 
 
 def register(server: grpc.aio.Server, settings: ServiceSettings) -> Service:
     store = ModelStore(settings.home)
     models = LoadedModels(store, PART, LinearModel.load, settings.loaded_models)
+    metrics.watch_models(PART, models)
     classifier_pb2_grpc.add_ClassifierServicer_to_server(ClassifierServicer(store, models, settings), server)
     return Service([classifier_pb2.DESCRIPTOR.services_by_name["Classifier"].full_name])
 

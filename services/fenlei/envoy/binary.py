@@ -6,6 +6,9 @@ import shutil
 import sys
 from pathlib import Path
 
+# How soon an access log line is in its file (Envoy's default: 10 s), for `fenlei logs --follow`.
+ACCESS_LOG_FLUSH_MS = 250
+
 
 class EnvoyMissing(RuntimeError):
     pass
@@ -27,4 +30,5 @@ def envoy_command(bootstrap: Path, admin_address_file: Path, *, workers: int, dr
         envoy_binary(), "-c", str(bootstrap), "--admin-address-path", str(admin_address_file), "--disable-hot-restart",
         "--concurrency", str(workers), "--log-level", "warning", "--drain-time-s", str(max(1, round(drain_seconds))),
         "--drain-strategy", "immediate",
+        "--file-flush-interval-msec", str(ACCESS_LOG_FLUSH_MS),
     ]  # fmt: skip

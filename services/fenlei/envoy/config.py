@@ -9,7 +9,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from fenlei.runtime.logging import TIME_FORMAT
+
 UNIX_PATH_MAX = 107
+# Calls that are not logged one by one (as the services do not log them either).
+UNLOGGED_PATHS = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 
 def typed(type_name: str, **fields: Any) -> dict[str, Any]:
@@ -43,6 +47,60 @@ def unreachable() -> dict[str, Any]:
 def unavailable(service: str) -> str:
     """What such a reply says (a formatter string): the service first, then Envoy's reason."""
     return f"the {service} service is unavailable: %LOCAL_REPLY_BODY%"
+
+
+def access_log(proxy: str, listener: str, path: Path | None) -> list[dict[str, Any]]:
+    """An HttpConnectionManager's access log: a JSON line per request with the keys and the
+    time of the services' lines (fenlei.runtime.logging), written to `path`, else to Envoy's
+    stdout (a container's log). The trace and span ids are those of the request's
+    traceparent as Envoy passes it on (its tracer's span, when it traces). "code" is the gRPC
+    status; of a REST call at the gateway (whose transcoder turned the status into the HTTP
+    one), it is Envoy's reading of the HTTP status."""
+
+    def traceparent(start: int, end: int) -> str:
+        # version-trace_id-span_id-flags: the ids by position (CEL's string functions)
+        return f"%CEL('traceparent' in request.headers ? request.headers['traceparent'].substring({start}, {end}) : '')%"
+
+    fields = {
+        "time": f"%START_TIME({TIME_FORMAT})%",
+        "service": proxy,
+        "level": "INFO",
+        "logger": f"envoy.access.{listener}",
+        "message": "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %RESPONSE_CODE% %DURATION%ms",
+        "trace_id": traceparent(3, 35),
+        "span_id": traceparent(36, 52),
+        "request_id": "%REQ(X-REQUEST-ID)%",
+        "method": "%REQ(:PATH)%",
+        "code": "%GRPC_STATUS(SNAKE_STRING)%",
+        "status": "%RESPONSE_CODE%",
+        "duration_ms": "%DURATION%",
+        "response_flags": "%RESPONSE_FLAGS%",
+        "upstream": "%UPSTREAM_HOST%",
+    }
+    log_format = {
+        "json_format": fields,
+        "formatters": [
+            {
+                "name": "envoy.formatter.cel",
+                "typed_config": typed("envoy.extensions.formatter.cel.v3.Cel", cel_config={"enable_string_functions": True}),
+            }
+        ],
+    }
+    logged = [
+        {"header_filter": {"header": {"name": ":path", "string_match": {"prefix": prefix}, "invert_match": True}}}
+        for prefix in UNLOGGED_PATHS
+    ]
+    if path is None:
+        logger = {
+            "name": "envoy.access_loggers.stdout",
+            "typed_config": typed("envoy.extensions.access_loggers.stream.v3.StdoutAccessLog", log_format=log_format),
+        }
+    else:
+        logger = {
+            "name": "envoy.access_loggers.file",
+            "typed_config": typed("envoy.extensions.access_loggers.file.v3.FileAccessLog", path=str(path), log_format=log_format),
+        }
+    return [{**logger, "filter": {"and_filter": {"filters": [{"not_health_check_filter": {}}, *logged]}}}]
 
 
 def socket_address(host: str, port: int) -> dict[str, Any]:

@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator
 import grpc
 import numpy as np
 
+from fenlei import services
 from fenlei.errors import InvalidInput
 from fenlei.features.core import FeatureConfig, FeatureFitter, FeatureSpace, Selection
-from fenlei.runtime import rpc
+from fenlei.runtime import metrics, rpc, tracing
 from fenlei.runtime.limits import check_batch_size
 from fenlei.runtime.models import LoadedModels, ModelStore
 from fenlei.runtime.server import Service, serve
@@ -67,16 +68,33 @@ class FeaturesServicer(features_pb2_grpc.FeaturesServicer):
         documents = request.documents
         check_batch_size(len(documents), self.settings)
         space = self.models.get(request.model.name, request.model.version)
-        matrix = space.transform([document.tokens for document in documents])
+        term_lists = [document.tokens for document in documents]
+        matrix = space.transform(term_lists)
+        metrics.count_tokens(request.model.name, request.model.version, term_lists, space.vocabulary)
         indptr = matrix.indptr.tolist()
         indices = matrix.indices.tolist()
         values = matrix.data.tolist()
         for row, document in enumerate(documents):
             start, end = indptr[row], indptr[row + 1]
             items.add(id=document.id, indices=indices[start:end], values=values[start:end])
+        metrics.count_documents(PART, len(documents))
 
     Transform = rpc.batch_unary(_transform, features_pb2.TransformResponse)
-    TransformStream = rpc.batch_stream(_transform, features_pb2.TransformStreamResponse)
+
+    def _measure(self, request: features_pb2.TransformStreamRequest, items) -> dict[str, int | float]:
+        vocabulary = self.models.get(request.model.name, request.model.version).vocabulary
+        terms = [term for document in request.documents for term in document.tokens]
+        unknown = len(terms) - sum(map(vocabulary.__contains__, terms))
+        return {
+            tracing.DOCUMENTS: len(request.documents),
+            tracing.TERMS: len(terms),
+            tracing.UNKNOWN_TERMS: unknown,
+            tracing.OOV_SHARE: unknown / len(terms) if terms else 0.0,
+        }
+
+    TransformStream = rpc.batch_stream(
+        tracing.per_batch(_transform, services.BY_NAME[PART].stream, _measure), features_pb2.TransformStreamResponse
+    )
 
     @rpc.unary
     async def DescribeFeatures(
@@ -89,6 +107,7 @@ class FeaturesServicer(features_pb2_grpc.FeaturesServicer):
 def register(server: grpc.aio.Server, settings: ServiceSettings) -> Service:
     store = ModelStore(settings.home)
     models = LoadedModels(store, PART, FeatureSpace.load, settings.loaded_models)
+    metrics.watch_models(PART, models)
     features_pb2_grpc.add_FeaturesServicer_to_server(FeaturesServicer(store, models, settings), server)
     return Service([features_pb2.DESCRIPTOR.services_by_name["Features"].full_name])
 

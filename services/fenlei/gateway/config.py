@@ -23,12 +23,23 @@ from typing import Any
 from google.api import annotations_pb2
 
 from fenlei import services
-from fenlei.envoy.config import deadline, disabled, file_source, grpc_health_checks, socket_address, typed, unavailable, unreachable
+from fenlei.envoy.config import (
+    access_log,
+    deadline,
+    disabled,
+    file_source,
+    grpc_health_checks,
+    socket_address,
+    typed,
+    unavailable,
+    unreachable,
+)
 from fenlei.gateway.auth import BEARER, ROLE_CLAIM, role_name, roles_at_least
 from fenlei.runtime.rpc import SUBJECT_HEADER
 from fenlei.runtime.settings import load_settings
 from fenlei.sidecar.policy import Policy
 from fenlei.sidecar.xds import policy_routes
+from fenlei.telemetry import envoy as envoy_tracing
 from fenlei.v1 import common_pb2
 
 V1 = Path(common_pb2.__file__).parent
@@ -452,11 +463,21 @@ def route_table(settings: GatewaySettings, policy: Policy | None = None) -> dict
     }
 
 
-def build(settings: GatewaySettings, upstreams: dict[str, str], jwks: str = "", *, xds_directory: Path | None = None) -> dict[str, Any]:
+def build(
+    settings: GatewaySettings,
+    upstreams: dict[str, str],
+    jwks: str = "",
+    *,
+    xds_directory: Path | None = None,
+    access_log_file: Path | None = None,
+    collector: str = "",
+) -> dict[str, Any]:
     """The Envoy bootstrap. upstreams: service name → address (with "catalog" for
     reflection), for a gateway straight to the services. With xds_directory (the local
     mesh), routes and clusters come from files there instead (rds-gateway.json,
-    cds.json), which `fenlei mesh apply` rewrites while Envoy runs."""
+    cds.json), which `fenlei mesh apply` rewrites while Envoy runs. Its access log goes
+    to access_log_file, else to Envoy's stdout. collector: host:port of the trace collector
+    (every request is traced, as a trace's first hop unless the caller sent a traceparent); "": no tracing."""
     methods = public_methods()
     if xds_directory is None:
         routing: dict[str, Any] = {"route_config": route_table(settings)}
@@ -464,6 +485,9 @@ def build(settings: GatewaySettings, upstreams: dict[str, str], jwks: str = "", 
     else:
         routing = {"rds": {"route_config_name": "gateway", "config_source": file_source(xds_directory / "rds-gateway.json", xds_directory)}}
         clusters = []
+    traced = {"tracing": envoy_tracing.tracing("gateway", starts_traces=True)} if collector else {}
+    if collector:
+        clusters.append(envoy_tracing.collector_cluster(collector))
     manager = typed(
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         stat_prefix="gateway",
@@ -477,6 +501,8 @@ def build(settings: GatewaySettings, upstreams: dict[str, str], jwks: str = "", 
         http_protocol_options={"enable_trailers": True},
         **routing,
         local_reply_config=_local_replies(settings),
+        access_log=access_log("gateway", "gateway", access_log_file),
+        **traced,
         # The client is the peer of the connection, never what its X-Forwarded-For claims
         # (rate limits are per client address).
         use_remote_address=True,

@@ -18,7 +18,7 @@ from google.protobuf import json_format
 
 from fenlei.jobs.core import JobsSettings, JobStore, Scheduler
 from fenlei.jobs.worker import spec_of
-from fenlei.runtime import rpc
+from fenlei.runtime import metrics, rpc
 from fenlei.runtime.messages import timestamp
 from fenlei.runtime.server import Service, channel_options, serve
 from fenlei.runtime.settings import load_settings
@@ -136,6 +136,7 @@ def register(server: grpc.aio.Server, settings: JobsSettings) -> Service:
     channel = grpc.aio.insecure_channel(settings.datasets_address, options=channel_options(settings))
     scheduler = Scheduler(JobStore(settings.home), settings, WORKER, pinning(datasets_pb2_grpc.DatasetPinsStub(channel)))
     datasets = datasets_pb2_grpc.DatasetsStub(channel)
+    metrics.watch_jobs(lambda: len(set(scheduler.store.queued()) - set(scheduler.runs)), lambda: len(scheduler.runs))
     jobs_pb2_grpc.add_JobsServicer_to_server(JobsServicer(scheduler, datasets), server)
     return Service([jobs_pb2.DESCRIPTOR.services_by_name["Jobs"].full_name], scheduler.open)
 

@@ -9,6 +9,9 @@ writes JSON lines on its stdout, which the service reads and records (the servic
 writes the jobs database): progress, then the result or the error. Anything else the
 process prints goes to stderr. SIGTERM (a cancel, or the service gone) cancels the work:
 the stage calls in flight end, the draft is removed, nothing is registered.
+
+A job is a trace: a root span "job <id>", under it a span per phase of the training, and
+under those the calls and the stage batches the phase made.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from fenlei import services
 from fenlei.errors import FenleiError, InvalidInput
 from fenlei.jobs.core import JobsSettings, die_with_parent
 from fenlei.preprocessor.servicer import with_options as preprocess_with
+from fenlei.runtime import tracing
 from fenlei.runtime.models import ModelStore, check_name
 from fenlei.runtime.rpc import SUBJECT_HEADER
 from fenlei.runtime.server import channel_options
@@ -151,15 +155,24 @@ async def read_dataset(
     advance = progress.phase(phase, found.documents)
     texts: list[str] = []
     labels: list[str] = []
-    async for batch in stream.read():
-        texts += batch.texts
-        labels += batch.labels
-        advance(len(texts))
+    with tracing.span(phase, attributes={tracing.DOCUMENTS: found.documents}):
+        async for batch in stream.read():
+            texts += batch.texts
+            labels += batch.labels
+            advance(len(texts))
     return Corpus(texts, labels, stream.source)
 
 
 async def run(job: dict[str, Any], settings: JobsSettings, progress: ProgressLines) -> dict[str, Any]:
     """Trains and registers what the job asks for; returns the result line's content."""
+    attributes = {"fenlei.model": str(job.get("model", "")), "fenlei.dataset": str(job.get("dataset", ""))}
+    with tracing.span(f"job {job.get('id', '')}", attributes=attributes) as root:
+        result = await _run(job, settings, progress)
+        root.set_attribute("fenlei.version", result["version"])
+        return result
+
+
+async def _run(job: dict[str, Any], settings: JobsSettings, progress: ProgressLines) -> dict[str, Any]:
     spec = spec_of(job)
     addresses = {callee: getattr(settings, f"{callee}_address") for callee in services.BY_NAME[SERVICE].calls}
     missing = [callee for callee, address in addresses.items() if not address]
@@ -167,8 +180,8 @@ async def run(job: dict[str, Any], settings: JobsSettings, progress: ProgressLin
         raise InvalidInput(f"the jobs service has no address for {', '.join(missing)}: set FENLEI_JOBS_<SERVICE>_ADDRESS")
     options = channel_options(settings)
     streams = StageStreams({stage.name: addresses[stage.name] for stage in services.STAGES}, options)
-    registry_channel = grpc.aio.insecure_channel(addresses["registry"], options=options)
-    datasets_channel = grpc.aio.insecure_channel(addresses["datasets"], options=options)
+    registry_channel = grpc.aio.insecure_channel(addresses["registry"], options=options, interceptors=tracing.client_interceptors())
+    datasets_channel = grpc.aio.insecure_channel(addresses["datasets"], options=options, interceptors=tracing.client_interceptors())
     ticker = asyncio.create_task(progress.keep_writing(settings.lease_seconds / 4))
     try:
         datasets = datasets_pb2_grpc.DatasetsStub(datasets_channel)
@@ -221,6 +234,7 @@ def main() -> None:
     os.dup2(2, 1)
     job = json.loads(sys.stdin.readline())
     settings = load_settings(JobsSettings, SERVICE)
+    tracing.configure(SERVICE, settings)  # its spans leave at exit
     sys.exit(asyncio.run(_main(job, settings, out)))
 
 

@@ -9,6 +9,7 @@ fenlei.local.supervisor, does the work), ask for changes, read its state, stop i
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -23,6 +24,7 @@ from fenlei import services
 from fenlei.envoy.admin import Admin
 from fenlei.gateway import config as gateway_config
 from fenlei.gateway.auth import Authority
+from fenlei.local import prometheus as local_prometheus
 from fenlei.local.health import app_health
 from fenlei.local.state import Files, MeshState, Plan, ProcessRecord
 from fenlei.sidecar.control import ControlPlane
@@ -90,6 +92,8 @@ class LocalMesh:
                 answer = "DOWN"
             elif record.kind == "app":
                 answer = app_health(record.address) if record.address else "STARTING"
+            elif record.kind == local_prometheus.NAME:
+                answer = "SERVING" if local_prometheus.ready(record.address) else "NOT_SERVING"
             elif not (record.admin and Admin(record.admin).ready()):
                 answer = "NOT_SERVING"
             elif record.app and status_of(processes[record.app]) != "SERVING":
@@ -107,16 +111,18 @@ class LocalMesh:
                 "status": status_of(r),
                 "restarts": r.restarts,
                 "last_exit": r.last_exit,
+                **_scraped_at(r),
             }
             for name, r in processes.items()
         }
 
     # ------------------------------------------------------------------ starting and changing
     def up(self, timeout: float = 60.0, extra_env: dict[str, str] | None = None, *, sidecars: bool = True,
-           versions: dict[str, list[str]] | None = None) -> dict[str, ProcessRecord]:  # fmt: skip
+           versions: dict[str, list[str]] | None = None, prometheus: bool = False) -> dict[str, ProcessRecord]:  # fmt: skip
         """Starts the mesh and returns once every process is healthy; on a running mesh,
         carries out what differs (instances per service). versions (with sidecars):
-        service → a version label per instance, e.g. {"classifier": ["v1", "v1"]}."""
+        service → a version label per instance, e.g. {"classifier": ["v1", "v1"]}.
+        prometheus: also run Prometheus, scraping every process (fenlei.local.prometheus)."""
         versions = versions or {}
         for service, labels in versions.items():
             if services.workload(service).single_writer and len(labels) > 1:
@@ -124,12 +130,14 @@ class LocalMesh:
                 raise MeshError(f"{service} is the only writer of its database, so it runs one instance, not {len(labels)}")
         if versions and not sidecars:
             raise MeshError("replicas and canaries need the sidecars (leave out --no-sidecars)")
+        if prometheus and not local_prometheus.BINARY.exists():
+            raise MeshError(local_prometheus.MISSING)
         if self.running():
-            return self._change(sidecars, versions, timeout)
+            return self._change(sidecars, versions, timeout, prometheus)
         self._clear_stale()
         for directory in (self.home / "logs", self.files.run):
             directory.mkdir(parents=True, exist_ok=True)
-        self.files.write_plan(Plan(sidecars, versions, timeout, generation=1))
+        self.files.write_plan(Plan(sidecars, versions, timeout, generation=1, prometheus=prometheus))
         env = {**os.environ, **(extra_env or {}), "FENLEI_HOME": str(self.home)}
         log = open(self.home / "logs" / "supervisor.log", "ab")
         supervisor = subprocess.Popen(
@@ -151,8 +159,10 @@ class LocalMesh:
                 raise MeshError(f"the mesh did not start within {timeout:.0f} s; see {self.home / 'logs'}")
             time.sleep(0.05)
 
-    def _change(self, sidecars: bool, versions: dict[str, list[str]], timeout: float) -> dict[str, ProcessRecord]:
+    def _change(self, sidecars: bool, versions: dict[str, list[str]], timeout: float, prometheus: bool) -> dict[str, ProcessRecord]:
         plan = self.files.read_plan()
+        if prometheus and not plan.prometheus:
+            raise MeshError(f"the mesh under {self.home} runs without Prometheus; `fenlei down` first, then `fenlei up --prometheus`")
         if sidecars != plan.sidecars:
             raise MeshError(
                 f"the mesh under {self.home} runs {'with' if plan.sidecars else 'without'} sidecars; `fenlei down` first to change that"
@@ -161,7 +171,7 @@ class LocalMesh:
         wanted = {**current, **versions}
         if wanted == current:
             return self.processes()
-        self._carry_out(Plan(plan.sidecars, wanted, timeout, plan.generation + 1))
+        self._carry_out(dataclasses.replace(plan, versions=wanted, timeout=timeout, generation=plan.generation + 1))
         return self.processes()
 
     def _carry_out(self, plan: Plan) -> None:
@@ -213,7 +223,7 @@ class LocalMesh:
     def _push(self) -> None:
         if self.with_sidecars() and self.running():
             plan = self.files.read_plan()
-            self._carry_out(Plan(plan.sidecars, plan.versions, plan.timeout, plan.generation + 1))
+            self._carry_out(dataclasses.replace(plan, generation=plan.generation + 1))
         # else the next `fenlei up` starts with it
 
     # ------------------------------------------------------------------ stopping
@@ -235,3 +245,12 @@ class LocalMesh:
         self.files.state.unlink(missing_ok=True)
         self.files.plan.unlink(missing_ok=True)
         return names
+
+
+def _scraped_at(record: ProcessRecord) -> dict[str, str]:
+    """Where Prometheus scrapes a process: an app's /metrics, an Envoy's admin stats."""
+    if record.kind == "app":
+        return {"metrics": f"http://{record.metrics}/metrics" if record.metrics else ""}
+    if record.kind in local_prometheus.ENVOY_KINDS:
+        return {"stats": f"http://{record.admin}/stats/prometheus" if record.admin else ""}
+    return {}

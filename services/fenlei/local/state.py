@@ -59,10 +59,11 @@ class ProcessIdentity:
 
 @dataclass
 class ProcessRecord:
-    """One process of the mesh: an app (a service instance), a proxy (a sidecar) or the gateway."""
+    """One process of the mesh: an app (a service instance), a proxy (a sidecar), the gateway
+    or Prometheus."""
 
     name: str
-    kind: str  # "app" | "proxy" | "gateway"
+    kind: str  # "app" | "proxy" | "gateway" | "prometheus"
     service: str = ""  # the workload (fenlei.services) of an app or of a sidecar
     instance: str = ""  # the instance an app is, or a sidecar fronts (e.g. classifier-v1-0)
     app: str = ""  # a sidecar's app record
@@ -71,6 +72,7 @@ class ProcessRecord:
     identity: ProcessIdentity | None = None
     address: str = ""  # where it serves (an app: gRPC; a sidecar: its mTLS port; the gateway: HTTP)
     admin: str = ""  # Envoy's admin address
+    metrics: str = ""  # an app's Prometheus endpoint (host:port, /metrics)
     state: str = "starting"  # starting | running | backoff | stopping
     restarts: int = 0
     last_exit: str = ""  # e.g. "exit 1 at 2026-12-01T08:00:00Z", "signal SIGKILL at ..."
@@ -91,6 +93,7 @@ class Plan:
     versions: dict[str, list[str]] = field(default_factory=dict)  # service → a version label per instance
     timeout: float = 60.0
     generation: int = 0
+    prometheus: bool = False  # also run Prometheus, scraping every process
 
 
 @dataclass

@@ -34,15 +34,20 @@ from fenlei.envoy.admin import Admin
 from fenlei.envoy.binary import envoy_command
 from fenlei.gateway import config as gateway_config
 from fenlei.gateway.auth import Authority
+from fenlei.local import prometheus
 from fenlei.local.health import app_health
+from fenlei.local.logs import access_log_file
 from fenlei.local.state import Files, MeshState, ProcessIdentity, ProcessRecord
 from fenlei.runtime import logging as jsonlog
 from fenlei.sidecar.control import ControlPlane, Topology
 from fenlei.sidecar.xds import Instance
+from fenlei.telemetry import collector
+from fenlei.telemetry import envoy as envoy_tracing
 
 log = logging.getLogger("fenlei.supervisor")
 
 GATEWAY = "gateway"
+COLLECTOR = collector.PART
 # Backoff before the n-th restart in a row: 0.5 s, 1 s, 2 s, ... at most 30 s. A process
 # that ran this long since its last start counts as healthy again.
 BACKOFF_FIRST, BACKOFF_MAX, STABLE_SECONDS = 0.5, 30.0, 30.0
@@ -100,6 +105,7 @@ class Supervisor:
         self.stopping = False
         self.change_requested = False
         self.topology: Topology | None = None
+        self.collector = ""  # host:port of the collector the proxies send their spans to; "": none
 
     # ------------------------------------------------------------------ main loop
     def run(self) -> int:
@@ -137,6 +143,8 @@ class Supervisor:
 
     def save(self) -> None:
         self.files.write_state(self.state)
+        if self.plan.prometheus:
+            prometheus.write_targets(self.home, self.state.processes.values())
 
     # ------------------------------------------------------------------ processes
     def spawn(self, record: ProcessRecord) -> None:
@@ -177,10 +185,11 @@ class Supervisor:
         address_file = Path(record.env[f"FENLEI_{record.service.upper()}_ADDRESS_FILE"])
         if not address_file.exists():
             return False
-        address = json.loads(address_file.read_text())["address"]
+        written = json.loads(address_file.read_text())
+        address = written["address"]
         if app_health(address) != "SERVING":
             return False
-        record.address, record.state = address, "running"
+        record.address, record.metrics, record.state = address, written.get("metrics", ""), "running"
         return True
 
     def proxy_ready(self, record: ProcessRecord) -> bool:
@@ -194,6 +203,18 @@ class Supervisor:
         else:  # a sidecar
             record.address = f"127.0.0.1:{Admin(admin).listener_port('inbound')}"
         return True
+
+    def prometheus_ready(self, record: ProcessRecord) -> bool:
+        if not prometheus.ready(record.address):
+            return False
+        record.state = "running"
+        return True
+
+    def ready(self, record: ProcessRecord) -> bool:
+        """Whether a starting process has come up; records what it bound."""
+        if record.kind == "app":
+            return self.app_ready(record)
+        return self.prometheus_ready(record) if record.kind == prometheus.NAME else self.proxy_ready(record)
 
     def envoy_record(
         self, name: str, kind: str, bootstrap: Path, *, workers: int = 1, service: str = "", instance: str = "", app: str = ""
@@ -210,18 +231,45 @@ class Supervisor:
     def start_and_wait(self, records: list[ProcessRecord], what: str) -> None:
         for record in records:
             self.spawn(record)
-        ready = self.app_ready if records and records[0].kind == "app" else self.proxy_ready
-        self.wait_until(lambda: all(r.state == "running" or ready(r) for r in records), what, self.plan.timeout, [r.name for r in records])
+        self.wait_until(
+            lambda: all(r.state == "running" or self.ready(r) for r in records), what, self.plan.timeout, [r.name for r in records]
+        )
         self.save()
 
     # ------------------------------------------------------------------ start
     def start(self) -> None:
         for directory in (self.logs, self.files.run):
             directory.mkdir(parents=True, exist_ok=True)
+        self.start_collector()
         if self.plan.sidecars:
             self.start_with_sidecars()
         else:
             self.start_direct()
+        if self.plan.prometheus:
+            self.start_prometheus()
+
+    def start_prometheus(self) -> None:
+        """Last, once every address it scrapes is known (save() keeps its targets current)."""
+        if not prometheus.BINARY.exists():
+            raise StartFailed(prometheus.MISSING)
+        self.start_and_wait([prometheus.record(self.home)], "Prometheus")
+
+    def start_collector(self) -> None:
+        """The trace collector, before everything else: every process started after it gets
+        the standard OTEL_* variables that send it their spans, unless the user's
+        environment sets them (then the user's collector gets the spans)."""
+        address_file = self.files.run / f"{COLLECTOR}.json"
+        env = {f"FENLEI_{COLLECTOR.upper()}_ADDRESS_FILE": str(address_file)}
+        record = ProcessRecord(COLLECTOR, "app", COLLECTOR, command=(sys.executable, "-m", collector.__name__), env=env)
+        self.start_and_wait([record], "the trace collector")
+        # Spans leave each process within a second, so `fenlei trace` soon finds a request's.
+        exporting = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{record.address}",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            "OTEL_BSP_SCHEDULE_DELAY": "1000",
+        }
+        self.env = {**exporting, **self.env}
+        self.collector = envoy_tracing.endpoint(self.env)
 
     def start_direct(self) -> None:
         for group in levels(w.name for w in services.WORKLOADS):
@@ -232,7 +280,10 @@ class Supervisor:
                 records.append(self.app_record(name, workload, env))
             self.start_and_wait(records, ", ".join(group))
         upstreams = {w.name: self.state.processes[w.name].address for w in services.WORKLOADS}
-        self.start_gateway(lambda jwks: gateway_config.build(self.settings, upstreams, jwks))
+        access_log = access_log_file(self.home, GATEWAY)
+        self.start_gateway(
+            lambda jwks: gateway_config.build(self.settings, upstreams, jwks, access_log_file=access_log, collector=self.collector)
+        )
 
     def start_with_sidecars(self) -> None:
         self.control.policy()  # a broken policy file stops the start before anything runs
@@ -248,13 +299,18 @@ class Supervisor:
         )
         self.start_apps(self.topology.instances)
         xds = self.control.proxy_directory(GATEWAY)
-        self.start_gateway(lambda jwks: gateway_config.build(self.settings, {}, jwks, xds_directory=xds))
+        access_log = access_log_file(self.home, GATEWAY)
+        self.start_gateway(
+            lambda jwks: gateway_config.build(
+                self.settings, {}, jwks, xds_directory=xds, access_log_file=access_log, collector=self.collector
+            )
+        )
 
     def start_sidecars(self, instances: list[Instance]) -> None:
         """Starts the sidecars of these instances, learns the ports they bound and records
         them in the topology."""
         assert self.topology is not None
-        bootstraps = self.control.write_bootstraps(self.topology)
+        bootstraps = self.control.write_bootstraps(self.topology, self.collector)
         self.push()  # every proxy finds its files when it starts
         records = [
             self.envoy_record(f"{self.topology.key(i)}-sidecar", "proxy", bootstraps[i.name], service=i.service, instance=i.name, app=self.topology.key(i))
@@ -264,7 +320,7 @@ class Supervisor:
         ports = {r.instance: int(r.address.rsplit(":", 1)[1]) for r in records}
         self.topology = Topology([dataclasses.replace(i, inbound_port=ports.get(i.name, i.inbound_port)) for i in self.topology.instances])
         self.control.save_topology(self.topology)
-        self.control.write_bootstraps(self.topology)  # with the bound ports: a restarted sidecar binds its own again
+        self.control.write_bootstraps(self.topology, self.collector)  # with the bound ports: a restarted sidecar binds its own again
         self.push()
 
     def start_apps(self, instances: list[Instance]) -> None:
@@ -327,7 +383,7 @@ class Supervisor:
             if record.state == "backoff":
                 continue
             if process.poll() is None:
-                if record.state == "starting" and (self.app_ready if record.kind == "app" else self.proxy_ready)(record):
+                if record.state == "starting" and self.ready(record):
                     self.save()
                 continue
             ran = now - self.started_at[name]
@@ -424,10 +480,11 @@ class Supervisor:
         if gateway and gateway.admin and GATEWAY in self.children and self.children[GATEWAY].poll() is None:
             self.drain_gateway(Admin(gateway.admin))
         self.terminate([GATEWAY], self.grace)
-        apps = [r for r in self.state.processes.values() if r.kind == "app"]
+        apps = [r for r in self.state.processes.values() if r.kind == "app" and r.name != COLLECTOR]
         for group in reversed(levels({r.service for r in apps})):
             self.terminate([r.name for r in apps if r.service in group], self.grace + 5)
-        self.terminate(list(self.children), self.grace)
+        self.terminate([name for name in self.children if name != COLLECTOR], self.grace)
+        self.terminate([COLLECTOR], self.grace)  # last, so that it takes the spans of every process it outlived
         self.clean()
 
     def drain_gateway(self, admin: Admin) -> None:

@@ -15,7 +15,7 @@ from fenlei import services
 from fenlei.errors import FenleiError, Unavailable
 from fenlei.pipeline.core import ModelRouter, Recorder, Route, request_id, split
 from fenlei.runtime import logging as jsonlog
-from fenlei.runtime import rpc
+from fenlei.runtime import metrics, rpc, tracing
 from fenlei.runtime.limits import check_documents
 from fenlei.runtime.models import ModelStore
 from fenlei.runtime.server import Service, channel_options, serve
@@ -26,6 +26,8 @@ from fenlei.v1 import classifier_pb2, common_pb2, pipeline_pb2, pipeline_pb2_grp
 PART = "pipeline"
 ARM_HEADER = "x-fenlei-arm"
 REQUEST_ID_HEADER = "x-request-id"
+# In each answer's trailing metadata: the trace of the call, for `fenlei trace ID`.
+TRACE_ID_HEADER = "x-trace-id"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +57,8 @@ class ExperimentRegistry:
     def __init__(self, address: str, settings: PipelineSettings) -> None:
         # A restarted registry is asked again within two seconds (gRPC's default waits up to two minutes).
         options = [*channel_options(settings), ("grpc.initial_reconnect_backoff_ms", 500), ("grpc.max_reconnect_backoff_ms", 2000)]
-        self.stub = registry_pb2_grpc.ExperimentRoutingStub(grpc.aio.insecure_channel(address, options=options))
+        channel = grpc.aio.insecure_channel(address, options=options, interceptors=tracing.client_interceptors())
+        self.stub = registry_pb2_grpc.ExperimentRoutingStub(channel)
         self.timeout = settings.registry_timeout_seconds
 
     async def assign(self, experiment: str, key: str) -> str:
@@ -78,6 +81,8 @@ def _header(context: grpc.aio.ServicerContext, name: str) -> str:
 def _answer_id(context: grpc.aio.ServicerContext) -> str:
     answer_id = request_id(_header(context, REQUEST_ID_HEADER))
     jsonlog.request_id.set(answer_id)  # the logs of this call carry the id its answer does
+    if trace_id := tracing.trace_id():
+        context.set_trailing_metadata(((TRACE_ID_HEADER, trace_id),))
     return answer_id
 
 
@@ -99,6 +104,16 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServicer):
         check_documents(request.documents, self.settings)
         route = await self.router.route(request.model, request.version, arm, request.routing_key)
         model = common_pb2.ModelRef(name=route.name, version=route.version)
+        tracing.annotate(
+            {
+                "fenlei.model": route.name,
+                "fenlei.version": route.version,
+                "fenlei.experiment": route.experiment,
+                "fenlei.arm": route.arm,
+                tracing.DOCUMENTS: len(request.documents),
+                tracing.CHARACTERS: sum(len(document.text) for document in request.documents),
+            }
+        )
         options = classifier_pb2.PredictOptions(top_k=request.top_k, explain=request.explain, labels=request.labels)
         batches = split(request.documents, self.settings.stage_batch_documents)
         try:
@@ -113,6 +128,7 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServicer):
         if request.explain:
             await self.stages.name_features(response.predictions, model)
         self._record(route, answer_id, response.predictions)
+        metrics.count_documents(PART, len(request.documents))
         return response
 
     def _record(self, route: Route, answer_id: str, predictions) -> None:
@@ -171,12 +187,16 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServicer):
         # Up to stream_window client messages are in the stages at once; answers keep their order.
         in_flight: asyncio.Queue[asyncio.Task | None] = asyncio.Queue(maxsize=self.settings.stream_window)
 
+        async def answer(request: pipeline_pb2.ClassifyStreamRequest, index: int) -> pipeline_pb2.ClassifyStreamResponse:
+            # A span per message, as its own request: the stream's span lasts as long as the stream.
+            with tracing.span("/fenlei.v1.Pipeline/ClassifyStream message", attributes={"fenlei.message": index}):
+                return await self._classify(request, pipeline_pb2.ClassifyStreamResponse, f"{stream_id}/{index}", arm)
+
         async def feed() -> None:
             try:
                 sent = 0
                 async for request in requests:
-                    answer = self._classify(request, pipeline_pb2.ClassifyStreamResponse, f"{stream_id}/{sent}", arm)
-                    await in_flight.put(asyncio.ensure_future(answer))
+                    await in_flight.put(asyncio.ensure_future(answer(request, sent)))
                     sent += 1
             finally:
                 await in_flight.put(None)

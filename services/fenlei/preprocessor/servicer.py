@@ -6,8 +6,9 @@ import asyncio
 
 import grpc
 
+from fenlei import services
 from fenlei.preprocessor.core import PreprocessConfig, Preprocessor
-from fenlei.runtime import rpc
+from fenlei.runtime import metrics, rpc, tracing
 from fenlei.runtime.limits import check_batch_size
 from fenlei.runtime.models import LoadedModels, ModelStore
 from fenlei.runtime.server import Service, serve
@@ -62,14 +63,26 @@ class PreprocessorServicer(preprocessor_pb2_grpc.PreprocessorServicer):
         terms = self.preprocessor.process([document.tokens for document in documents], config, [document.tags for document in documents])
         for document, document_terms in zip(documents, terms):
             items.add(id=document.id, tokens=document_terms)
+        metrics.count_documents(PART, len(documents))
 
     Preprocess = rpc.batch_unary(_preprocess, preprocessor_pb2.PreprocessResponse)
-    PreprocessStream = rpc.batch_stream(_preprocess, preprocessor_pb2.PreprocessStreamResponse)
+
+    def _measure(self, request: preprocessor_pb2.PreprocessStreamRequest, items) -> dict[str, int]:
+        return {
+            tracing.DOCUMENTS: len(request.documents),
+            tracing.TOKENS: sum(len(document.tokens) for document in request.documents),
+            tracing.TERMS: sum(len(item.tokens) for item in items),
+        }
+
+    PreprocessStream = rpc.batch_stream(
+        tracing.per_batch(_preprocess, services.BY_NAME[PART].stream, _measure), preprocessor_pb2.PreprocessStreamResponse
+    )
 
 
 def register(server: grpc.aio.Server, settings: ServiceSettings) -> Service:
     models = LoadedModels(ModelStore(settings.home), PART, PreprocessConfig.load, settings.loaded_models)
     servicer = PreprocessorServicer(models, settings)
+    metrics.watch_models(PART, models)
     preprocessor_pb2_grpc.add_PreprocessorServicer_to_server(servicer, server)
     return Service([preprocessor_pb2.DESCRIPTOR.services_by_name["Preprocessor"].full_name], servicer.load)
 

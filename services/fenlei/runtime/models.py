@@ -414,6 +414,11 @@ class LoadedModels(Generic[T]):
                 self._loaded.popitem(last=False)
         return value
 
+    def loaded(self) -> list[tuple[str, str]]:
+        """(name, version or draft) of what is held now, least recently used first."""
+        with self._lock:
+            return list(self._loaded)
+
     def _identity(self, name: str, reference: str) -> tuple[int, int, int] | None:
         """Which manifest a published version was loaded under (None for a draft, or once it is gone)."""
         if _is_draft(reference):

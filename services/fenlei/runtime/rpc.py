@@ -140,17 +140,17 @@ Handler = Callable[..., Awaitable[Any]]
 
 
 def unary(method: Handler) -> Handler:
-    """Wraps an async unary-response servicer method with logging context and error mapping."""
+    """Wraps an async unary-response servicer method with error mapping and a log line at its end."""
 
     @functools.wraps(method)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        jsonlog.bind_request(context.invocation_metadata())
-        try:
-            return await method(self, request, context)
-        except Exception as error:
-            if isinstance(error, grpc.aio.AbortError):
-                raise
-            await _abort(context, error)
+        with jsonlog.handled(context):
+            try:
+                return await method(self, request, context)
+            except Exception as error:
+                if isinstance(error, grpc.aio.AbortError):
+                    raise
+                await _abort(context, error)
 
     return wrapper
 
@@ -160,14 +160,14 @@ def streaming(method: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncI
 
     @functools.wraps(method)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        jsonlog.bind_request(context.invocation_metadata())
-        try:
-            async for item in method(self, request, context):
-                yield item
-        except Exception as error:
-            if isinstance(error, grpc.aio.AbortError):
-                raise
-            await _abort(context, error)
+        with jsonlog.handled(context):
+            try:
+                async for item in method(self, request, context):
+                    yield item
+            except Exception as error:
+                if isinstance(error, grpc.aio.AbortError):
+                    raise
+                await _abort(context, error)
 
     return wrapper
 

@@ -28,6 +28,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from fenlei.runtime import logging as jsonlog
+from fenlei.runtime import metrics, tracing
 from fenlei.runtime.health import Health
 from fenlei.runtime.settings import ServiceSettings
 
@@ -166,9 +167,13 @@ class RunningServer:
         await self.server.stop(self.grace_seconds)
 
 
-async def start_server(service: str, settings: Settings, register: Register[Settings]) -> RunningServer:
+async def start_server(service: str, settings: Settings, register: Register[Settings], metrics_address: str = "") -> RunningServer:
+    """metrics_address: the process's Prometheus endpoint, for the address file."""
     admission = _Admission()
-    server = grpc.aio.server(options=channel_options(settings), interceptors=[admission])
+    # The logs' first: the metrics and admission interceptors cache handlers and so skip the
+    # rest of the chain after a method's first call.
+    interceptors = [*jsonlog.server_interceptors(), *tracing.server_interceptors(service), *metrics.server_interceptors(service), admission]
+    server = grpc.aio.server(options=channel_options(settings), interceptors=interceptors)
     health = Health()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     served = register(server, settings)
@@ -194,23 +199,25 @@ async def start_server(service: str, settings: Settings, register: Register[Sett
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("serving", extra={"fields": {"services": names}})
     if settings.address_file:
-        _write_address_file(Path(settings.address_file), address)
+        _write_address_file(Path(settings.address_file), address, metrics_address)
     return RunningServer(server, health, port, settings.grace_seconds)
 
 
-def _write_address_file(path: Path, address: str) -> None:
+def _write_address_file(path: Path, address: str, metrics_address: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"address": address, "pid": os.getpid()}))
+    tmp.write_text(json.dumps({"address": address, "pid": os.getpid(), **({"metrics": metrics_address} if metrics_address else {})}))
     os.replace(tmp, path)
 
 
 def serve(service: str, settings: Settings, register: Register[Settings]) -> None:
     """Runs a service until SIGTERM or SIGINT, then drains it."""
     jsonlog.configure(service, settings.log_level)
+    tracing.configure(service, settings)
+    metrics_address = metrics.start(service, settings)
 
     async def main() -> None:
-        running = await start_server(service, settings, register)
+        running = await start_server(service, settings, register, metrics_address)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

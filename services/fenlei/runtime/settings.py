@@ -28,6 +28,9 @@ class ServiceSettings:
     # A gRPC address to listen on instead of host:port, e.g. unix:/path (behind a sidecar).
     listen: str = ""
     address_file: str = ""
+    # The Prometheus endpoint (/metrics): 0 picks a free port (written to address_file), -1 serves none.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0
     log_level: str = "INFO"
     max_message_bytes: int = 16 * 1024 * 1024
     max_batch_documents: int = 4096

@@ -10,6 +10,7 @@ import grpc
 
 from fenlei import services
 from fenlei.errors import Unavailable
+from fenlei.runtime import tracing
 from fenlei.runtime.streams import OrderedStream
 from fenlei.v1 import (
     classifier_pb2,
@@ -24,32 +25,41 @@ from fenlei.v1 import (
 
 class StageStreams:
     """One open stream per stage, shared by every caller. Payloads stay serialized from
-    stage to stage: an answer's field 1 plus the next request's header is that request."""
+    stage to stage: an answer's field 1 plus the next request's header is that request.
+    Each header names the caller's current trace, under which the stage traces the batch."""
 
     def __init__(self, addresses: Mapping[str, str], options: Sequence[tuple[str, int]] = ()) -> None:
         """addresses: stage name → gRPC address, for every stage of fenlei.services.STAGES."""
         missing = [stage.name for stage in services.STAGES if not addresses.get(stage.name)]
         if missing:
             raise ValueError(f"no address for the stage(s) {', '.join(missing)}")
-        self.channels = {stage.name: grpc.aio.insecure_channel(addresses[stage.name], options=list(options)) for stage in services.STAGES}
+        self.channels = {
+            stage.name: grpc.aio.insecure_channel(addresses[stage.name], options=list(options), interceptors=tracing.client_interceptors())
+            for stage in services.STAGES
+        }
         self.streams = {stage.name: OrderedStream(self.channels[stage.name], stage.stream) for stage in services.STAGES}
         self.features = features_pb2_grpc.FeaturesStub(self.channels["features"])
         self.classifier = classifier_pb2_grpc.ClassifierStub(self.channels["classifier"])
 
     async def terms(self, documents: Sequence[common_pb2.Document], model: common_pb2.ModelRef) -> bytes:
         """A serialized PreprocessStreamResponse: each document's terms."""
-        tokens = await self._call("segmenter", segmenter_pb2.SegmentStreamRequest(documents=documents, model=model).SerializeToString())
-        return await self._call("preprocessor", tokens + preprocessor_pb2.PreprocessStreamRequest(model=model).SerializeToString())
+        trace = tracing.current_trace()
+        tokens = await self._call(
+            "segmenter", segmenter_pb2.SegmentStreamRequest(documents=documents, model=model, trace=trace).SerializeToString()
+        )
+        return await self._call(
+            "preprocessor", tokens + preprocessor_pb2.PreprocessStreamRequest(model=model, trace=trace).SerializeToString()
+        )
 
     async def vectors(self, terms: bytes, model: common_pb2.ModelRef) -> bytes:
         """A serialized TransformStreamResponse, from terms() output."""
-        return await self._call("features", terms + features_pb2.TransformStreamRequest(model=model).SerializeToString())
+        header = features_pb2.TransformStreamRequest(model=model, trace=tracing.current_trace())
+        return await self._call("features", terms + header.SerializeToString())
 
     async def predictions(self, vectors: bytes, model: common_pb2.ModelRef, options: classifier_pb2.PredictOptions) -> bytes:
         """A serialized PredictStreamResponse, from vectors() output."""
-        return await self._call(
-            "classifier", vectors + classifier_pb2.PredictStreamRequest(model=model, options=options).SerializeToString()
-        )
+        header = classifier_pb2.PredictStreamRequest(model=model, options=options, trace=tracing.current_trace())
+        return await self._call("classifier", vectors + header.SerializeToString())
 
     async def _call(self, stage: str, payload: bytes) -> bytes:
         """One batch on a stage's open stream. A stage that cannot be reached is named, so a

@@ -7,7 +7,8 @@ import dataclasses
 
 import grpc
 
-from fenlei.runtime import rpc
+from fenlei import services
+from fenlei.runtime import metrics, rpc, tracing
 from fenlei.runtime.limits import check_documents
 from fenlei.runtime.models import LoadedModels, ModelStore
 from fenlei.runtime.server import Service, serve
@@ -55,14 +56,26 @@ class SegmenterServicer(segmenter_pb2_grpc.SegmenterServicer):
         results = self.segmenter.segment(texts, config_of(request, self.models))
         for document, result in zip(request.documents, results):
             items.add(id=document.id, tokens=result.tokens, tags=result.tags)
+        metrics.count_documents(PART, len(request.documents))
 
     Segment = rpc.batch_unary(_segment, segmenter_pb2.SegmentResponse)
-    SegmentStream = rpc.batch_stream(_segment, segmenter_pb2.SegmentStreamResponse)
+
+    def _measure(self, request: segmenter_pb2.SegmentStreamRequest, items) -> dict[str, int]:
+        return {
+            tracing.DOCUMENTS: len(request.documents),
+            tracing.CHARACTERS: sum(len(document.text) for document in request.documents),
+            tracing.TOKENS: sum(len(item.tokens) for item in items),
+        }
+
+    SegmentStream = rpc.batch_stream(
+        tracing.per_batch(_segment, services.BY_NAME[PART].stream, _measure), segmenter_pb2.SegmentStreamResponse
+    )
 
 
 def register(server: grpc.aio.Server, settings: ServiceSettings) -> Service:
     models = LoadedModels(ModelStore(settings.home), PART, SegmentConfig.load, settings.loaded_models)
     servicer = SegmenterServicer(models, settings)
+    metrics.watch_models(PART, models)
     segmenter_pb2_grpc.add_SegmenterServicer_to_server(servicer, server)
     return Service([segmenter_pb2.DESCRIPTOR.services_by_name["Segmenter"].full_name], servicer.load)
 

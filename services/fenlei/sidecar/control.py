@@ -19,6 +19,7 @@ from pathlib import Path
 
 from fenlei import services
 from fenlei.envoy.config import route_configuration, write_bootstrap, write_resources
+from fenlei.local.logs import access_log_file
 from fenlei.sidecar import xds
 from fenlei.sidecar.ca import CertificateAuthority, Identity
 from fenlei.sidecar.policy import Policy, load
@@ -118,22 +119,26 @@ class ControlPlane:
     def identity(self, account: str) -> Identity:
         return self.ca.issue(account)
 
-    def sidecars(self, topology: Topology) -> dict[str, dict]:
-        """proxy name → bootstrap: one per instance."""
+    def sidecars(self, topology: Topology, collector: str = "") -> dict[str, dict]:
+        """proxy name → bootstrap: one per instance. collector: where their spans go (host:port), if anywhere."""
         proxies = {}
         for instance in topology.instances:
             directory = self.proxy_directory(instance.name)
             identity = self.identity(instance.service)
+            proxy = f"{topology.key(instance)}-sidecar"  # the supervisor's name for it
             proxies[instance.name] = xds.sidecar_bootstrap(
                 instance.name, directory, identity, self.ca.root,
                 inbound=(instance.inbound_port, self.app_socket(instance)), outbound=CALLS.get(instance.service, ()),
+                proxy=proxy, access_log_file=access_log_file(self.root.parent, proxy), collector=collector,
             )  # fmt: skip
         return proxies
 
-    def write_bootstraps(self, topology: Topology) -> dict[str, Path]:
+    def write_bootstraps(self, topology: Topology, collector: str = "") -> dict[str, Path]:
         (self.root / "apps").mkdir(parents=True, exist_ok=True)
         os.chmod(self.root / "apps", 0o700)  # only this user (the sidecars) reaches the apps
-        return {name: write_bootstrap(self.proxy_directory(name), bootstrap) for name, bootstrap in self.sidecars(topology).items()}
+        return {
+            name: write_bootstrap(self.proxy_directory(name), bootstrap) for name, bootstrap in self.sidecars(topology, collector).items()
+        }
 
     def push(self, topology: Topology, policy: Policy, gateway_routes: dict | None = None) -> str:
         """Writes every proxy's clusters and routes (what istiod's push does). An instance

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fenlei.envoy.config import (
+    access_log,
     deadline,
     duration,
     file_source,
@@ -32,6 +33,7 @@ from fenlei.envoy.config import (
 )
 from fenlei.sidecar.ca import Identity, spiffe_id
 from fenlei.sidecar.policy import DEFAULT_RETRIES, Destination, HttpRoute, Match, Policy, Retries
+from fenlei.telemetry import envoy as envoy_tracing
 
 INSTANCE_HEADER = "x-fenlei-instance"  # names the instance that answered: for people and tests
 
@@ -331,11 +333,19 @@ def outbound_socket(directory: Path, host: str) -> Path:
 
 
 def sidecar_bootstrap(
-    name: str, directory: Path, identity: Identity, ca_root: Path, *, inbound: tuple[int, Path], outbound: Iterable[str]
-) -> dict[str, Any]:
+    name: str, directory: Path, identity: Identity, ca_root: Path, *, inbound: tuple[int, Path], outbound: Iterable[str],
+    proxy: str = "", access_log_file: Path | None = None, collector: str = "",
+) -> dict[str, Any]:  # fmt: skip
     """inbound: (mTLS port, the app's Unix socket).
-    outbound: the hosts the app calls, each through a Unix socket of this proxy."""
+    outbound: the hosts the app calls, each through a Unix socket of this proxy.
+    proxy: its name in its access log (default: name), written to access_log_file, else to Envoy's stdout.
+    collector: host:port of the trace collector its spans go to (named by proxy); "": no tracing."""
     port, app_socket = inbound
+    traced = {"tracing": envoy_tracing.tracing(proxy or name, starts_traces=False)} if collector else {}
+
+    def logged(listener: str) -> list[dict[str, Any]]:
+        return access_log(proxy or name, listener, access_log_file)
+
     tls = typed(
         "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
         require_client_certificate=True,
@@ -348,7 +358,16 @@ def sidecar_bootstrap(
             {
                 "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": tls},
                 "filters": [
-                    _manager("inbound", "inbound", directory, [DENY_BY_DEFAULT, FAULT_FILTER], identity.account, **CALLER_CERTIFICATE)
+                    _manager(
+                        "inbound",
+                        "inbound",
+                        directory,
+                        [DENY_BY_DEFAULT, FAULT_FILTER],
+                        identity.account,
+                        access_log=logged("inbound"),
+                        **traced,
+                        **CALLER_CERTIFICATE,
+                    )
                 ],
             }
         ],
@@ -364,13 +383,25 @@ def sidecar_bootstrap(
         {
             "name": f"outbound-{host}",
             "address": pipe(outbound_socket(directory, host)),
-            "filter_chains": [{"filters": [_manager(f"outbound_{host}", f"outbound-{host}", directory, [], host)]}],
+            "traffic_direction": "OUTBOUND",  # its spans are "egress", the inbound side's "ingress"
+            "filter_chains": [
+                {
+                    "filters": [
+                        _manager(
+                            f"outbound_{host}", f"outbound-{host}", directory, [], host, access_log=logged(f"outbound-{host}"), **traced
+                        )
+                    ]
+                }
+            ],
         }
         for host in outbound
     ]
     return {
         "node": {"id": name, "cluster": name.rsplit("-", 2)[0]},
         "admin": {"address": socket_address("127.0.0.1", 0)},
-        "static_resources": {"listeners": [inbound_listener, *outbound_listeners], "clusters": [app_cluster]},
+        "static_resources": {
+            "listeners": [inbound_listener, *outbound_listeners],
+            "clusters": [app_cluster, *([envoy_tracing.collector_cluster(collector)] if collector else [])],
+        },
         "dynamic_resources": {"cds_config": file_source(directory / "cds.json", directory)},
     }

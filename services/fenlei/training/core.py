@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from google.protobuf import json_format
+from opentelemetry import trace
 from sklearn.metrics import accuracy_score, classification_report, f1_score
 
 from fenlei.classifier.core import ClassifierConfig
@@ -277,8 +278,13 @@ LOOKAHEAD_CHUNKS = 2
 EXPLAIN = 10
 
 
+_tracer = trace.get_tracer("fenlei.training")
+
+
 class Tracker:
-    """Times the phases (phase_seconds) and reports progress through them."""
+    """Times the phases (phase_seconds) and reports progress through them. Each phase is a
+    span (OpenTelemetry's API: a no-op unless the process configured tracing), so that the
+    stage batches of a job's trace fall under the phase that sent them."""
 
     def __init__(self, callback: ProgressCallback | None) -> None:
         self.callback = callback
@@ -299,7 +305,8 @@ class Tracker:
 
         self.report(name, 0, total, 0.0)
         try:
-            yield advance
+            with _tracer.start_as_current_span(name, attributes={"fenlei.documents": total}):
+                yield advance
         finally:
             self.seconds[account or name] += time.monotonic() - began
 
