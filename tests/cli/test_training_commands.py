@@ -174,6 +174,12 @@ def test_bad_flags_are_refused_before_any_call(flags: list[str], message: str) -
         cli.job_request(args("jobs", "create", "--model", "m", "--dataset", "d", *flags), model="m", dataset="d")
 
 
+def test_a_flag_of_the_wrong_shape_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as usage:
+        args("train", "corpus.txt", "--name", "x", "--char-ngrams", "two")
+    assert usage.value.code == 2 and "argument --char-ngrams" in capsys.readouterr().err
+
+
 class Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True

@@ -19,7 +19,7 @@ from schemathesis import checks
 from fenlei import services
 from fenlei.gateway.config import OPENAPI
 
-MAX_EXAMPLES = 25
+MAX_EXAMPLES = 12
 # No 5xx, and every answer as documented. Not positive_data_acceptance: a schema-valid
 # request may still be refused by a service (empty text, an unknown model), with 4xx.
 CHECKS = [
