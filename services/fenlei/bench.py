@@ -5,32 +5,40 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import http.client
 import json
 import os
 import random
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
 
+from fenlei import services
 from fenlei.classifier.core import ClassifierConfig, ClassifierTrainer
 from fenlei.client import Client
 from fenlei.features.core import FeatureConfig, FeatureFitter
 from fenlei.local.mesh import LocalMesh as Mesh
-from fenlei.preprocessor.core import Preprocessor
+from fenlei.monolith import Monolith, Terms
+from fenlei.pipeline.servicer import TRACE_ID_HEADER
 from fenlei.segmenter.core import SegmentConfig, Segmenter
+from fenlei.telemetry import spans
 from fenlei.training.core import Corpus, TrainingSpec, evaluate, read_corpus
 from fenlei.v1 import classifier_pb2, common_pb2, jobs_pb2, pipeline_pb2, pipeline_pb2_grpc, registry_pb2, training_pb2
 
 MODEL = "bench"
 STREAM_BATCH = 256
 REPEATS = 3
+QUIET_GATEWAY = {"FENLEI_GATEWAY_PORT": "0"}  # never in the way of a running mesh
 
 
 def median_rate(count: int, run: Callable[[], Any]) -> tuple[float, Any]:
@@ -48,23 +56,18 @@ def in_process(train: Corpus, test: Corpus) -> tuple[float, float, list[str]]:
     seconds of the training (fitting, then predicting the test corpus once, as a job
     evaluates), the median prediction rate and the predicted labels."""
     started = time.perf_counter()
-    segmenter, preprocessor = Segmenter(), Preprocessor()
     defaults = TrainingSpec(name=MODEL)  # what `fenlei train` uses
-
-    def terms(texts: Sequence[str]) -> list[list[str]]:
-        segmented = segmenter.segment(texts, defaults.segment)
-        return preprocessor.process([s.tokens for s in segmented], defaults.preprocess, [s.tags for s in segmented])
-
+    terms = Terms(defaults.segment, defaults.preprocess)
     fitter = FeatureFitter(FeatureConfig())
     train_terms = terms(train.texts)
     fitter.add(train_terms, train.labels)
     space = fitter.finish()
     trainer = ClassifierTrainer(ClassifierConfig(), space.dimension, classes=sorted(set(train.labels)))
     trainer.add(space.transform(train_terms), train.labels)
-    model = trainer.finish()
+    monolith = Monolith(terms, space, trainer.finish())
 
     def predict() -> list[str]:
-        return [p.labels[0].label for p in model.predict(space.transform(terms(test.texts)), top_k=1)]
+        return [p.labels[0].label for p in monolith.classify(test.texts, top_k=1)]
 
     predict()
     seconds = time.perf_counter() - started
@@ -172,16 +175,9 @@ def streamed_sgd(scratch: Path, corpus: Corpus, documents: int, epochs: int) -> 
     """The SGD path on a corpus of `documents` streamed from the dataset store: a fresh mesh
     (so every peak is this job's), a held-out fifth for the evaluation."""
     path = perturbed_corpus(corpus, documents, scratch / "streamed.txt")
-    mesh = Mesh(scratch / "streamed")
-    mesh.up(extra_env={"FENLEI_GATEWAY_PORT": "0"}, sidecars=False)
-    try:
-        config = training_pb2.PipelineConfig(
-            classifier=classifier_pb2.ClassifierOptions(algorithm=classifier_pb2.ALGORITHM_SGD, epochs=epochs)
-        )
-        with PeakMemory(mesh) as memory:
-            seconds, job, report = train_through_jobs(mesh, path, None, (), config)
-    finally:
-        mesh.down()
+    config = training_pb2.PipelineConfig(classifier=classifier_pb2.ClassifierOptions(algorithm=classifier_pb2.ALGORITHM_SGD, epochs=epochs))
+    with running_mesh(scratch / "streamed", sidecars=False) as mesh, PeakMemory(mesh) as memory:
+        seconds, job, report = train_through_jobs(mesh, path, None, (), config)
     passes = epochs + 2  # the features' pass, the classifier's epochs, the evaluation's pass
     return {
         "stream_documents": documents,
@@ -282,24 +278,33 @@ def copy_registry(source: Mesh, target: Mesh) -> None:
         importing.model_registry.ImportRegistry(registry_pb2.ImportRegistryRequest(chunk=answer.chunk) for answer in archive)
 
 
-def mesh_cost(direct: Mesh, meshed: Mesh, texts: Sequence[str], version: str, calls: int) -> dict[str, Any]:
-    """The same model through each mesh's gateway, one without and one with sidecars,
-    measured in turn: ClassifyStream docs/s (median of rounds) and unary latencies."""
-    targets = {}
-    for mode, mesh in (("direct", direct), ("mesh", meshed)):
-        targets[mode] = (mesh.address("gateway"), [("authorization", f"Bearer {mesh.authority().mint('viewer')}")])
+@dataclass(frozen=True)
+class Target:
+    """Where a Pipeline is served, and the metadata its callers send."""
+
+    address: str
+    metadata: Sequence[tuple[str, str]] = ()
+
+
+def through_gateway(mesh: Mesh) -> Target:
+    return Target(mesh.address("gateway"), [("authorization", f"Bearer {mesh.authority().mint('viewer')}")])
+
+
+def compare(targets: Mapping[str, Target], texts: Sequence[str], version: str, calls: int) -> dict[str, Any]:
+    """The same model at each target, measured in turn so they share the noise: ClassifyStream
+    docs/s (median of rounds), unary latencies, and whether each predicts as the first does."""
     rates: dict[str, list[float]] = {mode: [] for mode in targets}
     labels: dict[str, list[str]] = {}
     for _ in range(REPEATS):
-        for mode, (gateway, metadata) in targets.items():
+        for mode, target in targets.items():
             started = time.perf_counter()
-            labels[mode] = asyncio.run(stream_classify(gateway, texts, version, metadata))
+            labels[mode] = asyncio.run(stream_classify(target.address, texts, version, target.metadata))
             rates[mode].append(len(texts) / (time.perf_counter() - started))
-    channels = {mode: grpc.insecure_channel(gateway) for mode, (gateway, _) in targets.items()}
+    channels = {mode: grpc.insecure_channel(target.address) for mode, target in targets.items()}
     try:
         stubs = {mode: pipeline_pb2_grpc.PipelineStub(channel).Classify for mode, channel in channels.items()}
         paths = {
-            mode: (lambda text, stub=stubs[mode], metadata=targets[mode][1]: stub(pipeline_pb2.ClassifyRequest(text=text, model=MODEL, top_k=1), metadata=metadata))
+            mode: (lambda text, stub=stubs[mode], metadata=targets[mode].metadata: stub(pipeline_pb2.ClassifyRequest(text=text, model=MODEL, top_k=1), metadata=metadata))
             for mode in targets
         }  # fmt: skip
         latencies = interleaved_latencies(paths, texts, calls)
@@ -307,13 +312,178 @@ def mesh_cost(direct: Mesh, meshed: Mesh, texts: Sequence[str], version: str, ca
         for channel in channels.values():
             channel.close()
     figures: dict[str, Any] = {}
+    first = next(iter(targets))
     for mode in targets:
         figures[f"{mode}_stream_docs_per_s"] = statistics.median(rates[mode])
         figures[f"{mode}_unary_p50_ms"] = percentile(latencies[mode], 0.5)
         figures[f"{mode}_unary_p99_ms"] = percentile(latencies[mode], 0.99)
-    figures["mesh_stream_ratio"] = figures["mesh_stream_docs_per_s"] / figures["direct_stream_docs_per_s"]
-    figures["mesh_identical_predictions"] = labels["mesh"] == labels["direct"]
+        if mode != first:
+            figures[f"{mode}_identical_predictions"] = labels[mode] == labels[first]
     return figures
+
+
+@contextlib.contextmanager
+def running_mesh(home: Path, sidecars: bool, env: Mapping[str, str] | None = None) -> Iterator[Mesh]:
+    mesh = Mesh(home)
+    try:
+        mesh.up(extra_env={**QUIET_GATEWAY, **(env or {})}, sidecars=sidecars)
+        yield mesh
+    finally:
+        mesh.down()
+
+
+@contextlib.contextmanager
+def monolith_server(home: Path, version: str) -> Iterator[Target]:
+    """fenlei.monolith serving the model version of a mesh's home, in a process of its own
+    (as a user's would be, and off the bench's own interpreter)."""
+    process = subprocess.Popen([sys.executable, "-m", "fenlei.monolith", str(home), MODEL, version], stdout=subprocess.PIPE, text=True)
+    try:
+        address = process.stdout.readline().strip() if process.stdout else ""
+        if not address:
+            raise RuntimeError(f"the monolith ended before it served (exit code {process.wait()})")
+        yield Target(address)
+    finally:
+        process.terminate()
+        process.wait()
+
+
+# Where a unary Classify spends its time, from its trace (fenlei.telemetry.spans).
+CLIENT_HOP = "client <-> gateway"
+PIPELINE_LESS_STAGES = "pipeline span less stage batches"
+TOTAL = "total, as the client measured"
+
+
+def traced_calls(target: Target, texts: Sequence[str], calls: int) -> dict[str, float]:
+    """Sequential unary Classify calls: each call's trace id (its answer names it) and latency in ms."""
+    traced: dict[str, float] = {}
+    with grpc.insecure_channel(target.address) as channel:
+        classify = pipeline_pb2_grpc.PipelineStub(channel).Classify
+        for i in range(calls + 20):
+            started = time.perf_counter()
+            _, call = classify.with_call(
+                pipeline_pb2.ClassifyRequest(text=texts[i % len(texts)], model=MODEL, top_k=1), metadata=target.metadata
+            )
+            if i >= 20:  # the first calls open connections and streams
+                traced[dict(call.trailing_metadata() or ())[TRACE_ID_HEADER]] = (time.perf_counter() - started) * 1000
+    return traced
+
+
+def collected_traces(home: Path, trace_ids: Collection[str], spans_per_trace: int, timeout: float = 60.0) -> dict[str, list[spans.Span]]:
+    """The traces' spans once the mesh's collector has written all of them (the services
+    export every second, Envoy every five)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found: dict[str, list[spans.Span]] = {trace_id: [] for trace_id in trace_ids}
+        for span in spans.read(home):
+            if span.trace_id in found:
+                found[span.trace_id].append(span)
+        complete = sum(len(trace) >= spans_per_trace for trace in found.values())
+        if complete == len(found):
+            return found
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{complete} of {len(found)} traces reached {spans.directory(home)} whole within {timeout:.0f} s")
+        time.sleep(0.25)
+
+
+def hops(trace: Sequence[spans.Span], client_ms: float) -> dict[str, float]:
+    """Where one call's time went, in ms, in the order it passed: the client's side, each
+    proxy's span less its child's (the gateway, the pipeline's sidecar), then within the
+    pipeline's span its stage batches and the gaps around them (the pipeline's own work and
+    the hops to and from the stages, through their sidecars when the mesh has them). They
+    add up to TOTAL, the client's latency; PIPELINE_LESS_STAGES, after it, sums the pipeline's gaps."""
+    children: dict[str, list[spans.Span]] = {}
+    for span in trace:
+        children.setdefault(span.parent_span_id, []).append(span)
+    span = spans.roots(list(trace))[0]
+    times = {CLIENT_HOP: client_ms - span.duration_ms}
+    while len(below := children.get(span.span_id, [])) == 1:
+        times[span.service] = span.duration_ms - below[0].duration_ms
+        span = below[0]
+    caller, since = span.service, span.start_ns
+    for batch in sorted(below, key=lambda batch: batch.start_ns):
+        times[f"{caller} -> {batch.service}"] = (batch.start_ns - since) / 1e6
+        times[f"{batch.service} batch"] = batch.duration_ms
+        caller, since = batch.service, batch.end_ns
+    times[f"{caller} -> {span.service}"] = (span.end_ns - since) / 1e6
+    times[TOTAL] = client_ms
+    times[PIPELINE_LESS_STAGES] = span.duration_ms - sum(batch.duration_ms for batch in below)
+    return times
+
+
+def median_hops(traces: Mapping[str, Sequence[spans.Span]], latencies: Mapping[str, float]) -> dict[str, float]:
+    """Each hop's median over the calls (medians of the parts need not add up to the total's)."""
+    every = [hops(trace, latencies[trace_id]) for trace_id, trace in traces.items()]
+    return {name: statistics.median(times[name] for times in every) for name in every[0]}
+
+
+def hop_breakdown(mesh: Mesh, texts: Sequence[str], calls: int) -> dict[str, float]:
+    """Median hops of `calls` unary Classify calls through a mesh's gateway."""
+    latencies = traced_calls(through_gateway(mesh), texts, calls)
+    proxies = 2 if mesh.with_sidecars() else 1  # the gateway, and the pipeline's sidecar
+    traces = collected_traces(mesh.home, latencies, proxies + 1 + len(services.STAGES))
+    return median_hops(traces, latencies)
+
+
+def format_hops(columns: Mapping[str, Mapping[str, float]]) -> list[str]:
+    """One row per hop, one column per mesh; "-" where a mesh has no such hop."""
+    names = list(columns[max(columns, key=lambda title: len(columns[title]))])
+    names += [name for column in columns.values() for name in column if name not in names]
+    width = max(map(len, names))
+    lines = [f"  {'':{width}}" + "".join(f"  {title:>14}" for title in columns)]
+    for name in names:
+        cells = "".join(f"  {column[name]:11.3f} ms" if name in column else f"  {'-':>14}" for column in columns.values())
+        lines.append(f"  {name:{width}}{cells}")
+    return lines
+
+
+def mesh_costs(direct: Mesh, scratch: Path, texts: Sequence[str], version: str, calls: int) -> dict[str, Any]:
+    """What the sidecars, tracing and the mesh as a whole cost, in one run: `direct` (no
+    sidecars) against a mesh with sidecars, one with sidecars and tracing off
+    (OTEL_SDK_DISABLED=true in every process, Envoy's included), both serving a copy of
+    `direct`'s model, and the monolith serving its files; then where a unary Classify spends
+    its time in each traced mesh, from the traces."""
+    with (
+        running_mesh(scratch / "with-sidecars", sidecars=True) as meshed,
+        running_mesh(scratch / "untraced", sidecars=True, env={"OTEL_SDK_DISABLED": "true"}) as untraced,
+        monolith_server(direct.home, version) as monolith,
+    ):
+        for copy in (meshed, untraced):
+            copy_registry(direct, copy)
+        targets = {
+            "direct": through_gateway(direct),
+            "mesh": through_gateway(meshed),
+            "untraced": through_gateway(untraced),
+            "monolith": monolith,
+        }
+        figures = compare(targets, texts, version, calls)
+        figures["hops_ms"] = {"direct": hop_breakdown(direct, texts, calls), "mesh": hop_breakdown(meshed, texts, calls)}
+    figures["mesh_stream_ratio"] = figures["mesh_stream_docs_per_s"] / figures["direct_stream_docs_per_s"]
+    figures["tracing_stream_ratio"] = figures["mesh_stream_docs_per_s"] / figures["untraced_stream_docs_per_s"]
+    figures["tracing_unary_p50_ratio"] = figures["mesh_unary_p50_ms"] / figures["untraced_unary_p50_ms"]
+    figures["monolith_stream_ratio"] = figures["mesh_stream_docs_per_s"] / figures["monolith_stream_docs_per_s"]
+    figures["monolith_unary_p50_ratio"] = figures["mesh_unary_p50_ms"] / figures["monolith_unary_p50_ms"]
+    figures["unary_tax_p50_ms"] = figures["mesh_unary_p50_ms"] - figures["monolith_unary_p50_ms"]
+    return figures
+
+
+def print_mesh_costs(figures: Mapping[str, Any], calls: int) -> None:
+    print(
+        f"mesh:       ClassifyStream {figures['mesh_stream_docs_per_s']:,.0f} docs/s with sidecars vs "
+        f"{figures['direct_stream_docs_per_s']:,.0f} without (ratio {figures['mesh_stream_ratio']:.2f}); unary p50 "
+        f"{figures['mesh_unary_p50_ms']:.2f} ms vs {figures['direct_unary_p50_ms']:.2f} ms (both through the gateway)",
+        f"tracing:    ClassifyStream {figures['mesh_stream_docs_per_s']:,.0f} docs/s traced vs {figures['untraced_stream_docs_per_s']:,.0f} "
+        f"untraced (ratio {figures['tracing_stream_ratio']:.2f}); unary p50 {figures['mesh_unary_p50_ms']:.2f} ms vs "
+        f"{figures['untraced_unary_p50_ms']:.2f} ms (ratio {figures['tracing_unary_p50_ratio']:.2f}); both with sidecars, "
+        f"identical predictions: {figures['untraced_identical_predictions']}",
+        f"monolith:   one process, the four cores behind gRPC: ClassifyStream {figures['monolith_stream_docs_per_s']:,.0f} docs/s "
+        f"(the mesh's ratio {figures['monolith_stream_ratio']:.2f}), unary p50 {figures['monolith_unary_p50_ms']:.2f} ms "
+        f"(the mesh's ratio {figures['monolith_unary_p50_ratio']:.2f}, tax {figures['unary_tax_p50_ms']:.2f} ms), "
+        f"identical predictions: {figures['monolith_identical_predictions']}",
+        f"hops:       median of {calls} unary Classify calls through the gateway, from their traces",
+        *format_hops({"no sidecars": figures["hops_ms"]["direct"], "sidecars": figures["hops_ms"]["mesh"]}),
+        sep="\n",
+        flush=True,
+    )
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -364,10 +534,7 @@ def run_bench(args: argparse.Namespace) -> int:
     )
 
     with tempfile.TemporaryDirectory(prefix="fenlei-bench-") as scratch:
-        mesh = Mesh(Path(scratch))
-        quiet_gateway = {"FENLEI_GATEWAY_PORT": "0"}  # never in the way of a running mesh
-        mesh.up(extra_env=quiet_gateway, sidecars=False)
-        try:
+        with running_mesh(Path(scratch), sidecars=False) as mesh:
             job_seconds, job, _ = train_through_jobs(mesh, args.data / "dev.txt", args.data / "test.txt", names)
             figures.update(job_seconds=job_seconds, ratio_job_vs_inproc=job_seconds / inproc_seconds)
             print(
@@ -413,22 +580,8 @@ def run_bench(args: argparse.Namespace) -> int:
                 ),
                 flush=True,
             )
-            # The mesh's cost: a second mesh, with sidecars, serving a copy of the same model.
-            meshed = Mesh(Path(scratch) / "with-sidecars")
-            try:
-                meshed.up(extra_env=quiet_gateway, sidecars=True)
-                copy_registry(mesh, meshed)
-                figures.update(mesh_cost(mesh, meshed, test.texts, job.version, args.unary_calls))
-            finally:
-                meshed.down()
-            print(
-                f"mesh:       ClassifyStream {figures['mesh_stream_docs_per_s']:,.0f} docs/s with sidecars vs "
-                f"{figures['direct_stream_docs_per_s']:,.0f} without (ratio {figures['mesh_stream_ratio']:.2f}); unary p50 "
-                f"{figures['mesh_unary_p50_ms']:.2f} ms vs {figures['direct_unary_p50_ms']:.2f} ms (both through the gateway)",
-                flush=True,
-            )
-        finally:
-            mesh.down()
+            figures.update(mesh_costs(mesh, Path(scratch), test.texts, job.version, args.unary_calls))
+            print_mesh_costs(figures, args.unary_calls)
         if args.stream_documents:
             figures.update(
                 streamed_sgd(
