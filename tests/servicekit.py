@@ -10,6 +10,7 @@ stopped when its fixture ends, whatever happened.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import threading
 import time
@@ -122,6 +123,29 @@ def servers(loop_thread: LoopThread) -> Iterator[Servers]:
         yield servers
     finally:
         servers.close()
+
+
+@contextlib.contextmanager
+def generic_server(
+    loop: LoopThread, service: str, handlers: dict[str, grpc.RpcMethodHandler], interceptors: Sequence[Any] = ()
+) -> Iterator[tuple[grpc.Channel, str]]:
+    """An asyncio server on the loop with `handlers` as the methods of `service` (a name of
+    the test's own): a blocking channel to it and its address; stopped afterwards."""
+
+    async def start() -> tuple[grpc.aio.Server, int]:
+        server = grpc.aio.server(interceptors=list(interceptors))
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        return server, port
+
+    server, port = loop.run(start())
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield channel, f"127.0.0.1:{port}"
+    finally:
+        channel.close()
+        loop.run(server.stop(None))
 
 
 def settings_for(home: Path, cls: type = ServiceSettings, **fields: Any) -> Any:

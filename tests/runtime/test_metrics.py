@@ -14,6 +14,7 @@ import grpc
 import prometheus_client
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from servicekit import generic_server
 from testkit import wait_for
 
 from fenlei.runtime import metrics
@@ -188,28 +189,15 @@ class Probe:
 @pytest.fixture(scope="module")
 def probe(loop_thread) -> Iterator[grpc.Channel]:
     answering = Probe()
-
-    async def start() -> tuple[grpc.aio.Server, int]:
-        server = grpc.aio.server(interceptors=metrics.server_interceptors("probe"))
-        handlers = {
-            "Raise": grpc.unary_unary_rpc_method_handler(answering.Raise),
-            "SetCode": grpc.unary_unary_rpc_method_handler(answering.SetCode),
-            "Slow": grpc.unary_unary_rpc_method_handler(answering.Slow),
-            "Sum": grpc.stream_unary_rpc_method_handler(answering.Sum),
-            "Hold": grpc.unary_stream_rpc_method_handler(answering.Hold),
-        }
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(PROBE, handlers),))
-        port = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
-        return server, port
-
-    server, port = loop_thread.run(start())
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    try:
+    handlers = {
+        "Raise": grpc.unary_unary_rpc_method_handler(answering.Raise),
+        "SetCode": grpc.unary_unary_rpc_method_handler(answering.SetCode),
+        "Slow": grpc.unary_unary_rpc_method_handler(answering.Slow),
+        "Sum": grpc.stream_unary_rpc_method_handler(answering.Sum),
+        "Hold": grpc.unary_stream_rpc_method_handler(answering.Hold),
+    }
+    with generic_server(loop_thread, PROBE, handlers, metrics.server_interceptors("probe")) as (channel, _):
         yield channel
-    finally:
-        channel.close()
-        loop_thread.run(server.stop(None))
 
 
 def test_an_exception_counts_as_unknown_and_a_set_code_as_itself(probe, helpers) -> None:

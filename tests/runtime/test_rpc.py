@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
+from servicekit import generic_server
 
 from fenlei.errors import InvalidInput
 from fenlei.runtime import rpc
@@ -37,25 +38,17 @@ class Failing:
 @pytest.fixture(scope="module")
 def channel(loop_thread) -> Iterator[grpc.Channel]:
     failing = Failing()
-
-    async def start() -> tuple[grpc.aio.Server, int]:
-        server = grpc.aio.server()
-        handlers = {name: grpc.unary_unary_rpc_method_handler(getattr(failing, name)) for name in ("Fail", "Refuse", "Relay")}
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Failing", handlers),))
-        port = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
-        failing.callee = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-        return server, port
-
-    server, port = loop_thread.run(start())
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    try:
-        yield channel
-    finally:
-        channel.close()
-        if failing.callee is not None:
+    handlers = {name: grpc.unary_unary_rpc_method_handler(getattr(failing, name)) for name in ("Fail", "Refuse", "Relay")}
+    with generic_server(loop_thread, "test.Failing", handlers) as (channel, address):
+        failing.callee = loop_thread.run(_aio_channel(address))
+        try:
+            yield channel
+        finally:
             loop_thread.run(failing.callee.close())
-        loop_thread.run(server.stop(None))
+
+
+async def _aio_channel(address: str) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(address)  # made on the server's loop, where Relay uses it
 
 
 def details(channel: grpc.Channel, helpers, message: str) -> str:
