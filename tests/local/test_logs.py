@@ -106,3 +106,11 @@ def test_a_reader_goes_on_where_it_stopped_and_waits_for_whole_lines(home) -> No
     with open(logs.directory(home) / "segmenter.log", "a") as handle:
         handle.write('7.000Z", "service": "segmenter", "message": "stopped"}\n')
     assert messages(reader.read()) == ["stopped"]
+
+
+def test_an_entry_with_lines_in_its_message_or_its_fields_is_shown_on_one_line() -> None:
+    error = "<_InactiveRpcError of RPC that terminated with:\n\tstatus = StatusCode.DEADLINE_EXCEEDED\n>"
+    line = logs.Line("2026-12-01T10:00:00.000Z", "pipeline.log", "", {"service": "pipeline", "message": f"failed: {error}", "error": error})
+    shown = logs.render(line)
+    assert "\n" not in shown and shown.startswith("pipeline ")
+    assert json.dumps(error, ensure_ascii=False) in shown  # escaped, so it reads back whole

@@ -176,8 +176,11 @@ def render(line: Line) -> str:
     rest = " ".join(
         f"{key}={_value(value)}" for key, value in line.entry.items() if key not in (*_SHOWN_FIRST, *_NOT_SHOWN) and value not in ("", None)
     )
-    return " ".join(filter(None, (line.field("time"), line.field("service"), line.field("level"), line.field("message"), rest)))
+    message = line.field("message")
+    message = json.dumps(message, ensure_ascii=False) if "\n" in message else message  # an entry stays one line
+    return " ".join(filter(None, (line.field("time"), line.field("service"), line.field("level"), message, rest)))
 
 
 def _value(value: Any) -> str:
-    return value if isinstance(value, str) and value and " " not in value else json.dumps(value, ensure_ascii=False)
+    plain = isinstance(value, str) and value and not any(character.isspace() for character in value)
+    return value if plain else json.dumps(value, ensure_ascii=False)
