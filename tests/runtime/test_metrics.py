@@ -196,7 +196,7 @@ def probe(loop_thread) -> Iterator[grpc.Channel]:
         "Sum": grpc.stream_unary_rpc_method_handler(answering.Sum),
         "Hold": grpc.unary_stream_rpc_method_handler(answering.Hold),
     }
-    with generic_server(loop_thread, PROBE, handlers, metrics.server_interceptors("probe")) as (channel, _):
+    with generic_server(loop_thread, PROBE, handlers, metrics.server_interceptors()) as (channel, _):
         yield channel
 
 

@@ -234,7 +234,7 @@ def main() -> None:
     os.dup2(2, 1)
     job = json.loads(sys.stdin.readline())
     settings = load_settings(JobsSettings, SERVICE)
-    tracing.configure(SERVICE, settings)  # its spans leave at exit
+    tracing.configure(SERVICE)  # its spans leave at exit
     sys.exit(asyncio.run(_main(job, settings, out)))
 
 

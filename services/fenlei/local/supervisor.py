@@ -313,7 +313,7 @@ class Supervisor:
         bootstraps = self.control.write_bootstraps(self.topology, self.collector)
         self.push()  # every proxy finds its files when it starts
         records = [
-            self.envoy_record(f"{self.topology.key(i)}-sidecar", "proxy", bootstraps[i.name], service=i.service, instance=i.name, app=self.topology.key(i))
+            self.envoy_record(self.topology.sidecar(i), "proxy", bootstraps[i.name], service=i.service, instance=i.name, app=self.topology.key(i))
             for i in instances
         ]  # fmt: skip
         self.start_and_wait(records, "the sidecars")
@@ -448,7 +448,7 @@ class Supervisor:
             self.push_and_wait()
             gone = [self.topology.key(i) for i in removed]
             self.terminate(gone, self.grace + 5)
-            self.terminate([f"{name}-sidecar" for name in gone], self.grace)
+            self.terminate([self.topology.sidecar(i) for i in removed], self.grace)
         log.info("scaled", extra={"fields": {"added": [i.name for i in added], "removed": [i.name for i in removed]}})
 
     # ------------------------------------------------------------------ stopping

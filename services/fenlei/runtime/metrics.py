@@ -169,9 +169,8 @@ def _observed(handler: Any, method: str) -> Any:
     return handler._replace(**{kind: answered})
 
 
-def server_interceptors(service: str) -> list[grpc.aio.ServerInterceptor]:
-    """The interceptors of a service's server (the same shape as tracing's; the process is
-    named by its scrape target, not by a label of its own)."""
+def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
+    """The interceptors of a service's server (the process is named by its scrape target, not by a label of its own)."""
     return [_ServerMetrics()]
 
 

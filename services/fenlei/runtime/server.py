@@ -172,7 +172,7 @@ async def start_server(service: str, settings: Settings, register: Register[Sett
     admission = _Admission()
     # The logs' first: the metrics and admission interceptors cache handlers and so skip the
     # rest of the chain after a method's first call.
-    interceptors = [*jsonlog.server_interceptors(), *tracing.server_interceptors(service), *metrics.server_interceptors(service), admission]
+    interceptors = [*jsonlog.server_interceptors(), *tracing.server_interceptors(), *metrics.server_interceptors(), admission]
     server = grpc.aio.server(options=channel_options(settings), interceptors=interceptors)
     health = Health()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -213,7 +213,7 @@ def _write_address_file(path: Path, address: str, metrics_address: str) -> None:
 def serve(service: str, settings: Settings, register: Register[Settings]) -> None:
     """Runs a service until SIGTERM or SIGINT, then drains it."""
     jsonlog.configure(service, settings.log_level)
-    tracing.configure(service, settings)
+    tracing.configure(service)
     metrics_address = metrics.start(service, settings)
 
     async def main() -> None:

@@ -29,7 +29,6 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.util.types import AttributeValue
 
 from fenlei import services
-from fenlei.runtime.settings import ServiceSettings
 from fenlei.v1 import common_pb2
 
 UNTRACED_SERVICES = frozenset(
@@ -51,10 +50,9 @@ TERMS, UNKNOWN_TERMS, OOV_SHARE = "fenlei.terms", "fenlei.unknown_terms", "fenle
 _tracer = trace.get_tracer("fenlei")
 
 
-def configure(service: str, settings: ServiceSettings) -> None:
+def configure(service: str) -> None:
     """The process's tracer provider: its spans name `service`, and go in batches, in the
-    background, to the OTLP endpoint of the environment (the OTEL_* variables say
-    everything; no setting of the service's is needed yet)."""
+    background, to the OTLP endpoint of the environment (the OTEL_* variables say everything)."""
     provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
@@ -65,7 +63,7 @@ def _traced(details: Any) -> bool:
     return method.lstrip("/").split("/", 1)[0] not in UNTRACED_SERVICES and method not in STAGE_STREAMS
 
 
-def server_interceptors(service: str) -> list[grpc.aio.ServerInterceptor]:
+def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
     """A server span per call, but for health, reflection and the stages' open streams."""
     return [aio_server_interceptor(filter_=_traced)]
 

@@ -60,6 +60,10 @@ class Topology:
         """The state name: the service itself for its first v1 instance."""
         return instance.service if (instance.version, instance.index) == ("v1", 0) else instance.name
 
+    def sidecar(self, instance: Instance) -> str:
+        """The state name of the instance's sidecar."""
+        return f"{self.key(instance)}-sidecar"
+
 
 class ControlPlane:
     def __init__(self, home: Path, policy_directory: Path | None = None) -> None:
@@ -125,7 +129,7 @@ class ControlPlane:
         for instance in topology.instances:
             directory = self.proxy_directory(instance.name)
             identity = self.identity(instance.service)
-            proxy = f"{topology.key(instance)}-sidecar"  # the supervisor's name for it
+            proxy = topology.sidecar(instance)
             proxies[instance.name] = xds.sidecar_bootstrap(
                 instance.name, directory, identity, self.ca.root,
                 inbound=(instance.inbound_port, self.app_socket(instance)), outbound=CALLS.get(instance.service, ()),
