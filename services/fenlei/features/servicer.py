@@ -70,7 +70,9 @@ class FeaturesServicer(features_pb2_grpc.FeaturesServicer):
         space = self.models.get(request.model.name, request.model.version)
         term_lists = [document.tokens for document in documents]
         matrix = space.transform(term_lists)
-        metrics.count_tokens(request.model.name, request.model.version, term_lists, space.vocabulary)
+        terms, unknown = metrics.count_tokens(request.model.name, request.model.version, term_lists, space.vocabulary)
+        # Counted once: the metrics' drift signal and the attributes of the call's (or the batch's) span.
+        tracing.annotate({tracing.TERMS: terms, tracing.UNKNOWN_TERMS: unknown, tracing.OOV_SHARE: unknown / terms if terms else 0.0})
         indptr = matrix.indptr.tolist()
         indices = matrix.indices.tolist()
         values = matrix.data.tolist()
@@ -82,15 +84,7 @@ class FeaturesServicer(features_pb2_grpc.FeaturesServicer):
     Transform = rpc.batch_unary(_transform, features_pb2.TransformResponse)
 
     def _measure(self, request: features_pb2.TransformStreamRequest, items) -> dict[str, int | float]:
-        vocabulary = self.models.get(request.model.name, request.model.version).vocabulary
-        terms = [term for document in request.documents for term in document.tokens]
-        unknown = len(terms) - sum(map(vocabulary.__contains__, terms))
-        return {
-            tracing.DOCUMENTS: len(request.documents),
-            tracing.TERMS: len(terms),
-            tracing.UNKNOWN_TERMS: unknown,
-            tracing.OOV_SHARE: unknown / len(terms) if terms else 0.0,
-        }
+        return {tracing.DOCUMENTS: len(request.documents)}  # the terms: annotated by _transform
 
     TransformStream = rpc.batch_stream(
         tracing.per_batch(_transform, services.BY_NAME[PART].stream, _measure), features_pb2.TransformStreamResponse

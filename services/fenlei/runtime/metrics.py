@@ -190,11 +190,13 @@ def count_documents(stage: str, documents: int) -> None:
     STAGE_DOCUMENTS.labels(stage).inc(documents)
 
 
-def count_tokens(model: str, version: str, term_lists: Iterable[Iterable[str]], vocabulary: Collection[str]) -> None:
-    """The features stage's tokens of a batch and those its model's vocabulary lacks."""
+def count_tokens(model: str, version: str, term_lists: Iterable[Iterable[str]], vocabulary: Collection[str]) -> tuple[int, int]:
+    """Counts the features stage's tokens of a batch and those its model's vocabulary lacks; answers both."""
     tokens = list(itertools.chain.from_iterable(term_lists))
+    unknown = len(tokens) - sum(map(vocabulary.__contains__, tokens))
     FEATURES_TOKENS.labels(model, version).inc(len(tokens))
-    FEATURES_UNKNOWN_TOKENS.labels(model, version).inc(len(tokens) - sum(map(vocabulary.__contains__, tokens)))
+    FEATURES_UNKNOWN_TOKENS.labels(model, version).inc(unknown)
+    return len(tokens), unknown
 
 
 class _LoadedVersions(Collector):
