@@ -33,7 +33,7 @@ from fenlei.local.mesh import LocalMesh as Mesh
 from fenlei.local.mesh import MeshError
 from fenlei.services import UnknownWorkload
 from fenlei.training import options as training_options
-from fenlei.v1 import common_pb2, datasets_pb2, jobs_pb2, registry_pb2, training_pb2
+from fenlei.v1 import common_pb2, config_pb2, datasets_pb2, jobs_pb2, registry_pb2, training_pb2
 
 
 def home() -> Path:
@@ -229,7 +229,8 @@ REGISTRY = "fenlei.v1.ModelRegistry"
 EXPERIMENTS = "fenlei.v1.Experiments"
 DATASETS = "fenlei.v1.Datasets"
 JOBS = "fenlei.v1.Jobs"
-STUBS = {REGISTRY: "model_registry", EXPERIMENTS: "experiments", DATASETS: "datasets", JOBS: "jobs"}
+LIVE_CONFIG = "fenlei.v1.LiveConfig"
+STUBS = {REGISTRY: "model_registry", EXPERIMENTS: "experiments", DATASETS: "datasets", JOBS: "jobs", LIVE_CONFIG: "live_config"}
 
 
 def call(service: str, method: str, request: Message, timeout: float = 60.0) -> Any:
@@ -704,6 +705,76 @@ def cmd_datasets_show(args: argparse.Namespace) -> int:
 def cmd_datasets_delete(args: argparse.Namespace) -> int:
     answer = call(DATASETS, "DeleteDataset", datasets_pb2.DeleteDatasetRequest(id=args.id))
     return show(args, answer, f"deleted dataset {answer.id}")
+
+
+def config_text(answer: config_pb2.GetConfigResponse) -> str:
+    rows = [[s.key, s.value or "-", s.description] for s in answer.settings]
+    lines = [table(["setting", "value", "what it does (-: as the processes started)"], rows)]
+    lines.append(f"deny list: {len(answer.deny_rules)} rule(s)" + (": `fenlei config deny list`" if answer.deny_rules else ""))
+    lines.append(f"changes so far: {answer.sequence} (`fenlei config history`)")
+    return "\n".join(lines)
+
+
+def change_text(change: config_pb2.ConfigChange) -> str:
+    return f"change {change.sequence}: {change.key} {change.before or '-'} → {change.after or '-'} by {change.who}"
+
+
+def in_effect(applied: bool) -> str:
+    return "in effect" if applied else "recorded; no local mesh has confirmed it yet (it applies when one runs)"
+
+
+def history_text(changes: Sequence[config_pb2.ConfigChange]) -> str:
+    if not changes:
+        return "no changes yet: `fenlei config set KEY VALUE`"
+    rows = [[c.sequence, local_time(c.time), c.who, c.key, c.before or "-", c.after or "-", c.reason or "-"] for c in changes]
+    return table(["#", "when", "who", "key", "before", "after", "why"], rows)
+
+
+def deny_rules_text(rules: Sequence[config_pb2.DenyRule]) -> str:
+    if not rules:
+        return "the deny list is empty: `fenlei config deny add --subject S | --address A`"
+    rows = [[r.id, r.subject or "-", r.address or "-", r.reason or "-", local_time(r.created), r.created_by] for r in rules]
+    return table(["rule", "subject", "address", "why", "since", "by"], rows)
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    answer = call(LIVE_CONFIG, "GetConfig", config_pb2.GetConfigRequest())
+    return show(args, answer, config_text(answer))
+
+
+def cmd_config_set(args: argparse.Namespace) -> int:
+    answer = call(LIVE_CONFIG, "SetConfig", config_pb2.SetConfigRequest(key=args.key, value=args.value, reason=args.reason))
+    return show(args, answer, f"{change_text(answer.change)}: {in_effect(answer.applied)}")
+
+
+def cmd_config_history(args: argparse.Namespace) -> int:
+    answer = call(LIVE_CONFIG, "ListConfigChanges", config_pb2.ListConfigChangesRequest(limit=args.limit, key=args.key))
+    return show(args, answer, history_text(answer.changes))
+
+
+def cmd_config_deny_add(args: argparse.Namespace) -> int:
+    request = config_pb2.AddDenyRuleRequest(reason=args.reason)
+    if args.subject:
+        request.subject = args.subject
+    else:
+        request.address = args.address
+    answer = call(LIVE_CONFIG, "AddDenyRule", request)
+    who = answer.rule.subject or answer.rule.address
+    return show(
+        args,
+        answer,
+        f"deny rule {answer.rule.id}: {who} is refused at the gateway ({change_text(answer.change)}): {in_effect(answer.applied)}",
+    )
+
+
+def cmd_config_deny_remove(args: argparse.Namespace) -> int:
+    answer = call(LIVE_CONFIG, "RemoveDenyRule", config_pb2.RemoveDenyRuleRequest(id=args.id, reason=args.reason))
+    return show(args, answer, f"deny rule {args.id} removed ({change_text(answer.change)}): {in_effect(answer.applied)}")
+
+
+def cmd_config_deny_list(args: argparse.Namespace) -> int:
+    answer = call(LIVE_CONFIG, "GetConfig", config_pb2.GetConfigRequest())
+    return show(args, answer, deny_rules_text(answer.deny_rules))
 
 
 def evaluation_of(args: argparse.Namespace) -> jobs_pb2.Evaluation:
@@ -1190,6 +1261,7 @@ def parser() -> argparse.ArgumentParser:
 
     add_registry_commands(commands)
     add_training_commands(commands)
+    add_config_commands(commands)
 
     token = commands.add_parser("token", help="print a JWT for a role that the local gateway accepts")
     token.add_argument("role", choices=["viewer", "trainer", "admin"])
@@ -1247,6 +1319,33 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser, evaluation: Any) -
     parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="a tag of the registered version (repeatable)")
     parser.add_argument("--description", default="", help="what the job is for")
     training_options.add_arguments(parser)
+
+
+def add_config_commands(commands: Any) -> None:
+    """`fenlei config`: the live configuration and the deny list, recorded change by change."""
+    config = commands.add_parser("config", help="live configuration (no restarts), its history, the gateway's deny list")
+    actions = config.add_subparsers(dest="action", required=True, metavar="ACTION")
+    command(actions, "show", cmd_config_show, "every setting with its value now")
+    setting = command(actions, "set", cmd_config_set, "change a setting at once (admin); an empty VALUE returns it to the start's")
+    setting.add_argument(
+        "key", help="e.g. log_level.segmenter, max_batch_documents, gateway.rate_limit_per_second, mesh.scenarios, experiments.NAME"
+    )
+    setting.add_argument("value", help='e.g. DEBUG, 512, 50, fault-abort-classifier, "control=0.9,candidate=0.1"; "" unsets')
+    setting.add_argument("--reason", default="", help="why, for the history")
+    history = command(actions, "history", cmd_config_history, "the changes, newest first: who, when, what, before, after, why")
+    history.add_argument("--key", default="", help="only this key, or the keys under it (gateway, deny, experiments)")
+    history.add_argument("--limit", type=int, default=0, metavar="N", help="at most N changes (default 50)")
+    deny = actions.add_parser("deny", help="the gateway's deny list: callers refused with 403 at once")
+    deny_actions = deny.add_subparsers(dest="deny_action", required=True, metavar="ACTION")
+    add = command(deny_actions, "add", cmd_config_deny_add, "refuse a token subject or a client address (admin)")
+    caller = add.add_mutually_exclusive_group(required=True)
+    caller.add_argument("--subject", default="", help="the sub claim of the caller's token")
+    caller.add_argument("--address", default="", help="a client address or network, e.g. 203.0.113.7 or 10.0.0.0/8")
+    add.add_argument("--reason", default="", help="why, for the history and the list")
+    remove = command(deny_actions, "remove", cmd_config_deny_remove, "let a caller in again (admin)")
+    remove.add_argument("id", type=int)
+    remove.add_argument("--reason", default="", help="why, for the history")
+    command(deny_actions, "list", cmd_config_deny_list, "the rules in force")
 
 
 def add_training_commands(commands: Any) -> None:

@@ -81,6 +81,7 @@ from fenlei.services import public_services, stub_class
 from fenlei.v1 import (
     classifier_pb2_grpc,
     common_pb2,
+    config_pb2_grpc,
     datasets_pb2,
     datasets_pb2_grpc,
     features_pb2_grpc,
@@ -459,7 +460,7 @@ class _Base:
 
     def stub(self, service: str) -> Any:
         """The generated stub of a service ("pipeline", "segmenter", "preprocessor",
-        "features", "classifier", "model_registry", "experiments"), on this client's channel: its calls get the client's
+        "features", "classifier", "model_registry", "experiments", "datasets", "jobs", "live_config"), on this client's channel: its calls get the client's
         token, deadline (when the call passes no ``timeout=``), retries and limits."""
         if service not in SERVICES:
             raise KeyError(f"no service {service!r}; the services are {', '.join(SERVICES)}")
@@ -507,6 +508,10 @@ class _Base:
     @property
     def jobs(self) -> jobs_pb2_grpc.JobsStub:
         return self.stub("jobs")
+
+    @property
+    def live_config(self) -> config_pb2_grpc.LiveConfigStub:
+        return self.stub("live_config")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.target!r}, timeout={self.timeout}, retries={self.retries})"

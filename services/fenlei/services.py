@@ -17,7 +17,17 @@ from typing import Any
 
 from google.protobuf.descriptor import ServiceDescriptor
 
-from fenlei.v1 import classifier_pb2, datasets_pb2, features_pb2, jobs_pb2, pipeline_pb2, preprocessor_pb2, registry_pb2, segmenter_pb2
+from fenlei.v1 import (
+    classifier_pb2,
+    config_pb2,
+    datasets_pb2,
+    features_pb2,
+    jobs_pb2,
+    pipeline_pb2,
+    preprocessor_pb2,
+    registry_pb2,
+    segmenter_pb2,
+)
 
 
 @dataclass(frozen=True)
@@ -144,6 +154,15 @@ WORKLOADS: tuple[Workload, ...] = (
         writes_models=True,
         single_writer=True,
         resources=_FITTING,
+    ),
+    Workload(
+        name="config",
+        summary="live configuration with its history: log levels, limits, experiment weights, mesh scenarios, the gateway's deny list",
+        module="fenlei.config.servicer",
+        contract=(_service(config_pb2, "LiveConfig"),),
+        calls=("registry",),
+        single_writer=True,
+        resources=Resources(cpu="50m", memory="128Mi", cpu_limit="500m", memory_limit="256Mi"),
     ),
 )
 

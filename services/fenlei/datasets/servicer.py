@@ -16,7 +16,7 @@ import grpc
 from fenlei import services
 from fenlei.datasets.core import Datasets, Format, Limits, UploadSpec
 from fenlei.errors import InvalidInput, LimitExceeded
-from fenlei.runtime import rpc
+from fenlei.runtime import live, rpc
 from fenlei.runtime.messages import timestamp
 from fenlei.runtime.server import Service, serve
 from fenlei.runtime.settings import ServiceSettings, load_settings
@@ -109,9 +109,10 @@ class DatasetsServicer(datasets_pb2_grpc.DatasetsServicer):
     async def ReadDataset(
         self, request: datasets_pb2.ReadDatasetRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[datasets_pb2.ReadDatasetResponse]:
-        if request.batch_documents > self.settings.max_batch_documents:
+        limit = live.batch_limit(self.settings)
+        if request.batch_documents > limit:
             raise LimitExceeded(
-                f"batches of {request.batch_documents:,} records are over the limit of {self.settings.max_batch_documents:,} "
+                f"batches of {request.batch_documents:,} records are over the limit of {limit:,} "
                 "(FENLEI_MAX_BATCH_DOCUMENTS): ask for smaller ones"
             )
         # Half a message's limit: a batch stops growing there (its last text may add to it).

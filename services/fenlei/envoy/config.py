@@ -79,12 +79,7 @@ def access_log(proxy: str, listener: str, path: Path | None) -> list[dict[str, A
     }
     log_format = {
         "json_format": fields,
-        "formatters": [
-            {
-                "name": "envoy.formatter.cel",
-                "typed_config": typed("envoy.extensions.formatter.cel.v3.Cel", cel_config={"enable_string_functions": True}),
-            }
-        ],
+        "formatters": [cel_formatter()],
     }
     logged = [
         {"header_filter": {"header": {"name": ":path", "string_match": {"prefix": prefix}, "invert_match": True}}}
@@ -101,6 +96,14 @@ def access_log(proxy: str, listener: str, path: Path | None) -> list[dict[str, A
             "typed_config": typed("envoy.extensions.access_loggers.file.v3.FileAccessLog", path=str(path), log_format=log_format),
         }
     return [{**logger, "filter": {"and_filter": {"filters": [{"not_health_check_filter": {}}, *logged]}}}]
+
+
+def cel_formatter() -> dict[str, Any]:
+    """%CEL(expression)% in a format string, with CEL's string functions."""
+    return {
+        "name": "envoy.formatter.cel",
+        "typed_config": typed("envoy.extensions.formatter.cel.v3.Cel", cel_config={"enable_string_functions": True}),
+    }
 
 
 def socket_address(host: str, port: int) -> dict[str, Any]:
@@ -150,7 +153,10 @@ def file_source(path: Path, directory: Path) -> dict[str, Any]:
 
 def write_resources(directory: Path, version: int, kind: str, resources: list[dict[str, Any]], file_name: str) -> None:
     """A DiscoveryResponse file, replaced atomically (Envoy watches for the move)."""
-    type_url = {"cds": "envoy.config.cluster.v3.Cluster", "rds": "envoy.config.route.v3.RouteConfiguration"}[kind]
+    type_url = {
+        "cds": "envoy.config.cluster.v3.Cluster",
+        "rds": "envoy.config.route.v3.RouteConfiguration",
+    }[kind]
     if kind == "rds":
         # Envoy keeps a route configuration equal to the one it has, and its old version with
         # it; naming the push inside makes every push visible (`fenlei mesh apply` waits on it).

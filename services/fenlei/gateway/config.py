@@ -14,8 +14,10 @@ whether the call came as REST or as gRPC.
 
 from __future__ import annotations
 
+import ipaddress
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from google.api import annotations_pb2
 from fenlei import services
 from fenlei.envoy.config import (
     access_log,
+    cel_formatter,
     deadline,
     disabled,
     file_source,
@@ -33,6 +36,7 @@ from fenlei.envoy.config import (
     typed,
     unavailable,
     unreachable,
+    write_resources,
 )
 from fenlei.gateway.auth import BEARER, ROLE_CLAIM, role_name, roles_at_least
 from fenlei.runtime.rpc import SUBJECT_HEADER
@@ -50,7 +54,19 @@ REFLECTION_INFO = REFLECTION + "ServerReflectionInfo"
 CALLER_CONTENT_TYPE = "x-fenlei-caller-content-type"
 HEALTH = "/grpc.health.v1.Health/"
 HEALTHZ = "/healthz"
+ROUTES = "rds-gateway.json"  # the local mesh's gateway routes, in its xDS directory
 BODY_LIMIT = "envoy.filters.http.body_size_limit"
+LIFT_DENY = "/fenlei.v1.LiveConfig/RemoveDenyRule"
+# The deny list's two RBAC filters (fenlei.config): by client address, by token subject.
+DENY_ADDRESS = "fenlei.deny.address"
+DENY_SUBJECT = "fenlei.deny.subject"
+DENY_POLICY = "deny-"  # a rule's policy is deny-<id>: Envoy names it in the reply's details
+_DENIED_DETAILS = f"rbac_access_denied_matched_policy[{DENY_POLICY}"
+DENIED = (
+    "the gateway's deny list blocks this caller (rule"
+    f" %CEL(response.code_details.substring({len(_DENIED_DETAILS)}, size(response.code_details) - 1))%); an admin lifts it"
+    " with `fenlei config deny remove ID`"
+)
 # Envoy's own replies, in words a caller can act on (formatter strings).
 RATE_LIMITED = (
     "rate limit exceeded: you called this method more often than the gateway allows one caller"
@@ -355,13 +371,13 @@ def _local_replies(settings: GatewaySettings) -> dict[str, Any]:
         return {"and_filter": {"filters": list(filters)}}
 
     def json_body(fields: dict[str, Any]) -> dict[str, Any]:
-        return {"json_format": fields, "content_type": "application/json"}
+        return {"json_format": fields, "content_type": "application/json", "formatters": [cel_formatter()]}
 
     def explained(when: dict[str, Any], code: int, message: str) -> list[dict[str, Any]]:
         """A reply of ours with the gRPC status `code`, to both kinds of caller."""
         to_grpc = {
             "filter": both(when, grpc),
-            "body_format_override": {"text_format_source": {"inline_string": message}},
+            "body_format_override": {"text_format_source": {"inline_string": message}, "formatters": [cel_formatter()]},
             # Said outright: Envoy's own mapping of the HTTP status gets some wrong (413 → UNKNOWN).
             "headers_to_add": [{"header": {"key": "grpc-status", "value": str(code)}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}],
         }
@@ -377,6 +393,15 @@ def _local_replies(settings: GatewaySettings) -> dict[str, Any]:
             ),
         }
     }
+    denied = {
+        "extension_filter": {
+            "name": "envoy.access_loggers.extension_filters.cel",
+            "typed_config": typed(
+                "envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
+                expression=f"response.code_details.startsWith('{_DENIED_DETAILS}')",
+            ),
+        }
+    }
     front = services.GATEWAY_FRONT.name
     mappers = [
         {"filter": both(healthz, status(200)), "body_format_override": json_body({"status": "SERVING"})},
@@ -386,6 +411,7 @@ def _local_replies(settings: GatewaySettings) -> dict[str, Any]:
         },
         # Envoy's only 429 of its own is the rate limit (a service's RESOURCE_EXHAUSTED is no
         # local reply), and local_ratelimit says just "local_rate_limited".
+        *explained(both(denied, status(403)), 7, DENIED),
         *explained(status(429), 8, RATE_LIMITED),
         *explained(status(413), 8, TOO_LARGE.format(limit=settings.max_request_bytes)),
         *explained(both(transcoder_refused, rest), 3, NOT_JSON),
@@ -398,10 +424,56 @@ def _local_replies(settings: GatewaySettings) -> dict[str, Any]:
     return {"mappers": [*mappers, *by_status]}
 
 
-def route_table(settings: GatewaySettings, policy: Policy | None = None) -> dict[str, Any]:
+def _deny(rules: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A route's part of the deny list: rules {id, subject, address} (fenlei.runtime.live),
+    each an RBAC DENY policy of the filter that can see what it names."""
+
+    def filter_config(policies: dict[str, Any]) -> dict[str, Any]:
+        return typed("envoy.extensions.filters.http.rbac.v3.RBACPerRoute", rbac={"rules": {"action": "DENY", "policies": policies}})
+
+    by_address, by_subject = {}, {}
+    for rule in rules:
+        if rule["address"]:
+            network = ipaddress.ip_network(rule["address"])
+            principal = {"remote_ip": {"address_prefix": str(network.network_address), "prefix_len": network.prefixlen}}
+            by_address[f"{DENY_POLICY}{rule['id']}"] = {"permissions": [{"any": True}], "principals": [principal]}
+        else:
+            principal = {
+                "sourced_metadata": {
+                    "metadata_matcher": {
+                        "filter": "envoy.filters.http.jwt_authn",
+                        "path": [{"key": "jwt_payload"}, {"key": "sub"}],
+                        "value": {"string_match": {"exact": rule["subject"]}},
+                    }
+                }
+            }
+            by_subject[f"{DENY_POLICY}{rule['id']}"] = {"permissions": [{"any": True}], "principals": [principal]}
+    return {
+        **({DENY_ADDRESS: filter_config(by_address)} if by_address else {}),
+        **({DENY_SUBJECT: filter_config(by_subject)} if by_subject else {}),
+    }
+
+
+def _lifting(rules: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The rules that apply to lifting a rule: not those by address, so that an admin whose
+    own address a rule blocks (127.0.0.1 on one machine) can still lift it, with an admin
+    token; a blocked subject stays blocked."""
+    return [rule for rule in rules if not rule["address"]]
+
+
+def _rest_match(rule: annotations_pb2.http_pb2.HttpRule) -> dict[str, Any]:
+    """A route match for the REST form of an http rule ({field} stands for one segment)."""
+    verb = rule.WhichOneof("pattern")
+    template = getattr(rule, verb)
+    pattern = "^" + re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(template)) + "$"
+    return {"safe_regex": {"regex": pattern}, "headers": [{"name": ":method", "string_match": {"exact": verb.upper()}}]}
+
+
+def route_table(settings: GatewaySettings, policy: Policy | None = None, deny: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """Every public method gets its own route (and so its own rate limit). Without a
     policy, straight to each service; with one (the local mesh), the routes, retries,
-    timeouts, faults and splits of each host's VirtualService."""
+    timeouts, faults and splits of each host's VirtualService. deny: the deny list's rules,
+    on every route."""
     methods = {m.path: m for m in public_methods()}
     front = services.GATEWAY_FRONT.name
     calls: list[tuple[str, list[tuple[str, bool]]]] = [
@@ -429,7 +501,10 @@ def route_table(settings: GatewaySettings, policy: Policy | None = None) -> dict
             # The API's description is as open as /openapi.json: `grpcurl <gateway> list`
             # works without a token; calling a method still needs one.
             open_to_all = path == REFLECTION_INFO
-            route["typed_per_filter_config"] = _route_filters(settings, route["name"], streams=path in streaming, open_to_all=open_to_all)
+            route["typed_per_filter_config"] = {
+                **_route_filters(settings, route["name"], streams=path in streaming, open_to_all=open_to_all),
+                **_deny(_lifting(deny) if path == LIFT_DENY else deny),
+            }
             # For Envoy's own replies on this route: which service, which request message.
             route["metadata"] = {
                 "filter_metadata": {"fenlei": {"service": host, "request": methods[path].request if path in methods else ""}}
@@ -448,14 +523,22 @@ def route_table(settings: GatewaySettings, policy: Policy | None = None) -> dict
                         "match": {"path": "/openapi.json"},
                         "direct_response": {"status": 200, "body": {"filename": settings.openapi_document or str(OPENAPI)}},
                         "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"}}],
-                        "typed_per_filter_config": _open_route(),
+                        "typed_per_filter_config": {**_open_route(), **_deny(deny)},
                     },
                     *routes,
+                    # The REST call that lifts a rule, until transcoded: as its gRPC route.
+                    {
+                        "name": "lift-deny-rest",
+                        "match": _rest_match(methods[LIFT_DENY].http),
+                        "direct_response": {"status": 404, "body": {"inline_string": "no such method or path"}},
+                        "typed_per_filter_config": _deny(_lifting(deny)),
+                    },
                     # Also the route of every REST call until the transcoder has turned it into gRPC.
                     {
                         "name": "unknown",
                         "match": {"prefix": "/"},
                         "direct_response": {"status": 404, "body": {"inline_string": "no such method or path"}},
+                        "typed_per_filter_config": _deny(deny),
                     },
                 ],
             }
@@ -463,31 +546,12 @@ def route_table(settings: GatewaySettings, policy: Policy | None = None) -> dict
     }
 
 
-def build(
-    settings: GatewaySettings,
-    upstreams: dict[str, str],
-    jwks: str = "",
-    *,
-    xds_directory: Path | None = None,
-    access_log_file: Path | None = None,
-    collector: str = "",
+def listener(
+    settings: GatewaySettings, jwks: str, routing: dict[str, Any], *, access_log_file: Path | None = None, collector: str = ""
 ) -> dict[str, Any]:
-    """The Envoy bootstrap. upstreams: service name → address (with "catalog" for
-    reflection), for a gateway straight to the services. With xds_directory (the local
-    mesh), routes and clusters come from files there instead (rds-gateway.json,
-    cds.json), which `fenlei mesh apply` rewrites while Envoy runs. Its access log goes
-    to access_log_file, else to Envoy's stdout. collector: host:port of the trace collector
-    (every request is traced, as a trace's first hop unless the caller sent a traceparent); "": no tracing."""
+    """The gateway's listener. routing: its route_config, or where its RDS comes from."""
     methods = public_methods()
-    if xds_directory is None:
-        routing: dict[str, Any] = {"route_config": route_table(settings)}
-        clusters = [_cluster(name, address) for name, address in sorted(upstreams.items())]
-    else:
-        routing = {"rds": {"route_config_name": "gateway", "config_source": file_source(xds_directory / "rds-gateway.json", xds_directory)}}
-        clusters = []
     traced = {"tracing": envoy_tracing.tracing("gateway", starts_traces=True)} if collector else {}
-    if collector:
-        clusters.append(envoy_tracing.collector_cluster(collector))
     manager = typed(
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         stat_prefix="gateway",
@@ -504,13 +568,17 @@ def build(
         access_log=access_log("gateway", "gateway", access_log_file),
         **traced,
         # The client is the peer of the connection, never what its X-Forwarded-For claims
-        # (rate limits are per client address).
+        # (rate limits and the deny list go by client address).
         use_remote_address=True,
         http_filters=[
             {"name": "envoy.filters.http.header_mutation", "typed_config": _caller_headers()},
             {"name": "envoy.filters.http.health_check", "typed_config": _healthz()},
+            # The deny list: no rules here, each route carries the list (RDS, so a change
+            # reaches open connections at once); addresses before the token is even read.
+            {"name": DENY_ADDRESS, "typed_config": typed("envoy.extensions.filters.http.rbac.v3.RBAC")},
             {"name": "envoy.filters.http.lua", "typed_config": _bearer_scheme()},
             {"name": "envoy.filters.http.jwt_authn", "typed_config": _jwt_authn(settings, jwks)},
+            {"name": DENY_SUBJECT, "typed_config": typed("envoy.extensions.filters.http.rbac.v3.RBAC")},
             # Before the transcoder, whose JSON parser would hold a body of any size (one
             # long string is kept whole): 413 as soon as a body passes the limit, or says it
             # will. Every REST body (on the "unknown" route until transcoded) and unary gRPC.
@@ -536,6 +604,41 @@ def build(
         ],
     )
     return {
+        "name": "gateway",
+        "address": _socket(f"{settings.host}:{settings.port}"),
+        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": manager}]}],
+    }
+
+
+def build(
+    settings: GatewaySettings,
+    upstreams: dict[str, str],
+    jwks: str = "",
+    *,
+    xds_directory: Path | None = None,
+    access_log_file: Path | None = None,
+    collector: str = "",
+) -> dict[str, Any]:
+    """The Envoy bootstrap. upstreams: service name → address (with "catalog" for
+    reflection); none: the clusters come from xds_directory (cds.json, the sidecars' mesh).
+    Without xds_directory everything is in the bootstrap (a gateway straight to the
+    services, as on Kubernetes). With it (the local mesh), the routes come from a file there
+    (write_routes), which the supervisor rewrites while Envoy runs: a `fenlei mesh apply`, a
+    live rate limit, the deny list; open connections get them at once. Its
+    access log goes to access_log_file, else to Envoy's stdout. collector: host:port of the
+    trace collector (every request is traced, as a trace's first hop unless the caller sent
+    a traceparent); "": no tracing."""
+    clusters = [_cluster(name, address) for name, address in sorted(upstreams.items())]
+    if collector:
+        clusters.append(envoy_tracing.collector_cluster(collector))
+    if xds_directory is None:
+        routing: dict[str, Any] = {"route_config": route_table(settings)}
+        dynamic = {}
+    else:
+        routing = {"rds": {"route_config_name": "gateway", "config_source": file_source(xds_directory / ROUTES, xds_directory)}}
+        dynamic = {} if upstreams else {"cds_config": file_source(xds_directory / "cds.json", xds_directory)}
+    listeners = [listener(settings, jwks, routing, access_log_file=access_log_file, collector=collector)]
+    return {
         "node": {"id": "gateway", "cluster": "gateway"},
         "admin": {"address": _socket(f"127.0.0.1:{settings.admin_port}")},
         "overload_manager": {
@@ -549,18 +652,14 @@ def build(
                 }
             ]
         },
-        "static_resources": {
-            "listeners": [
-                {
-                    "name": "gateway",
-                    "address": _socket(f"{settings.host}:{settings.port}"),
-                    "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": manager}]}],
-                }
-            ],
-            "clusters": clusters,
-        },
-        **({"dynamic_resources": {"cds_config": file_source(xds_directory / "cds.json", xds_directory)}} if xds_directory else {}),
+        "static_resources": {"listeners": listeners, "clusters": clusters},
+        **({"dynamic_resources": dynamic} if dynamic else {}),
     }
+
+
+def write_routes(directory: Path, version: int, routes: dict[str, Any]) -> None:
+    """The routes of a gateway built with xds_directory=directory."""
+    write_resources(directory, version, "rds", [routes], ROUTES)
 
 
 def write(path: Path, config: dict[str, Any]) -> None:

@@ -38,6 +38,7 @@ from fenlei.local import prometheus
 from fenlei.local.health import app_health
 from fenlei.local.logs import access_log_file
 from fenlei.local.state import Files, MeshState, ProcessIdentity, ProcessRecord
+from fenlei.runtime import live
 from fenlei.runtime import logging as jsonlog
 from fenlei.sidecar.control import ControlPlane, Topology
 from fenlei.sidecar.xds import Instance
@@ -106,6 +107,9 @@ class Supervisor:
         self.change_requested = False
         self.topology: Topology | None = None
         self.collector = ""  # host:port of the collector the proxies send their spans to; "": none
+        # The live configuration (fenlei.config's view), in the gateway's routes and the mesh policy.
+        self.live_config = live.Follower(home)
+        self.live = self.live_config.changed() or live.View()
 
     # ------------------------------------------------------------------ main loop
     def run(self) -> int:
@@ -124,10 +128,12 @@ class Supervisor:
             self.save()
             return 1
         self.state.phase, self.state.generation = "ready", self.plan.generation
+        live.write_applied(self.home, self.live.sequence)
         self.save()
         log.info("ready", extra={"fields": {"processes": sorted(self.state.processes)}})
         while not self.stopping:
             self.watch()
+            self.follow_live_configuration()
             if self.change_requested:
                 self.change_requested = False
                 self.carry_out_change()
@@ -280,9 +286,13 @@ class Supervisor:
                 records.append(self.app_record(name, workload, env))
             self.start_and_wait(records, ", ".join(group))
         upstreams = {w.name: self.state.processes[w.name].address for w in services.WORKLOADS}
+        xds = self.control.proxy_directory(GATEWAY)
         access_log = access_log_file(self.home, GATEWAY)
+        self.push()
         self.start_gateway(
-            lambda jwks: gateway_config.build(self.settings, upstreams, jwks, access_log_file=access_log, collector=self.collector)
+            lambda jwks: gateway_config.build(
+                self.settings, upstreams, jwks, xds_directory=xds, access_log_file=access_log, collector=self.collector
+            )
         )
 
     def start_with_sidecars(self) -> None:
@@ -293,7 +303,7 @@ class Supervisor:
             r for r in self.state.processes.values() if r.kind == "proxy" and r.service in {w.name for w in services.WORKLOADS if w.calls}
         ]
         self.wait_until(
-            lambda: all(Admin(r.admin).has_cluster(services.STAGE_NAMES[-1] + "::") for r in clients),
+            lambda: all(Admin(r.admin).has_cluster(services.BY_NAME[r.service].calls[-1] + "::") for r in clients),
             "the sidecars' clusters",
             self.plan.timeout,
         )
@@ -359,20 +369,44 @@ class Supervisor:
 
     # ------------------------------------------------------------------ policy
     def push(self) -> str:
-        assert self.topology is not None
-        policy = self.control.policy()
-        return self.control.push(self.topology, policy, gateway_config.route_table(self.settings, policy))
+        """Every proxy's configuration from the policy (with sidecars) and the live
+        configuration; returns the push's version."""
+        if self.topology is None:  # no sidecars: only the gateway's routes
+            policy, version = None, int.from_bytes(os.urandom(4), "big")
+        else:
+            policy = self.control.policy()
+            version = self.control.push(self.topology, policy)
+        routes = gateway_config.route_table(self.live.gateway(self.settings), policy, self.live.deny_rules)
+        gateway_config.write_routes(self.control.proxy_directory(GATEWAY), version, routes)
+        return str(version)
 
     def push_and_wait(self) -> None:
-        assert self.topology is not None
         version = self.push()
-        placed = {i.name for i in self.topology.instances}
+        placed = {i.name for i in self.topology.instances} if self.topology else set()
         admins = [
             Admin(r.admin)
             for r in self.state.processes.values()
             if r.admin and r.state == "running" and (not r.instance or r.instance in placed)
         ]
         self.wait_until(lambda: all(a.route_versions() == {version} for a in admins), "the proxies' new configuration", self.plan.timeout)
+
+    def follow_live_configuration(self) -> None:
+        """Applies a change of the live configuration: the scenarios it names replace those
+        applied (only when it names others than before), then every proxy gets its push."""
+        view = self.live_config.changed()
+        if view is None:
+            return
+        previous, self.live = self.live, view
+        try:
+            if self.plan.sidecars and view.settings.get(live.SCENARIOS) != previous.settings.get(live.SCENARIOS):
+                self.control.reset()
+                scenarios = self.control.scenarios()
+                self.control.apply([scenarios[name] for name in view.scenarios() if name in scenarios])
+            self.push_and_wait()
+            live.write_applied(self.home, view.sequence)
+            log.info("live configuration applied", extra={"fields": {"sequence": view.sequence, "scenarios": view.scenarios()}})
+        except (StartFailed, OSError, ValueError) as error:
+            log.error("applying the live configuration failed", extra={"fields": {"sequence": view.sequence, "error": str(error)}})
 
     # ------------------------------------------------------------------ keeping it running
     def watch(self) -> None:
@@ -507,6 +541,7 @@ class Supervisor:
             socket.unlink(missing_ok=True)
         self.files.state.unlink(missing_ok=True)
         self.files.plan.unlink(missing_ok=True)
+        live.applied_path(self.home).unlink(missing_ok=True)
 
 
 def _exit_text(code: int) -> str:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from fenlei.errors import InvalidInput, LimitExceeded, quote
+from fenlei.runtime import live
 from fenlei.runtime.settings import ServiceSettings
 
 
@@ -16,11 +17,9 @@ class HasIdAndText(Protocol):
 
 
 def check_batch_size(count: int, settings: ServiceSettings) -> None:
-    if count > settings.max_batch_documents:
-        raise LimitExceeded(
-            f"batch of {count} documents is over the limit of {settings.max_batch_documents}; "
-            "split it into smaller batches or use the stream RPC"
-        )
+    limit = live.batch_limit(settings)
+    if count > limit:
+        raise LimitExceeded(f"batch of {count} documents is over the limit of {limit}; split it into smaller batches or use the stream RPC")
 
 
 def check_documents(documents: Sequence[HasIdAndText], settings: ServiceSettings) -> list[str]:

@@ -27,8 +27,8 @@ from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from fenlei.runtime import live, metrics, tracing
 from fenlei.runtime import logging as jsonlog
-from fenlei.runtime import metrics, tracing
 from fenlei.runtime.health import Health
 from fenlei.runtime.settings import ServiceSettings
 
@@ -218,11 +218,13 @@ def serve(service: str, settings: Settings, register: Register[Settings]) -> Non
 
     async def main() -> None:
         running = await start_server(service, settings, register, metrics_address)
+        following = asyncio.create_task(live.follow(service, settings))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
+        following.cancel()
         await running.drain()
         log.info("stopped")
 

@@ -30,6 +30,8 @@ CALLS = {**{w.name: w.calls for w in services.WORKLOADS if w.calls}, "gateway": 
 REPOSITORY_POLICY = Path(__file__).resolve().parents[3] / "mesh" / "istio"
 # The defaults every mesh starts with; the other files in mesh/istio are scenarios.
 BASE_POLICY = ("peer-authentication.yaml", "destination-rule-all-mtls.yaml", "virtual-service-all-v1.yaml", "authorization-policies.yaml")
+# Files of mesh/istio that are neither: the ingress gateway and the kustomize list (Kubernetes only).
+NOT_SCENARIOS = ("gateway.yaml", "kustomization.yaml")
 
 
 @dataclass
@@ -105,6 +107,11 @@ class ControlPlane:
             raise FileNotFoundError(f"the mesh policy files are missing: {', '.join(missing)} (set FENLEI_MESH_POLICY to mesh/istio)")
         return load([*base, *self.applied(), *extra])
 
+    def scenarios(self) -> dict[str, Path]:
+        """The scenario files of the policy directory by name (fault-abort-classifier, ...)."""
+        files = sorted(self.policy_directory.glob("*.yaml"))
+        return {path.stem: path for path in files if path.name not in (*BASE_POLICY, *NOT_SCENARIOS)}
+
     def apply(self, files: Iterable[Path]) -> Policy:
         """Checks the files against the rest of the policy first: a bad file changes nothing."""
         files = [Path(f) for f in files]
@@ -144,8 +151,9 @@ class ControlPlane:
             name: write_bootstrap(self.proxy_directory(name), bootstrap) for name, bootstrap in self.sidecars(topology, collector).items()
         }
 
-    def push(self, topology: Topology, policy: Policy, gateway_routes: dict | None = None) -> str:
-        """Writes every proxy's clusters and routes (what istiod's push does). An instance
+    def push(self, topology: Topology, policy: Policy) -> int:
+        """Writes every proxy's clusters and routes (what istiod's push does), but the
+        gateway's routes (the supervisor's: they carry the live configuration too). An instance
         whose sidecar has not bound its inbound port yet is in no cluster: the proxies can
         start before their peers, and a new instance gets traffic once it is there."""
         version = int.from_bytes(os.urandom(4), "big")
@@ -162,8 +170,6 @@ class ControlPlane:
             clusters = xds.mesh_clusters(policy, bound, hosts, self.identity(account), self.ca.root, health_checked=checked)
             write_resources(directory, version, "cds", clusters, "cds.json")
             if proxy == "gateway":
-                if gateway_routes is not None:
-                    write_resources(directory, version, "rds", [gateway_routes], "rds-gateway.json")
                 continue
             for host in hosts:
                 routes = route_configuration(f"outbound-{host}", xds.policy_routes(policy, host))
@@ -172,4 +178,4 @@ class ControlPlane:
             directory = self.proxy_directory(instance.name)
             if instance.name not in clients:
                 write_resources(directory, version, "cds", [], "cds.json")
-        return str(version)
+        return version
