@@ -128,9 +128,11 @@ def apply(service: str, settings: ServiceSettings, view: View) -> None:
     level = view.log_level(service) or settings.log_level
     before = previous.log_level(service) or settings.log_level
     if level != before:
-        # Said at the old level's terms, before the new one may hide it.
+        root = logging.getLogger()
+        # Said at whichever of the two levels shows more, so that the change is always in the log.
+        root.setLevel(min(logging.getLevelName(before.upper()), logging.getLevelName(level.upper())))
         log.warning("log level changed", extra={"fields": {"from": before, "to": level, "sequence": view.sequence}})
-        logging.getLogger().setLevel(level)
+        root.setLevel(level.upper())
 
 
 async def follow(service: str, settings: ServiceSettings) -> None:
