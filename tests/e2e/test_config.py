@@ -183,3 +183,10 @@ def test_viewers_read_the_configuration_and_only_admins_change_it(api) -> None:
     with pytest.raises(grpc.RpcError) as bad:
         api("admin").live_config.SetConfig(config_pb2.SetConfigRequest(key="log_level", value="LOUD"))
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "DEBUG, INFO, WARNING, ERROR" in bad.value.details()
+
+
+def test_scenarios_are_refused_on_a_mesh_without_sidecars(config) -> None:
+    with pytest.raises(grpc.RpcError) as refused:
+        config.SetConfig(config_pb2.SetConfigRequest(key="mesh.scenarios", value="fault-abort-classifier"))
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "without sidecars" in refused.value.details()
+    assert not config.ListConfigChanges(config_pb2.ListConfigChangesRequest(key="mesh")).changes

@@ -14,7 +14,8 @@ import grpc
 
 from fenlei import services
 from fenlei.config.core import EXPERIMENTS, LiveConfig
-from fenlei.errors import InvalidInput, NotFound, quote, quote_list
+from fenlei.errors import FailedPrecondition, InvalidInput, NotFound, quote, quote_list
+from fenlei.local.mesh import LocalMesh
 from fenlei.runtime import live, rpc
 from fenlei.runtime.messages import timestamp
 from fenlei.runtime.rpc import SUBJECT_HEADER
@@ -69,8 +70,12 @@ def parse_weights(value: str) -> dict[str, float]:
     return weights
 
 
-def scenario_checker(control: ControlPlane) -> Any:
+def scenario_checker(control: ControlPlane, mesh: LocalMesh) -> Any:
     def check(names: list[str]) -> None:
+        if names and mesh.state() is not None and not mesh.with_sidecars():
+            raise FailedPrecondition(
+                "this mesh runs without sidecars, which carry the scenarios: `fenlei down`, then `fenlei up` with them"
+            )
         known = control.scenarios()
         unknown = [name for name in names if name not in known]
         if unknown:
@@ -143,7 +148,7 @@ class LiveConfigServicer(config_pb2_grpc.LiveConfigServicer):
 
 
 def register(server: grpc.aio.Server, settings: ConfigSettings) -> Service:
-    config = LiveConfig(settings.home, scenario_checker(ControlPlane(settings.home)))
+    config = LiveConfig(settings.home, scenario_checker(ControlPlane(settings.home), LocalMesh(settings.home)))
     channel = grpc.aio.insecure_channel(settings.registry_address, options=channel_options(settings))
     config_pb2_grpc.add_LiveConfigServicer_to_server(LiveConfigServicer(config, registry_pb2_grpc.ExperimentsStub(channel)), server)
     return Service([service.full_name for service in services.BY_NAME[SERVICE].contract])
