@@ -364,7 +364,7 @@ def traced_calls(target: Target, texts: Sequence[str], calls: int) -> dict[str, 
                 pipeline_pb2.ClassifyRequest(text=texts[i % len(texts)], model=MODEL, top_k=1), metadata=target.metadata
             )
             if i >= 20:  # the first calls open connections and streams
-                traced[dict(call.trailing_metadata() or ())[TRACE_ID_HEADER]] = (time.perf_counter() - started) * 1000
+                traced[dict(call.initial_metadata() or ())[TRACE_ID_HEADER]] = (time.perf_counter() - started) * 1000
     return traced
 
 

@@ -1160,12 +1160,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
+    from fenlei.gateway.config import public_methods
     from fenlei.telemetry import spans
 
     kept = spans.read(home())
     if args.slowest:
-        for root in spans.slowest(kept, args.slowest):
-            print(f"{root.trace_id}  {root.duration_ms:10.3f} ms  {root.service}  {root.name}")
+        streams = () if args.streams else {m.path for m in public_methods() if m.streaming}
+        for root in spans.slowest(kept, args.slowest, skipped=streams):
+            print(f"{root.trace_id}  {root.duration_ms:10.3f} ms  {root.service}  {spans.what(root)}")
         return 0
     if not args.trace_id:
         raise InvalidInput("name a trace (fenlei trace ID: its 32 hex digits, as answers' x-trace-id give it) or ask for --slowest N")
@@ -1290,6 +1292,9 @@ def parser() -> argparse.ArgumentParser:
     traces = commands.add_parser("trace", help="one trace as a tree with timings, or the slowest recent requests (the mesh's collector's)")
     traces.add_argument("trace_id", nargs="?", default="", metavar="ID", help="the trace's id (32 hex digits)")
     traces.add_argument("--slowest", type=int, default=0, metavar="N", help="list the N slowest requests kept: trace id, duration, what")
+    traces.add_argument(
+        "--streams", action="store_true", help="with --slowest: streams too (left out: they last as long as their callers like)"
+    )
     traces.set_defaults(run=cmd_trace)
 
     watching = commands.add_parser("top", help="per service: requests and errors per second, p50/p99, CPU and memory, live")

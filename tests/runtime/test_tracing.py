@@ -150,7 +150,7 @@ def test_the_answer_names_its_trace(mesh, spans, helpers) -> None:
     stub = pipeline_pb2_grpc.PipelineStub(mesh["pipeline"].channel)
     answer, call = stub.Classify.with_call(pipeline_pb2.ClassifyRequest(text="股票市场下跌"), timeout=helpers.TIMEOUT)
     assert answer.labels[0].label == "finance"
-    trace_id = dict(call.trailing_metadata())[pipeline_servicer.TRACE_ID_HEADER]
+    trace_id = dict(call.initial_metadata())[pipeline_servicer.TRACE_ID_HEADER]
     wait_for(
         lambda: any(s.name == CLASSIFY and trace.format_trace_id(s.context.trace_id) == trace_id for s in spans.get_finished_spans()),
         f"the Classify span of trace {trace_id}",

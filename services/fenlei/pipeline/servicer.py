@@ -78,11 +78,13 @@ def _header(context: grpc.aio.ServicerContext, name: str) -> str:
     return next((value for key, value in context.invocation_metadata() or () if key == name and isinstance(value, str)), "")
 
 
-def _answer_id(context: grpc.aio.ServicerContext) -> str:
+async def _answer_id(context: grpc.aio.ServicerContext) -> str:
+    """The answer's request id; its trace id goes ahead in the response headers (initial
+    metadata), which REST callers get too."""
     answer_id = request_id(_header(context, REQUEST_ID_HEADER))
     jsonlog.request_id.set(answer_id)  # the logs of this call carry the id its answer does
     if trace_id := tracing.trace_id():
-        context.set_trailing_metadata(((TRACE_ID_HEADER, trace_id),))
+        await context.send_initial_metadata(((TRACE_ID_HEADER, trace_id),))
     return answer_id
 
 
@@ -161,7 +163,7 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServicer):
             labels=request.labels,
             routing_key=request.routing_key,
         )
-        answer = await self._classify(batch, pipeline_pb2.ClassifyBatchResponse, _answer_id(context), _header(context, ARM_HEADER))
+        answer = await self._classify(batch, pipeline_pb2.ClassifyBatchResponse, await _answer_id(context), _header(context, ARM_HEADER))
         prediction = answer.predictions[0]
         return pipeline_pb2.ClassifyResponse(
             labels=prediction.labels,
@@ -177,13 +179,13 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServicer):
     async def ClassifyBatch(
         self, request: pipeline_pb2.ClassifyBatchRequest, context: grpc.aio.ServicerContext
     ) -> pipeline_pb2.ClassifyBatchResponse:
-        return await self._classify(request, pipeline_pb2.ClassifyBatchResponse, _answer_id(context), _header(context, ARM_HEADER))
+        return await self._classify(request, pipeline_pb2.ClassifyBatchResponse, await _answer_id(context), _header(context, ARM_HEADER))
 
     @rpc.streaming
     async def ClassifyStream(
         self, requests: AsyncIterator[pipeline_pb2.ClassifyStreamRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pipeline_pb2.ClassifyStreamResponse]:
-        stream_id, arm = _answer_id(context), _header(context, ARM_HEADER)
+        stream_id, arm = await _answer_id(context), _header(context, ARM_HEADER)
         # Up to stream_window client messages are in the stages at once; answers keep their order.
         in_flight: asyncio.Queue[asyncio.Task | None] = asyncio.Queue(maxsize=self.settings.stream_window)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,7 +168,17 @@ def format_trace(spans: list[Span]) -> list[str]:
     return lines
 
 
-def slowest(spans: Iterable[Span], count: int) -> list[Span]:
-    """The `count` slowest root spans of the traces kept: what took longest from its start."""
-    starts = [root for trace in _by_trace(spans).values() for root in roots(trace)[:1]]
+def slowest(spans: Iterable[Span], count: int, skipped: Collection[str] = ()) -> list[Span]:
+    """The `count` slowest root spans of the traces kept: what took longest from its start.
+    skipped: method paths whose traces are left out (streams, open for as long as their callers like)."""
+    starts = [
+        trace_roots[0]
+        for trace in _by_trace(spans).values()
+        if (trace_roots := roots(trace)) and not any(span.name in skipped or what(span) in skipped for span in trace)
+    ]
     return sorted(starts, key=lambda span: span.end_ns - span.start_ns, reverse=True)[:count]
+
+
+def what(span: Span) -> str:
+    """What a span did: the method an Envoy span carried, else the span's own name."""
+    return str(span.attributes.get("grpc.path") or span.name)
