@@ -91,6 +91,7 @@ from fenlei.v1 import (
     preprocessor_pb2_grpc,
     registry_pb2_grpc,
     segmenter_pb2_grpc,
+    telemetry_pb2_grpc,
 )
 
 __all__ = [
@@ -460,7 +461,7 @@ class _Base:
 
     def stub(self, service: str) -> Any:
         """The generated stub of a service ("pipeline", "segmenter", "preprocessor",
-        "features", "classifier", "model_registry", "experiments", "datasets", "jobs", "live_config"), on this client's channel: its calls get the client's
+        "features", "classifier", "model_registry", "experiments", "datasets", "jobs", "live_config", "telemetry"), on this client's channel: its calls get the client's
         token, deadline (when the call passes no ``timeout=``), retries and limits."""
         if service not in SERVICES:
             raise KeyError(f"no service {service!r}; the services are {', '.join(SERVICES)}")
@@ -512,6 +513,10 @@ class _Base:
     @property
     def live_config(self) -> config_pb2_grpc.LiveConfigStub:
         return self.stub("live_config")
+
+    @property
+    def telemetry(self) -> telemetry_pb2_grpc.TelemetryStub:
+        return self.stub("telemetry")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.target!r}, timeout={self.timeout}, retries={self.retries})"

@@ -27,6 +27,7 @@ from fenlei.v1 import (
     preprocessor_pb2,
     registry_pb2,
     segmenter_pb2,
+    telemetry_pb2,
 )
 
 
@@ -162,6 +163,13 @@ WORKLOADS: tuple[Workload, ...] = (
         contract=(_service(config_pb2, "LiveConfig"),),
         calls=("registry",),
         single_writer=True,
+        resources=Resources(cpu="50m", memory="128Mi", cpu_limit="500m", memory_limit="256Mi"),
+    ),
+    Workload(
+        name="telemetry",
+        summary="the mesh's status for dashboards: each process's state and load, who calls whom, the slowest traces",
+        module="fenlei.telemetry.servicer",
+        contract=(_service(telemetry_pb2, "Telemetry"),),
         resources=Resources(cpu="50m", memory="128Mi", cpu_limit="500m", memory_limit="256Mi"),
     ),
 )

@@ -147,9 +147,14 @@ def tree(spans: list[Span]) -> Iterator[tuple[int, Span]]:
         yield from walk(root, 0)
 
 
+def shown_attributes(attributes: dict[str, Any]) -> dict[str, str]:
+    """fenlei's own attributes that have a value, without their prefix."""
+    return {key.removeprefix("fenlei."): str(value) for key, value in attributes.items() if key.startswith("fenlei.") and value != ""}
+
+
 def _shown(attributes: dict[str, Any]) -> str:
-    """The gRPC method a proxy's span carried, and fenlei's own attributes (without their prefix) that have a value."""
-    shown = [f"{key.removeprefix('fenlei.')}={value}" for key, value in attributes.items() if key.startswith("fenlei.") and value != ""]
+    """The gRPC method a proxy's span carried, and fenlei's own attributes."""
+    shown = [f"{key}={value}" for key, value in shown_attributes(attributes).items()]
     return "  ".join([attributes["grpc.path"], *shown] if "grpc.path" in attributes else shown)
 
 
