@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
 from collections.abc import Iterator
 
 import grpc
@@ -79,6 +81,36 @@ def test_a_changed_rate_limit_takes_effect_without_a_restart_and_is_in_the_histo
     assert (latest.who, latest.before, latest.after, latest.reason) == ("e2e-admin", "2", "", "quiet again")
     assert (earlier.before, earlier.after, earlier.reason) == ("", "2", "a noisy caller")
     assert latest.sequence > earlier.sequence and latest.time.seconds >= earlier.time.seconds
+
+
+def test_the_body_limit_changes_live_for_grpc_and_rest_alike(mesh, api, config, tools) -> None:
+    texts = [TEXT * 10] * 8  # about 3.5 kB of UTF-8
+    request = pipeline_pb2.ClassifyBatchRequest(model=tools.MODEL, documents=[common_pb2.Document(text=text) for text in texts])
+    viewer = api("viewer")
+    viewer.pipeline.ClassifyBatch(request, timeout=30)
+    assert config.SetConfig(config_pb2.SetConfigRequest(key="gateway.max_request_bytes", value="2048")).applied
+
+    def refused() -> str:
+        try:
+            api("viewer", "e2e-fresh-connection").pipeline.ClassifyBatch(request, timeout=30)
+        except grpc.RpcError as error:
+            return error.details() if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED else ""
+        return ""
+
+    # The listener's new filters are for new connections; open ones drain from the old.
+    assert "limit of 2048 bytes" in tools.wait_for(refused, "the gateway to take the body limit of 2048 bytes")
+    body = json.dumps({"model": tools.MODEL, "documents": [{"text": text} for text in texts]}, ensure_ascii=False).encode()
+    host, port = mesh.address("gateway").rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    headers = {"authorization": f"Bearer {token(mesh, 'viewer', 'v')}", "content-type": "application/json"}
+    connection.request("POST", "/v1/classify:batch", body, headers)
+    response = connection.getresponse()
+    answer = json.loads(response.read())
+    connection.close()
+    assert response.status == 413 and "limit of 2048 bytes" in answer["message"], answer
+
+    assert config.SetConfig(config_pb2.SetConfigRequest(key="gateway.max_request_bytes", value="")).applied
+    tools.wait_for(lambda: not refused(), "the gateway back at its own body limit")
 
 
 def test_a_denied_subject_gets_403_saying_why_and_is_let_in_again_at_once(mesh, api, config, tools) -> None:
@@ -190,3 +222,26 @@ def test_scenarios_are_refused_on_a_mesh_without_sidecars(config) -> None:
         config.SetConfig(config_pb2.SetConfigRequest(key="mesh.scenarios", value="fault-abort-classifier"))
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "without sidecars" in refused.value.details()
     assert not config.ListConfigChanges(config_pb2.ListConfigChangesRequest(key="mesh")).changes
+
+
+def test_a_restarted_gateway_comes_back_on_its_port_with_the_live_configuration(mesh, config, tools) -> None:
+    added = config.AddDenyRule(config_pb2.AddDenyRuleRequest(subject="mallory-again", reason="still at it"))
+    assert added.applied
+    before = tools.read_state(mesh.home)["gateway"]
+    os.kill(before["pid"], signal.SIGKILL)
+
+    def back() -> dict | None:
+        now = tools.read_state(mesh.home).get("gateway", {})
+        return now if now.get("pid") not in (None, before["pid"]) and tools.health_status(mesh.address("pipeline")) == "SERVING" else None
+
+    after = tools.wait_for(back, "the gateway started again")
+    assert after["address"] == before["address"] and after["restarts"] == before["restarts"] + 1
+
+    def answering() -> bool:
+        try:
+            return rest(mesh, "GET", "/v1/models", token(mesh, "viewer", "v"))[0] == 200
+        except OSError:  # not listening yet
+            return False
+
+    tools.wait_for(answering, "the gateway answering again")
+    assert rest(mesh, "GET", "/v1/models", token(mesh, "viewer", "mallory-again"))[0] == 403

@@ -86,6 +86,7 @@ def _keys() -> dict[str, Key]:
         Key("max_batch_documents", "documents one call may carry to a stage or the pipeline", _count(1, 1_000_000)),
         Key("gateway.rate_limit_per_second", "calls per second one caller may make to one method at the gateway", _count(1, 1_000_000)),
         Key("gateway.rate_limit_burst", "calls one caller may make at once to one method at the gateway", _count(1, 1_000_000)),
+        Key("gateway.max_request_bytes", "the largest request body the gateway takes", _count(1024, 1 << 30)),
         Key(live.SCENARIOS, "scenarios of the mesh policy applied on top of its defaults, comma-separated", lambda value: value),
     ]
     return {key.name: key for key in keys}

@@ -156,6 +156,7 @@ def write_resources(directory: Path, version: int, kind: str, resources: list[di
     type_url = {
         "cds": "envoy.config.cluster.v3.Cluster",
         "rds": "envoy.config.route.v3.RouteConfiguration",
+        "lds": "envoy.config.listener.v3.Listener",
     }[kind]
     if kind == "rds":
         # Envoy keeps a route configuration equal to the one it has, and its old version with

@@ -39,6 +39,7 @@ from fenlei.envoy.config import (
     write_resources,
 )
 from fenlei.gateway.auth import BEARER, ROLE_CLAIM, role_name, roles_at_least
+from fenlei.gateway.console import console_routes
 from fenlei.runtime.rpc import SUBJECT_HEADER
 from fenlei.runtime.settings import load_settings
 from fenlei.sidecar.policy import Policy
@@ -54,7 +55,9 @@ REFLECTION_INFO = REFLECTION + "ServerReflectionInfo"
 CALLER_CONTENT_TYPE = "x-fenlei-caller-content-type"
 HEALTH = "/grpc.health.v1.Health/"
 HEALTHZ = "/healthz"
-ROUTES = "rds-gateway.json"  # the local mesh's gateway routes, in its xDS directory
+# The local mesh's gateway listener and routes, in its xDS directory.
+LISTENERS = "lds.json"
+ROUTES = "rds-gateway.json"
 BODY_LIMIT = "envoy.filters.http.body_size_limit"
 LIFT_DENY = "/fenlei.v1.LiveConfig/RemoveDenyRule"
 # The deny list's two RBAC filters (fenlei.config): by client address, by token subject.
@@ -526,6 +529,11 @@ def route_table(settings: GatewaySettings, policy: Policy | None = None, deny: S
                         "typed_per_filter_config": {**_open_route(), **_deny(deny)},
                     },
                     *routes,
+                    # The web console's files: no token to load them, the deny list as everywhere.
+                    *(
+                        {**route, "typed_per_filter_config": {**_open_route(), **_deny(deny)}}
+                        for route in console_routes(settings.openapi_document)
+                    ),
                     # The REST call that lifts a rule, until transcoded: as its gRPC route.
                     {
                         "name": "lift-deny-rest",
@@ -622,9 +630,9 @@ def build(
     """The Envoy bootstrap. upstreams: service name → address (with "catalog" for
     reflection); none: the clusters come from xds_directory (cds.json, the sidecars' mesh).
     Without xds_directory everything is in the bootstrap (a gateway straight to the
-    services, as on Kubernetes). With it (the local mesh), the routes come from a file there
-    (write_routes), which the supervisor rewrites while Envoy runs: a `fenlei mesh apply`, a
-    live rate limit, the deny list; open connections get them at once. Its
+    services, as on Kubernetes). With it (the local mesh), the listener and the routes come
+    from files there (write_dynamic), which the supervisor rewrites while Envoy runs: a
+    `fenlei mesh apply`, a live limit, the deny list. Its
     access log goes to access_log_file, else to Envoy's stdout. collector: host:port of the
     trace collector (every request is traced, as a trace's first hop unless the caller sent
     a traceparent); "": no tracing."""
@@ -632,12 +640,15 @@ def build(
     if collector:
         clusters.append(envoy_tracing.collector_cluster(collector))
     if xds_directory is None:
-        routing: dict[str, Any] = {"route_config": route_table(settings)}
+        listeners = [
+            listener(settings, jwks, {"route_config": route_table(settings)}, access_log_file=access_log_file, collector=collector)
+        ]
         dynamic = {}
     else:
-        routing = {"rds": {"route_config_name": "gateway", "config_source": file_source(xds_directory / ROUTES, xds_directory)}}
-        dynamic = {} if upstreams else {"cds_config": file_source(xds_directory / "cds.json", xds_directory)}
-    listeners = [listener(settings, jwks, routing, access_log_file=access_log_file, collector=collector)]
+        listeners = []
+        dynamic = {"lds_config": file_source(xds_directory / LISTENERS, xds_directory)}
+        if not upstreams:
+            dynamic["cds_config"] = file_source(xds_directory / "cds.json", xds_directory)
     return {
         "node": {"id": "gateway", "cluster": "gateway"},
         "admin": {"address": _socket(f"127.0.0.1:{settings.admin_port}")},
@@ -657,9 +668,25 @@ def build(
     }
 
 
-def write_routes(directory: Path, version: int, routes: dict[str, Any]) -> None:
-    """The routes of a gateway built with xds_directory=directory."""
+def write_dynamic(
+    directory: Path,
+    version: int,
+    settings: GatewaySettings,
+    jwks: str,
+    routes: dict[str, Any],
+    *,
+    access_log_file: Path | None = None,
+    collector: str = "",
+) -> None:
+    """The listener and the routes of a gateway built with xds_directory=directory. Routes
+    reach open connections at once. A listener whose filters changed (a body limit) is
+    updated in place: new connections get the new filters, open ones drain from the old;
+    one that did not change is left alone."""
     write_resources(directory, version, "rds", [routes], ROUTES)
+    rds = {"rds": {"route_config_name": "gateway", "config_source": file_source(directory / ROUTES, directory)}}
+    write_resources(
+        directory, version, "lds", [listener(settings, jwks, rds, access_log_file=access_log_file, collector=collector)], LISTENERS
+    )
 
 
 def write(path: Path, config: dict[str, Any]) -> None:

@@ -110,6 +110,7 @@ class Supervisor:
         # The live configuration (fenlei.config's view), in the gateway's routes and the mesh policy.
         self.live_config = live.Follower(home)
         self.live = self.live_config.changed() or live.View()
+        self.listener_port = self.settings.port  # of the running gateway's listener (0: any free port)
 
     # ------------------------------------------------------------------ main loop
     def run(self) -> int:
@@ -287,13 +288,8 @@ class Supervisor:
             self.start_and_wait(records, ", ".join(group))
         upstreams = {w.name: self.state.processes[w.name].address for w in services.WORKLOADS}
         xds = self.control.proxy_directory(GATEWAY)
-        access_log = access_log_file(self.home, GATEWAY)
         self.push()
-        self.start_gateway(
-            lambda jwks: gateway_config.build(
-                self.settings, upstreams, jwks, xds_directory=xds, access_log_file=access_log, collector=self.collector
-            )
-        )
+        self.start_gateway(gateway_config.build(self.settings, upstreams, xds_directory=xds, collector=self.collector))
 
     def start_with_sidecars(self) -> None:
         self.control.policy()  # a broken policy file stops the start before anything runs
@@ -309,12 +305,7 @@ class Supervisor:
         )
         self.start_apps(self.topology.instances)
         xds = self.control.proxy_directory(GATEWAY)
-        access_log = access_log_file(self.home, GATEWAY)
-        self.start_gateway(
-            lambda jwks: gateway_config.build(
-                self.settings, {}, jwks, xds_directory=xds, access_log_file=access_log, collector=self.collector
-            )
-        )
+        self.start_gateway(gateway_config.build(self.settings, {}, xds_directory=xds, collector=self.collector))
 
     def start_sidecars(self, instances: list[Instance]) -> None:
         """Starts the sidecars of these instances, learns the ports they bound and records
@@ -353,19 +344,22 @@ class Supervisor:
             if records:
                 self.start_and_wait(records, ", ".join(r.name for r in records))
 
-    def start_gateway(self, bootstrap: Callable[[str], dict[str, Any]]) -> None:
-        """bootstrap: JWKS → Envoy configuration, built from self.settings."""
+    def start_gateway(self, bootstrap: dict[str, Any]) -> None:
+        """bootstrap: the Envoy bootstrap (its listener and routes: push())."""
         config_file = self.files.run / "gateway.json"
-        jwks = Authority(self.home / "gateway", self.settings.issuer, self.settings.audience).jwks()
-        gateway_config.write(config_file, bootstrap(jwks))
+        gateway_config.write(config_file, bootstrap)
         record = self.envoy_record(GATEWAY, "gateway", config_file, workers=self.settings.workers)
         self.start_and_wait([record], "the gateway")
         if self.settings.port == 0:
-            # A restarted gateway must come back on the port its callers know.
+            # A restarted gateway must come back on the port its callers know (restart()
+            # writes its listener so); this one's listener keeps the address it was made with.
             self.settings = dataclasses.replace(self.settings, port=int(record.address.rsplit(":", 1)[1]))
             self.state.gateway_settings = dataclasses.asdict(self.settings)
-            gateway_config.write(config_file, bootstrap(jwks))
             self.save()
+
+    @property
+    def jwks(self) -> str:
+        return Authority(self.home / "gateway", self.settings.issuer, self.settings.audience).jwks()
 
     # ------------------------------------------------------------------ policy
     def push(self) -> str:
@@ -376,8 +370,14 @@ class Supervisor:
         else:
             policy = self.control.policy()
             version = self.control.push(self.topology, policy)
-        routes = gateway_config.route_table(self.live.gateway(self.settings), policy, self.live.deny_rules)
-        gateway_config.write_routes(self.control.proxy_directory(GATEWAY), version, routes)
+        # The listener's address is the one the running gateway was started with: Envoy
+        # updates a listener in place only while its address stays.
+        settings = dataclasses.replace(self.live.gateway(self.settings), port=self.listener_port)
+        routes = gateway_config.route_table(settings, policy, self.live.deny_rules)
+        gateway_config.write_dynamic(
+            self.control.proxy_directory(GATEWAY), version, settings, self.jwks, routes,
+            access_log_file=access_log_file(self.home, GATEWAY), collector=self.collector,
+        )  # fmt: skip
         return str(version)
 
     def push_and_wait(self) -> None:
@@ -444,6 +444,9 @@ class Supervisor:
                 record.env[f"FENLEI_{record.service.upper()}_PORT"] = record.address.rsplit(":", 1)[1]
         else:
             (self.files.run / f"{record.name}-admin.txt").unlink(missing_ok=True)
+        if record.name == GATEWAY:
+            self.listener_port = self.settings.port  # the port it had, now known
+            self.push()
         self.spawn(record)
 
     # ------------------------------------------------------------------ changes
