@@ -362,14 +362,15 @@ class Supervisor:
         return Authority(self.home / "gateway", self.settings.issuer, self.settings.audience).jwks()
 
     # ------------------------------------------------------------------ policy
-    def push(self) -> str:
+    def push(self, gateway_only: bool = False) -> str:
         """Every proxy's configuration from the policy (with sidecars) and the live
-        configuration; returns the push's version."""
-        if self.topology is None:  # no sidecars: only the gateway's routes
+        configuration, or the gateway's alone (a change only it carries: its limits, the deny
+        list); returns the push's version."""
+        if self.topology is None:
             policy, version = None, int.from_bytes(os.urandom(4), "big")
         else:
             policy = self.control.policy()
-            version = self.control.push(self.topology, policy)
+            version = int.from_bytes(os.urandom(4), "big") if gateway_only else self.control.push(self.topology, policy)
         # The listener's address is the one the running gateway was started with: Envoy
         # updates a listener in place only while its address stays.
         settings = dataclasses.replace(self.live.gateway(self.settings), port=self.listener_port)
@@ -380,29 +381,31 @@ class Supervisor:
         )  # fmt: skip
         return str(version)
 
-    def push_and_wait(self) -> None:
-        version = self.push()
+    def push_and_wait(self, gateway_only: bool = False) -> None:
+        version = self.push(gateway_only)
         placed = {i.name for i in self.topology.instances} if self.topology else set()
         admins = [
             Admin(r.admin)
             for r in self.state.processes.values()
-            if r.admin and r.state == "running" and (not r.instance or r.instance in placed)
+            if r.admin and r.state == "running" and (not r.instance or r.instance in placed) and (not gateway_only or r.name == GATEWAY)
         ]
         self.wait_until(lambda: all(a.route_versions() == {version} for a in admins), "the proxies' new configuration", self.plan.timeout)
 
     def follow_live_configuration(self) -> None:
         """Applies a change of the live configuration: the scenarios it names replace those
-        applied (only when it names others than before), then every proxy gets its push."""
+        applied (only when it names others than before) and every proxy gets its push; any
+        other change is the gateway's alone."""
         view = self.live_config.changed()
         if view is None:
             return
         previous, self.live = self.live, view
         try:
-            if self.plan.sidecars and view.settings.get(live.SCENARIOS) != previous.settings.get(live.SCENARIOS):
+            scenarios_changed = self.plan.sidecars and view.settings.get(live.SCENARIOS) != previous.settings.get(live.SCENARIOS)
+            if scenarios_changed:
                 self.control.reset()
                 scenarios = self.control.scenarios()
                 self.control.apply([scenarios[name] for name in view.scenarios() if name in scenarios])
-            self.push_and_wait()
+            self.push_and_wait(gateway_only=not scenarios_changed)
             live.write_applied(self.home, view.sequence)
             log.info("live configuration applied", extra={"fields": {"sequence": view.sequence, "scenarios": view.scenarios()}})
         except (StartFailed, OSError, ValueError) as error:
