@@ -27,12 +27,49 @@ from fenlei.gateway.auth import Authority
 from fenlei.local import prometheus as local_prometheus
 from fenlei.local.health import app_health
 from fenlei.local.state import Files, MeshState, Plan, ProcessRecord
-from fenlei.sidecar.control import ControlPlane
+from fenlei.sidecar.control import ControlPlane, Topology
 from fenlei.sidecar.policy import Policy
 
 
 class MeshError(Exception):
     pass
+
+
+INOTIFY_LIMIT = Path("/proc/sys/fs/inotify/max_user_instances")
+INOTIFY_PER_ENVOY = 3  # its file watches and the runtime's, with room to spare
+
+
+def inotify_instances(process: Path) -> int:
+    """The inotify instances a process (/proc/<pid>) holds."""
+    return sum(1 for fd in (process / "fd").iterdir() if os.readlink(fd) == "anon_inode:inotify")
+
+
+def inotify_in_use() -> int:
+    """The inotify instances this user's processes hold (the kernel's limit is per user)."""
+    uid, count = os.getuid(), 0
+    for process in Path("/proc").iterdir():
+        try:
+            if process.name.isdigit() and process.stat().st_uid == uid:
+                count += inotify_instances(process)
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return count
+
+
+def check_inotify_room(envoys: int) -> None:
+    """Refuses to start Envoys that would run out of inotify instances: one that cannot get
+    one aborts at start (`inotify_fd_ >= 0`), which would look like a crash."""
+    try:
+        limit = int(INOTIFY_LIMIT.read_text())
+    except (OSError, ValueError):
+        return  # not Linux's /proc: nothing to check
+    needed, free = envoys * INOTIFY_PER_ENVOY, limit - inotify_in_use()
+    if needed > free:
+        raise MeshError(
+            f"this mesh's {envoys} Envoy processes need about {needed} inotify instances and this user has {free} of "
+            f"{limit} left (fs.inotify.max_user_instances; other meshes or editors hold the rest): stop another mesh "
+            "(`fenlei down` in its home), or raise the limit (sysctl fs.inotify.max_user_instances=512)"
+        )
 
 
 @dataclass
@@ -134,6 +171,8 @@ class LocalMesh:
             raise MeshError(local_prometheus.MISSING)
         if self.running():
             return self._change(sidecars, versions, timeout, prometheus)
+        # Each Envoy watches its xDS files: one gateway, and one sidecar per instance.
+        check_inotify_room(1 + (len(Topology.plan(versions).instances) if sidecars else 0))
         self._clear_stale()
         for directory in (self.home / "logs", self.files.run):
             directory.mkdir(parents=True, exist_ok=True)
