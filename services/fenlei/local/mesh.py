@@ -41,7 +41,13 @@ INOTIFY_PER_ENVOY = 3  # its file watches and the runtime's, with room to spare
 
 def inotify_instances(process: Path) -> int:
     """The inotify instances a process (/proc/<pid>) holds."""
-    return sum(1 for fd in (process / "fd").iterdir() if os.readlink(fd) == "anon_inode:inotify")
+    count = 0
+    for fd in (process / "fd").iterdir():
+        try:
+            count += os.readlink(fd) == "anon_inode:inotify"
+        except OSError:  # closed meanwhile (the listing's own descriptor, for one)
+            continue
+    return count
 
 
 def inotify_in_use() -> int:
