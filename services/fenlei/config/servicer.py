@@ -94,12 +94,13 @@ class LiveConfigServicer(config_pb2_grpc.LiveConfigServicer):
 
     @rpc.unary
     async def GetConfig(self, request: config_pb2.GetConfigRequest, context: grpc.aio.ServicerContext) -> Any:
-        settings, rules, sequence = await asyncio.to_thread(
-            lambda: (self.config.settings(), self.config.deny_rules(), self.config.sequence())
-        )
-        return config_pb2.GetConfigResponse(
-            settings=[config_pb2.Setting(**setting) for setting in settings], deny_rules=[rule_message(r) for r in rules], sequence=sequence
-        )
+        settings, sequence = await asyncio.to_thread(lambda: (self.config.settings(), self.config.sequence()))
+        return config_pb2.GetConfigResponse(settings=[config_pb2.Setting(**setting) for setting in settings], sequence=sequence)
+
+    @rpc.unary
+    async def ListDenyRules(self, request: config_pb2.ListDenyRulesRequest, context: grpc.aio.ServicerContext) -> Any:
+        rules = await asyncio.to_thread(self.config.deny_rules)
+        return config_pb2.ListDenyRulesResponse(rules=[rule_message(rule) for rule in rules])
 
     @rpc.unary
     async def SetConfig(self, request: config_pb2.SetConfigRequest, context: grpc.aio.ServicerContext) -> Any:

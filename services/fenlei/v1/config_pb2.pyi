@@ -60,14 +60,22 @@ class GetConfigRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetConfigResponse(_message.Message):
-    __slots__ = ("settings", "deny_rules", "sequence")
+    __slots__ = ("settings", "sequence")
     SETTINGS_FIELD_NUMBER: _ClassVar[int]
-    DENY_RULES_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     settings: _containers.RepeatedCompositeFieldContainer[Setting]
-    deny_rules: _containers.RepeatedCompositeFieldContainer[DenyRule]
     sequence: int
-    def __init__(self, settings: _Optional[_Iterable[_Union[Setting, _Mapping]]] = ..., deny_rules: _Optional[_Iterable[_Union[DenyRule, _Mapping]]] = ..., sequence: _Optional[int] = ...) -> None: ...
+    def __init__(self, settings: _Optional[_Iterable[_Union[Setting, _Mapping]]] = ..., sequence: _Optional[int] = ...) -> None: ...
+
+class ListDenyRulesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListDenyRulesResponse(_message.Message):
+    __slots__ = ("rules",)
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    rules: _containers.RepeatedCompositeFieldContainer[DenyRule]
+    def __init__(self, rules: _Optional[_Iterable[_Union[DenyRule, _Mapping]]] = ...) -> None: ...
 
 class SetConfigRequest(_message.Message):
     __slots__ = ("key", "value", "reason")

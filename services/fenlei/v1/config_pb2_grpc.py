@@ -52,6 +52,11 @@ class LiveConfigStub:
                 request_serializer=fenlei_dot_v1_dot_config__pb2.ListConfigChangesRequest.SerializeToString,
                 response_deserializer=fenlei_dot_v1_dot_config__pb2.ListConfigChangesResponse.FromString,
                 _registered_method=True)
+        self.ListDenyRules = channel.unary_unary(
+                '/fenlei.v1.LiveConfig/ListDenyRules',
+                request_serializer=fenlei_dot_v1_dot_config__pb2.ListDenyRulesRequest.SerializeToString,
+                response_deserializer=fenlei_dot_v1_dot_config__pb2.ListDenyRulesResponse.FromString,
+                _registered_method=True)
         self.AddDenyRule = channel.unary_unary(
                 '/fenlei.v1.LiveConfig/AddDenyRule',
                 request_serializer=fenlei_dot_v1_dot_config__pb2.AddDenyRuleRequest.SerializeToString,
@@ -71,7 +76,7 @@ class LiveConfigServicer:
     """
 
     def GetConfig(self, request, context):
-        """Every setting with its value now (empty: what each process started with) and the deny list.
+        """Every setting with its value now (empty: what each process started with).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -86,6 +91,13 @@ class LiveConfigServicer:
 
     def ListConfigChanges(self, request, context):
         """The changes, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDenyRules(self, request, context):
+        """The deny list: who is blocked, why, since when and by whom (admins only: it names callers).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -122,6 +134,11 @@ def add_LiveConfigServicer_to_server(servicer, server):
                     servicer.ListConfigChanges,
                     request_deserializer=fenlei_dot_v1_dot_config__pb2.ListConfigChangesRequest.FromString,
                     response_serializer=fenlei_dot_v1_dot_config__pb2.ListConfigChangesResponse.SerializeToString,
+            ),
+            'ListDenyRules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDenyRules,
+                    request_deserializer=fenlei_dot_v1_dot_config__pb2.ListDenyRulesRequest.FromString,
+                    response_serializer=fenlei_dot_v1_dot_config__pb2.ListDenyRulesResponse.SerializeToString,
             ),
             'AddDenyRule': grpc.unary_unary_rpc_method_handler(
                     servicer.AddDenyRule,
@@ -218,6 +235,33 @@ class LiveConfig:
             '/fenlei.v1.LiveConfig/ListConfigChanges',
             fenlei_dot_v1_dot_config__pb2.ListConfigChangesRequest.SerializeToString,
             fenlei_dot_v1_dot_config__pb2.ListConfigChangesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDenyRules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fenlei.v1.LiveConfig/ListDenyRules',
+            fenlei_dot_v1_dot_config__pb2.ListDenyRulesRequest.SerializeToString,
+            fenlei_dot_v1_dot_config__pb2.ListDenyRulesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,11 +37,13 @@ class LiveConfigStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> LiveConfigAsyncStub: ...
     GetConfig: _grpc.UnaryUnaryMultiCallable[_config_pb2.GetConfigRequest, _config_pb2.GetConfigResponse]
-    """Every setting with its value now (empty: what each process started with) and the deny list."""
+    """Every setting with its value now (empty: what each process started with)."""
     SetConfig: _grpc.UnaryUnaryMultiCallable[_config_pb2.SetConfigRequest, _config_pb2.SetConfigResponse]
     """Changes one setting; an empty value returns it to what the processes started with."""
     ListConfigChanges: _grpc.UnaryUnaryMultiCallable[_config_pb2.ListConfigChangesRequest, _config_pb2.ListConfigChangesResponse]
     """The changes, newest first."""
+    ListDenyRules: _grpc.UnaryUnaryMultiCallable[_config_pb2.ListDenyRulesRequest, _config_pb2.ListDenyRulesResponse]
+    """The deny list: who is blocked, why, since when and by whom (admins only: it names callers)."""
     AddDenyRule: _grpc.UnaryUnaryMultiCallable[_config_pb2.AddDenyRuleRequest, _config_pb2.AddDenyRuleResponse]
     """Blocks a token subject or a client address at the gateway, at once."""
     RemoveDenyRule: _grpc.UnaryUnaryMultiCallable[_config_pb2.RemoveDenyRuleRequest, _config_pb2.RemoveDenyRuleResponse]
@@ -56,11 +58,13 @@ class LiveConfigAsyncStub(LiveConfigStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetConfig: _aio.UnaryUnaryMultiCallable[_config_pb2.GetConfigRequest, _config_pb2.GetConfigResponse]  # type: ignore[assignment]
-    """Every setting with its value now (empty: what each process started with) and the deny list."""
+    """Every setting with its value now (empty: what each process started with)."""
     SetConfig: _aio.UnaryUnaryMultiCallable[_config_pb2.SetConfigRequest, _config_pb2.SetConfigResponse]  # type: ignore[assignment]
     """Changes one setting; an empty value returns it to what the processes started with."""
     ListConfigChanges: _aio.UnaryUnaryMultiCallable[_config_pb2.ListConfigChangesRequest, _config_pb2.ListConfigChangesResponse]  # type: ignore[assignment]
     """The changes, newest first."""
+    ListDenyRules: _aio.UnaryUnaryMultiCallable[_config_pb2.ListDenyRulesRequest, _config_pb2.ListDenyRulesResponse]  # type: ignore[assignment]
+    """The deny list: who is blocked, why, since when and by whom (admins only: it names callers)."""
     AddDenyRule: _aio.UnaryUnaryMultiCallable[_config_pb2.AddDenyRuleRequest, _config_pb2.AddDenyRuleResponse]  # type: ignore[assignment]
     """Blocks a token subject or a client address at the gateway, at once."""
     RemoveDenyRule: _aio.UnaryUnaryMultiCallable[_config_pb2.RemoveDenyRuleRequest, _config_pb2.RemoveDenyRuleResponse]  # type: ignore[assignment]
@@ -78,7 +82,7 @@ class LiveConfigServicer(metaclass=_abc_1.ABCMeta):
         request: _config_pb2.GetConfigRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_config_pb2.GetConfigResponse, _abc.Awaitable[_config_pb2.GetConfigResponse]]:
-        """Every setting with its value now (empty: what each process started with) and the deny list."""
+        """Every setting with its value now (empty: what each process started with)."""
 
     @_abc_1.abstractmethod
     def SetConfig(
@@ -95,6 +99,14 @@ class LiveConfigServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_config_pb2.ListConfigChangesResponse, _abc.Awaitable[_config_pb2.ListConfigChangesResponse]]:
         """The changes, newest first."""
+
+    @_abc_1.abstractmethod
+    def ListDenyRules(
+        self,
+        request: _config_pb2.ListDenyRulesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_config_pb2.ListDenyRulesResponse, _abc.Awaitable[_config_pb2.ListDenyRulesResponse]]:
+        """The deny list: who is blocked, why, since when and by whom (admins only: it names callers)."""
 
     @_abc_1.abstractmethod
     def AddDenyRule(
