@@ -6,11 +6,22 @@
 #   golang-grpc-gateway  protoc-gen-swagger (1.6), which scripts/gen.py runs for
 #                        services/fenlei/v1/fenlei.swagger.json (the drift test regenerates it)
 #   prometheus           /usr/bin/prometheus, which `fenlei up --prometheus` runs (and its test)
+#   buildah podman       build the image of mesh/Dockerfile (scripts/image.sh), push and pull it
+#   debootstrap          the image's Debian base where no registry serves python:3.11-slim
+#   docker-registry      a registry v2 on loopback that the image tests push to and pull from
+#   chromium             the browser the console's tests drive (Playwright, headless)
+#   fonts-noto-cjk       Chinese glyphs in the console's screenshots
 set -euo pipefail
 
 packages=(
   golang-grpc-gateway
   prometheus
+  buildah
+  podman
+  debootstrap
+  docker-registry
+  chromium
+  fonts-noto-cjk
 )
 
 missing=()

@@ -1,14 +1,23 @@
 """The Kubernetes manifests that follow from the registry of services (fenlei.services):
 for every workload its ServiceAccount, Service, Deployment, autoscaler (or fixed
 replicas: one, replaced by Recreate, for a single writer) and disruption budget; the
-base kustomization that lists them; and the gateway's Envoy bootstrap, built by the same
+base kustomization that lists them; the gateway's Envoy bootstrap, built by the same
 code as the local gateway's, with the cluster's Service names, the image's paths and a
-mounted JWKS.
+mounted JWKS; and the tracing component, which points every workload and the gateway at
+the OpenTelemetry Collector beside it.
+
+Every workload serves Prometheus metrics on port `metrics` (9464, /metrics), announced by
+the usual prometheus.io annotations on its pods (Istio, when it injects a sidecar,
+rewrites them to its agent, which serves the app's metrics merged with the proxy's).
+Tracing is off in the base (OTEL_SDK_DISABLED, first in every workload's env, so no
+process exports to a collector that is not there); components/tracing replaces that
+variable with OTEL_EXPORTER_OTLP_ENDPOINT and swaps in a gateway bootstrap that traces.
 
 scripts/gen.py writes them (mesh/k8s/base/<name>.yaml, base/kustomization.yaml,
-gateway/envoy.yaml); a test regenerates them and fails on drift. What is not per service
-(the namespace, the model volume, the gateway's Deployment, the Istio components) is
-written by hand beside them.
+gateway/envoy.yaml, components/tracing/kustomization.yaml, otlp-endpoint.yaml and envoy.yaml); a test
+regenerates them and fails on drift. What is not per service (the namespace, the model
+volume, the gateway's Deployment, the Istio components, the collector) is written by hand
+beside them; scripts/image.sh writes components/image, the image the build produced.
 
     python -m fenlei.kubernetes mesh/k8s
 """
@@ -26,6 +35,12 @@ from fenlei.gateway.config import GatewaySettings, build
 
 NAMESPACE = "fenlei"
 PORT = 50051  # every Service's port `grpc`
+METRICS_PORT = 9464  # every workload's container port `metrics` (the port of OpenTelemetry's Prometheus exporters)
+METRICS_PATH = "/metrics"
+COLLECTOR = "otel-collector"  # the Service of components/tracing/collector.yaml
+OTLP_PORT = 4317  # OTLP over gRPC
+COLLECTOR_URL = f"http://{COLLECTOR}:{OTLP_PORT}"
+TRACING_OFF = {"name": "OTEL_SDK_DISABLED", "value": "true"}
 IMAGE = "fenlei:0.1.0"
 HOME = "/var/lib/fenlei"
 USER = 10001
@@ -53,6 +68,10 @@ SINGLE_WRITER = (
 )
 # What goes on while a single writer restarts, and what else its one replica means.
 WHILE_IT_RESTARTS = {
+    "config": (
+        "While it restarts, every process keeps the live configuration it last read (config/live.json); only\n"
+        "changes and reads of the configuration wait for it."
+    ),
     "registry": "While it restarts, classification goes on: the stages and the pipeline read the views it wrote (models/<name>/...).",
     "datasets": (
         "While it restarts, its calls fail UNAVAILABLE (classification does not need it); an upload cut off by\n"
@@ -78,6 +97,9 @@ SINGLE_WRITER_BUDGET = (
 )
 
 
+SCRAPE = {"prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORT), "prometheus.io/path": METRICS_PATH}
+
+
 def _labels(workload: services.Workload, version: str = "") -> dict[str, str]:
     return {"app": workload.name, **({"version": version} if version else {})}
 
@@ -91,7 +113,16 @@ def _probe(period: int, failures: int, **extra: int) -> dict[str, Any]:
 
 
 def _container(workload: services.Workload) -> dict[str, Any]:
-    env = {"FENLEI_HOST": "0.0.0.0", "FENLEI_PORT": str(PORT), "FENLEI_HOME": HOME, "FENLEI_LOG_LEVEL": "INFO"}
+    # TRACING_OFF first: components/tracing replaces it by its index.
+    env = {
+        TRACING_OFF["name"]: TRACING_OFF["value"],
+        "FENLEI_HOST": "0.0.0.0",
+        "FENLEI_PORT": str(PORT),
+        "FENLEI_METRICS_HOST": "0.0.0.0",
+        "FENLEI_METRICS_PORT": str(METRICS_PORT),
+        "FENLEI_HOME": HOME,
+        "FENLEI_LOG_LEVEL": "INFO",
+    }
     env.update({f"FENLEI_{workload.name.upper()}_{callee.upper()}_ADDRESS": f"{callee}:{PORT}" for callee in workload.calls})
     resources = workload.resources
     return {
@@ -100,7 +131,10 @@ def _container(workload: services.Workload) -> dict[str, Any]:
         "imagePullPolicy": "IfNotPresent",
         "command": ["python", "-m", workload.module],
         "env": [{"name": name, "value": value} for name, value in env.items()],
-        "ports": [{"name": "grpc", "containerPort": PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": "grpc", "containerPort": PORT, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
+        ],
         # grpc.health.v1 on the server's "" service: NOT_SERVING until models are loaded
         # and again while draining after SIGTERM.
         "startupProbe": _probe(2, 60),
@@ -148,7 +182,7 @@ def _deployment(workload: services.Workload, version: str = "v1") -> dict[str, A
             "selector": {"matchLabels": _labels(workload, version)},
             "strategy": strategy,
             "template": {
-                "metadata": {"labels": _labels(workload, version)},
+                "metadata": {"labels": _labels(workload, version), "annotations": SCRAPE},
                 "spec": {
                     "serviceAccountName": workload.name,
                     "automountServiceAccountToken": False,
@@ -238,9 +272,47 @@ def base_kustomization() -> str:
     return _dump([("", kustomization)], comment)
 
 
-def gateway_bootstrap() -> str:
+def gateway_bootstrap(collector: str = "") -> str:
+    """collector: host:port of the trace collector ("": no tracing)."""
     upstreams = {name: f"{name}.{NAMESPACE}.svc.cluster.local:{PORT}" for name in services.GATEWAY_CALLS}
-    return HEADER + yaml.safe_dump(build(GATEWAY_SETTINGS, upstreams), sort_keys=False, allow_unicode=True, width=120)
+    config = build(GATEWAY_SETTINGS, upstreams, collector=collector)
+    return HEADER + yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=120)
+
+
+ENDPOINT_PATCH = "otlp-endpoint.yaml"
+
+
+def tracing_kustomization() -> str:
+    """components/tracing: the collector, every workload's OTEL_EXPORTER_OTLP_ENDPOINT in
+    place of TRACING_OFF (ENDPOINT_PATCH), and the gateway's traced bootstrap in place of
+    the untraced one."""
+    workloads = ",".join(w.name for w in services.WORKLOADS)
+    component = {
+        "apiVersion": "kustomize.config.k8s.io/v1alpha1",
+        "kind": "Component",
+        "resources": ["collector.yaml"],
+        "patches": [{"path": ENDPOINT_PATCH, "target": {"kind": "Deployment", "labelSelector": f"app in ({workloads})"}}],
+        "configMapGenerator": [
+            {"name": "otel-collector", "files": ["config.yaml=collector-config.yaml"]},
+            {"name": "gateway-envoy", "behavior": "replace", "files": ["envoy.yaml"]},
+        ],
+    }
+    comment = (
+        "Tracing: the OpenTelemetry Collector (collector.yaml, OTLP over gRPC on 4317), every workload's spans sent\n"
+        "# to it (OTEL_EXPORTER_OTLP_ENDPOINT instead of OTEL_SDK_DISABLED) and the gateway's Envoy tracing to it (envoy.yaml)."
+    )
+    return _dump([("", component)], comment)
+
+
+def endpoint_patch() -> str:
+    """A JSON patch of a workload's Deployment: the `test` first, so that a build fails
+    rather than replace another variable."""
+    env = "/spec/template/spec/containers/0/env/0"
+    operations = [
+        {"op": "test", "path": env, "value": TRACING_OFF},
+        {"op": "replace", "path": env, "value": {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": COLLECTOR_URL}},
+    ]
+    return HEADER + yaml.safe_dump(operations, sort_keys=False, width=120)
 
 
 def render() -> dict[str, str]:
@@ -248,6 +320,9 @@ def render() -> dict[str, str]:
     files = {f"base/{w.name}.yaml": _dump(manifests(w), f"{w.name}: {w.summary}.") for w in services.WORKLOADS}
     files["base/kustomization.yaml"] = base_kustomization()
     files["gateway/envoy.yaml"] = gateway_bootstrap()
+    files["components/tracing/kustomization.yaml"] = tracing_kustomization()
+    files[f"components/tracing/{ENDPOINT_PATCH}"] = endpoint_patch()
+    files["components/tracing/envoy.yaml"] = gateway_bootstrap(f"{COLLECTOR}.{NAMESPACE}.svc.cluster.local:{OTLP_PORT}")
     return files
 
 

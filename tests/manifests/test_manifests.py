@@ -18,6 +18,12 @@ what fenlei needs.
   service is open to the callers that need it alone;
 - every caller reaches what it calls (FENLEI_<CALLER>_<CALLEE>_ADDRESS names a Service)
   and may call it (the AuthorizationPolicies allow what fenlei needs);
+- every workload announces its Prometheus endpoint (a `metrics` port, the prometheus.io
+  annotations, FENLEI_METRICS_HOST/PORT to match); with components/tracing every workload
+  and the gateway's Envoy send their spans to the OpenTelemetry Collector's OTLP port, and
+  without it no process traces;
+- every container of an overlay runs the one image scripts/image.sh wrote into
+  components/image (the collector and Istio's injected proxy aside);
 - the local mesh's translator (fenlei.sidecar.policy) accepts every Istio file;
 - and each check catches a deliberate mistake, so none of them is vacuous.
 
@@ -56,6 +62,10 @@ KUBERNETES_VERSION = "1.32.0"
 NAMESPACE = "fenlei"
 OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")  # a DNS label
 PORT = 50051
+METRICS_PORT = 9464
+SCRAPE = {"prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORT), "prometheus.io/path": "/metrics"}
+COLLECTOR, OTLP_PORT = "otel-collector", 4317
+IMAGE_COMPONENT = K8S / "components" / "image" / "kustomization.yaml"
 
 BUILDS = ("base", "overlays/local", "overlays/istio", "overlays/istio-canary")
 ISTIO_BUILDS = ("overlays/istio", "overlays/istio-canary")
@@ -582,6 +592,109 @@ def _service_container_problems(where: str, app: str, container: Obj, volumes: d
     return problems
 
 
+# ---------------------------------------------------------------- telemetry
+
+
+def _gateway_bootstrap(objects: list[Obj]) -> Obj:
+    """The envoy.yaml of the ConfigMap the gateway's Deployment mounts."""
+    volumes = _find(objects, "Deployment", "gateway")["spec"]["template"]["spec"]["volumes"]
+    config_map = next(v["configMap"]["name"] for v in volumes if "configMap" in v)
+    return yaml.safe_load(_find(objects, "ConfigMap", config_map)["data"]["envoy.yaml"])
+
+
+def _collector_problems(objects: list[Obj]) -> list[str]:
+    """The collector takes OTLP over gRPC on the port its Service names."""
+    service = next((s for s in of_kind(objects, "Service") if s["metadata"]["name"] == COLLECTOR), None)
+    if service is None:
+        return []
+    problems = []
+    if [(p["port"], p.get("appProtocol")) for p in service["spec"]["ports"]] != [(OTLP_PORT, "grpc")]:
+        problems.append(f"{name(service)}: ports are not exactly OTLP/gRPC {OTLP_PORT}")
+    deployment = _find(objects, "Deployment", COLLECTOR)
+    pod = deployment["spec"]["template"]["spec"]
+    ports = {p["name"]: p["containerPort"] for c in pod["containers"] for p in c.get("ports", [])}
+    if ports.get(service["spec"]["ports"][0]["targetPort"]) != OTLP_PORT:
+        problems.append(f"{name(service)}: targetPort is no container port {OTLP_PORT} of Deployment/{COLLECTOR}")
+    config_map = next(v["configMap"]["name"] for v in pod["volumes"] if "configMap" in v)
+    config = yaml.safe_load(_find(objects, "ConfigMap", config_map)["data"]["config.yaml"])
+    endpoint = config["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"]
+    if endpoint != f"0.0.0.0:{OTLP_PORT}" or "otlp" not in config["service"]["pipelines"]["traces"]["receivers"]:
+        problems.append(f"Deployment/{COLLECTOR}: its traces pipeline does not receive OTLP/gRPC on 0.0.0.0:{OTLP_PORT} ({endpoint})")
+    return problems
+
+
+def telemetry_problems(objects: list[Obj]) -> list[str]:
+    """Every workload's metrics are announced where they are served; spans go to the
+    collector when the build has one (components/tracing), and nowhere when it has not."""
+    problems = _collector_problems(objects)
+    traced = any(s["metadata"]["name"] == COLLECTOR for s in of_kind(objects, "Service"))
+    collector_url = f"http://{COLLECTOR}:{OTLP_PORT}"
+    for deployment in of_kind(objects, "Deployment"):
+        template = deployment["spec"]["template"]
+        app = template["metadata"].get("labels", {}).get("app")
+        if app not in SERVICES:
+            continue
+        container = template["spec"]["containers"][0]
+        where = f"{name(deployment)} container {container['name']}"
+        annotations = template["metadata"].get("annotations", {})
+        if {k: annotations.get(k) for k in SCRAPE} != SCRAPE:
+            problems.append(f"{where}: pods are not annotated for a scrape of :{METRICS_PORT}/metrics ({annotations})")
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        if (env.get("FENLEI_METRICS_HOST"), env.get("FENLEI_METRICS_PORT")) != ("0.0.0.0", str(METRICS_PORT)):
+            problems.append(f"{where}: metrics are not served on 0.0.0.0:{METRICS_PORT}")
+        if {p.get("name"): p.get("containerPort") for p in container.get("ports", [])}.get("metrics") != METRICS_PORT:
+            problems.append(f"{where}: no container port metrics {METRICS_PORT}")
+        if traced and (env.get("OTEL_EXPORTER_OTLP_ENDPOINT") != collector_url or "OTEL_SDK_DISABLED" in env):
+            problems.append(
+                f"{where}: OTEL_EXPORTER_OTLP_ENDPOINT={env.get('OTEL_EXPORTER_OTLP_ENDPOINT')!r}, not the collector {collector_url}"
+            )
+        if not traced and env.get("OTEL_SDK_DISABLED") != "true":
+            problems.append(f"{where}: traces with no collector in the build (OTEL_SDK_DISABLED is not true)")
+    if any(d["metadata"]["name"] == "gateway" for d in of_kind(objects, "Deployment")):
+        bootstrap = _gateway_bootstrap(objects)
+        manager = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        provider = manager.get("tracing", {}).get("provider", {})
+        clusters = {c["name"]: c for c in bootstrap["static_resources"]["clusters"]}
+        if not traced and provider:
+            problems.append("the gateway's Envoy traces with no collector in the build")
+        if traced:
+            cluster = clusters.get(provider.get("typed_config", {}).get("grpc_service", {}).get("envoy_grpc", {}).get("cluster_name"), {})
+            addresses = [
+                e["endpoint"]["address"]["socket_address"]
+                for lb in cluster.get("load_assignment", {}).get("endpoints", [])
+                for e in lb["lb_endpoints"]
+            ]
+            if provider.get("name") != "envoy.tracers.opentelemetry" or addresses != [
+                {"address": f"{COLLECTOR}.{NAMESPACE}.svc.cluster.local", "port_value": OTLP_PORT}
+            ]:
+                problems.append(f"the gateway's Envoy does not trace to the collector ({provider.get('name')} to {addresses})")
+    return problems
+
+
+# ---------------------------------------------------------------- the image
+
+
+def built_image(component: Path = IMAGE_COMPONENT) -> str:
+    """The reference components/image gives every container: name:tag, @digest when pushed."""
+    entry = yaml.safe_load(component.read_text(encoding="utf-8"))["images"][0]
+    reference = f"{entry.get('newName', entry['name'])}:{entry['newTag']}"
+    return f"{reference}@{entry['digest']}" if "digest" in entry else reference
+
+
+def image_problems(objects: list[Obj], image: str) -> list[str]:
+    """Every container runs `image`, but Istio's injected proxy and the collector (not fenlei's)."""
+    return [
+        f"{name(deployment)} container {container['name']}: image {container.get('image')}, not {image}"
+        for deployment in of_kind(objects, "Deployment")
+        if deployment["metadata"]["name"] != COLLECTOR
+        for container in [
+            *deployment["spec"]["template"]["spec"].get("initContainers", []),
+            *deployment["spec"]["template"]["spec"]["containers"],
+        ]
+        if container.get("image") not in ("auto", image)
+    ]
+
+
 # ---------------------------------------------------------------- the local mesh's translator
 
 
@@ -701,6 +814,22 @@ def test_the_local_mesh_translates_every_istio_file() -> None:
     assert {p.name for p in istio_files()} == {*DEFAULT_POLICY, *SCENARIOS, "gateway.yaml"}, "a new Istio file needs a place in these tests"
 
 
+@pytest.mark.parametrize("directory", BUILDS)
+def test_metrics_are_announced_and_spans_reach_the_collector(builds, directory) -> None:
+    assert telemetry_problems(builds[directory]) == []
+    collectors = [d for d in of_kind(builds[directory], "Deployment") if d["metadata"]["name"] == COLLECTOR]
+    assert bool(collectors) == (directory != "base"), "the overlays trace (components/tracing), the base alone does not"
+
+
+@pytest.mark.parametrize("directory", [b for b in BUILDS if b != "base"])
+def test_every_container_runs_the_image_the_build_wrote(builds, directory) -> None:
+    image = built_image()
+    repository = image.split("@")[0].rpartition(":")[0]
+    assert repository.rsplit("/", 1)[-1] == "fenlei", image
+    assert image_problems(builds[directory], image) == []
+    assert any(c["image"] == image for d in of_kind(builds[directory], "Deployment") for c in d["spec"]["template"]["spec"]["containers"])
+
+
 def test_modules_the_deployments_start_exist() -> None:
     import importlib.util
 
@@ -746,8 +875,10 @@ def test_gateway_envoy_config_routes_the_contract(builds) -> None:
     assert gateway_problems(K8S / "gateway" / "envoy.yaml", services) == []
 
 
-def test_gateway_envoy_config_is_valid_for_envoy(tmp_path) -> None:
-    """`envoy --mode validate`, with the image's paths pointed at this checkout."""
+@pytest.mark.parametrize("bootstrap", ["gateway/envoy.yaml", "components/tracing/envoy.yaml"])
+def test_gateway_envoy_config_is_valid_for_envoy(tmp_path, bootstrap) -> None:
+    """`envoy --mode validate`, with the image's paths pointed at this checkout (both
+    bootstraps: the base's, and the traced one of components/tracing)."""
     import json
 
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -758,9 +889,9 @@ def test_gateway_envoy_config_is_valid_for_envoy(tmp_path) -> None:
     key = json.loads(RSAAlgorithm.to_jwk(rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()))
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps({"keys": [{**key, "kid": "fenlei", "alg": "RS256"}]}))
-    text = (K8S / "gateway" / "envoy.yaml").read_text(encoding="utf-8")
+    text = (K8S / bootstrap).read_text(encoding="utf-8")
     assert "/app/services/fenlei/v1/fenlei.binpb" in text and "/etc/fenlei/jwks/jwks.json" in text
-    text = text.replace("/app/services/fenlei/v1/", str(REPO / "services/fenlei/v1") + "/")
+    text = text.replace("/app/services/", str(REPO / "services") + "/")  # the descriptor set, the OpenAPI document, the console
     config = tmp_path / "envoy.yaml"
     config.write_text(text.replace("/etc/fenlei/jwks/jwks.json", str(jwks)))
     result = subprocess.run(
@@ -771,10 +902,15 @@ def test_gateway_envoy_config_is_valid_for_envoy(tmp_path) -> None:
 
 def test_dockerfile_builds_the_image_the_manifests_assume() -> None:
     text = (MESH / "Dockerfile").read_text(encoding="utf-8")
-    stages = re.findall(r"^FROM\s+(\S+)", text, re.M)
-    assert len(stages) >= 2 and all(s.startswith("python:3.11-slim") for s in stages), stages
+    stages = re.findall(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", text, re.M)
+    named = {alias for _, alias in stages if alias}
+    # multi-stage: the first and the last on the base, the others on stages before them
+    assert len(stages) >= 2 and stages[0][0] == stages[-1][0] == "${BASE}", stages
+    assert all(base in named for base, _ in stages[1:-1]), stages
+    assert re.search(r"^ARG BASE=python:3\.11-slim$", text, re.M), "the official Python image is the default base"
     assert re.findall(r"^USER\s+(\S+)", text, re.M)[-1].split(":")[0] == "10001"
-    assert re.search(r"^COPY --from=builder /opt/venv /opt/venv$", text, re.M)
+    assert re.search(r"^COPY --from=runtime /opt/venv /opt/venv$", text, re.M)
+    assert re.search(r"^COPY --from=builder /app/installed/opt/venv /opt/venv$", text, re.M)
     assert re.search(r"^COPY --from=builder /app/services /app/services$", text, re.M)
     assert (REPO / "services/fenlei/v1/fenlei.binpb").exists()  # what /app/services/fenlei/v1/fenlei.binpb is
 
@@ -812,6 +948,8 @@ def _all_problems(objects: list[Obj]) -> list[str]:
         *reference_problems(k8s, istio),
         *workload_problems(k8s),
         *coverage_problems(objects),
+        *telemetry_problems(objects),
+        *image_problems(objects, built_image()),
     ]
 
 
@@ -901,6 +1039,20 @@ MUTATIONS: dict[str, Callable[[list[Obj]], None]] = {
     "a watch cut off": lambda o: _find(o, "VirtualService", "jobs")["spec"]["http"][0]["match"].pop(0),
     "jobs may not read datasets": lambda o: _find(o, "AuthorizationPolicy", "datasets")["spec"]["rules"].pop(),
     "two jobs services": lambda o: _find(o, "Deployment", "jobs")["spec"].update(replicas=2),
+    "metrics unannounced": lambda o: _find(o, "Deployment", "classifier")["spec"]["template"]["metadata"]["annotations"].pop(
+        "prometheus.io/scrape"
+    ),
+    "metrics on loopback": lambda o: next(e for e in _container(o, "features")["env"] if e["name"] == "FENLEI_METRICS_HOST").update(
+        value="127.0.0.1"
+    ),
+    "spans sent nowhere": lambda o: next(e for e in _container(o, "pipeline")["env"] if e["name"] == "OTEL_EXPORTER_OTLP_ENDPOINT").update(
+        value="http://localhost:4317"
+    ),
+    "an untraced gateway": lambda o: _find(
+        o, "ConfigMap", _find(o, "Deployment", "gateway")["spec"]["template"]["spec"]["volumes"][0]["configMap"]["name"]
+    )["data"].update({"envoy.yaml": (K8S / "gateway" / "envoy.yaml").read_text(encoding="utf-8")}),
+    "collector without OTLP/gRPC": lambda o: _find(o, "Service", COLLECTOR)["spec"]["ports"][0].update(port=4318),
+    "a container on another image": lambda o: _container(o, "registry").update(image="fenlei:latest"),
 }
 
 
@@ -947,6 +1099,12 @@ CAUGHT_AS = {
     "a watch cut off": "/fenlei.v1.Jobs/WatchJob is long-lived but the route has timeout 30s",
     "jobs may not read datasets": "jobs may not call /fenlei.v1.Datasets/ReadDataset, which fenlei needs",
     "two jobs services": "Deployment/jobs: a single writer runs exactly one replica, not 2",
+    "metrics unannounced": "Deployment/classifier container classifier: pods are not annotated for a scrape of :9464/metrics",
+    "metrics on loopback": "Deployment/features container features: metrics are not served on 0.0.0.0:9464",
+    "spans sent nowhere": "Deployment/pipeline container pipeline: OTEL_EXPORTER_OTLP_ENDPOINT='http://localhost:4317', not the collector",
+    "an untraced gateway": "the gateway's Envoy does not trace to the collector (None to [])",
+    "collector without OTLP/gRPC": "Service/otel-collector: ports are not exactly OTLP/gRPC 4317",
+    "a container on another image": f"Deployment/registry container registry: image fenlei:latest, not {built_image()}",
 }
 
 
