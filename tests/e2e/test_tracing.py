@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import shutil
-from collections.abc import Iterator
 from types import SimpleNamespace
 
 import grpc
@@ -24,6 +22,8 @@ BATCHES = {stage.name: f"{stage.stream} batch" for stage in services.STAGES}
 CLASSIFY = "/fenlei.v1.Pipeline/Classify"
 TEXT = "这家酒店的服务非常好，房间干净"
 
+pytestmark = pytest.mark.xdist_group("sidecar_mesh")  # one worker runs the users of the mesh with sidecars
+
 
 def classify_through_the_gateway(home, tools) -> str:
     """One Classify over gRPC through the gateway, under a traceparent of the caller's own;
@@ -34,7 +34,7 @@ def classify_through_the_gateway(home, tools) -> str:
     with grpc.insecure_channel(tools.read_state(home)["gateway"]["address"]) as channel:
         request = pipeline_pb2.ClassifyRequest(text=TEXT, model=tools.MODEL)
         answer, call = pipeline_pb2_grpc.PipelineStub(channel).Classify.with_call(request, metadata=metadata, timeout=tools.HANG_GUARD)
-    assert answer.labels and dict(call.trailing_metadata())[TRACE_ID_HEADER] == trace_id
+    assert answer.labels and dict(call.initial_metadata())[TRACE_ID_HEADER] == trace_id
     return trace_id
 
 
@@ -136,28 +136,9 @@ def test_a_training_job_is_a_trace_with_its_phases_and_their_stage_batches(mesh,
     assert registered and by_id[by_id[registered[0].parent_span_id].parent_span_id].name == "registering"
 
 
-@pytest.fixture(scope="module")
-def sidecar_home(mesh, tools, tmp_path_factory) -> Iterator[object]:
-    """A mesh with sidecars serving the session mesh's models (copied with the registry that
-    knows them: no training)."""
-    home = tmp_path_factory.mktemp("t")
-    for part in ("models", "artifacts", "registry"):
-        if (mesh.home / part).exists():
-            shutil.copytree(mesh.home / part, home / part)
-    watchdog = tools.start_watchdog(home)
-    try:
-        up = tools.cli(home, "up", timeout=300)
-        assert up.returncode == 0, up.stdout + up.stderr
-        yield home
-    finally:
-        tools.stop_mesh(home)
-        watchdog.kill()
-        watchdog.wait()
-
-
-def test_with_sidecars_the_pipelines_sidecar_is_between_the_gateway_and_the_pipeline(sidecar_home, tools) -> None:
-    trace_id = classify_through_the_gateway(sidecar_home, tools)
-    found = collected(sidecar_home, tools, trace_id, 3 + len(BATCHES))
+def test_with_sidecars_the_pipelines_sidecar_is_between_the_gateway_and_the_pipeline(sidecar_mesh, tools) -> None:
+    trace_id = classify_through_the_gateway(sidecar_mesh.home, tools)
+    found = collected(sidecar_mesh.home, tools, trace_id, 3 + len(BATCHES))
     proxies = {s.service: s for s in found["ingress"]}
     assert sorted(proxies) == ["gateway", "pipeline-sidecar"]
     [pipeline] = found[CLASSIFY]
@@ -165,4 +146,4 @@ def test_with_sidecars_the_pipelines_sidecar_is_between_the_gateway_and_the_pipe
     assert pipeline.parent_span_id == proxies["pipeline-sidecar"].span_id
     assert all(batch.parent_span_id == pipeline.span_id for name in BATCHES.values() for batch in found[name])
     # The batches went through the stages' sidecars on open streams, which start no traces of their own.
-    assert not [s for s in kept.read(sidecar_home) if s.name == "egress" and s.attributes.get("grpc.path", "").endswith("Stream")]
+    assert not [s for s in kept.read(sidecar_mesh.home) if s.name == "egress" and s.attributes.get("grpc.path", "").endswith("Stream")]

@@ -55,7 +55,10 @@ PROCESSES_AT_LEAST = {
     "gateway",
 }
 
-pytestmark = pytest.mark.timeout(1800)
+pytestmark = [
+    pytest.mark.timeout(1800),
+    pytest.mark.xdist_group("own_sidecar_mesh"),
+]  # one at a time: each starts a mesh with sidecars of its own (inotify, see tests/e2e/conftest.py)
 
 
 def run(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess[str]:

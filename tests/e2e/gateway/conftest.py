@@ -1,8 +1,9 @@
 """Fixtures for the gateway's end-to-end tests: the session mesh's Envoy (`gateway`, no
-sidecars), the Envoy of a second session mesh with sidecars (`sidecar_gateway`: its routes
-come from the policy, through the mesh's control plane) and private Envoys built by the
-test from the same config builder (`private_gateway` in front of the session mesh,
-`gateway_in_front_of` a server of the test's own).
+sidecars), the Envoy of the session mesh with sidecars (`sidecar_gateway`: its routes come
+from the policy, through the mesh's control plane; modules that use it carry the
+`xdist_group("sidecar_mesh")` mark) and private Envoys built by the test from the same
+config builder (`private_gateway` in front of the session mesh, `gateway_in_front_of` a
+server of the test's own).
 
 This directory sits under tests/e2e so that the session `mesh` (and `tools`) of
 tests/e2e/conftest.py are visible here; test modules import nothing but fixtures.
@@ -18,7 +19,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import grpc
@@ -29,7 +29,6 @@ from fenlei import services
 from fenlei.envoy.binary import envoy_command
 from fenlei.gateway import config as gateway_config
 from fenlei.gateway.auth import Authority
-from fenlei.local.state import Files
 
 TIMEOUT = 30.0  # a hang guard, not a speed assertion
 
@@ -183,52 +182,27 @@ class Gateway:
             channel.close()
 
 
+def gateway_of(home: Path, entry: dict) -> Gateway:
+    """The gateway a mesh's supervisor recorded (`entry`), with the mesh's token authority."""
+    settings = gateway_config.GatewaySettings()
+    return Gateway(entry["address"], entry["admin"], Authority(home / "gateway", settings.issuer, settings.audience))
+
+
 @pytest.fixture(scope="session")
 def gateway(mesh) -> Iterator[Gateway]:
     """The session mesh's gateway (started by `fenlei up`)."""
-    entry = mesh.state["gateway"]
-    settings = gateway_config.GatewaySettings()
-    found = Gateway(entry["address"], entry["admin"], Authority(mesh.home / "gateway", settings.issuer, settings.audience))
+    found = gateway_of(mesh.home, mesh.state["gateway"])
     yield found
     found.close()
 
 
-def supervisor_pid(home: Path) -> int:
-    state = Files(home).read_state()
-    assert state is not None and state.supervisor is not None, f"no mesh runs under {home}"
-    return state.supervisor.pid
-
-
 @pytest.fixture(scope="session")
-def sidecar_mesh(tmp_path_factory: pytest.TempPathFactory, tools) -> Iterator[SimpleNamespace]:
-    """A second session mesh, with sidecars (`fenlei up`): its gateway takes its routes and
-    clusters from the files the mesh's control plane writes. No model: the tests that use
-    it see whether a call reaches a service, not what it answers."""
-    home = tmp_path_factory.mktemp("sidecars")
-    watchdog = tools.start_watchdog(home)
-    gateway: Gateway | None = None
-    try:
-        up = tools.cli(home, "up", timeout=300)
-        assert up.returncode == 0, f"fenlei up failed ({up.returncode}):\n{up.stdout}\n{up.stderr}"
-        assert "mutual TLS" in up.stdout, up.stdout
-        entry = tools.read_state(home)["gateway"]
-        settings = gateway_config.GatewaySettings()
-        gateway = Gateway(entry["address"], entry["admin"], Authority(home / "gateway", settings.issuer, settings.audience))
-        yield SimpleNamespace(
-            home=home, gateway=gateway, processes=lambda: tools.read_state(home), supervisor_pid=lambda: supervisor_pid(home)
-        )
-    finally:
-        if gateway is not None:
-            gateway.close()
-        survivors = tools.stop_mesh(home)
-        watchdog.kill()
-        watchdog.wait()
-        assert not survivors, f"`fenlei down` left processes running: {survivors}"
-
-
-@pytest.fixture(scope="session")
-def sidecar_gateway(sidecar_mesh) -> Gateway:
-    return sidecar_mesh.gateway
+def sidecar_gateway(sidecar_mesh) -> Iterator[Gateway]:
+    """The gateway of the session mesh with sidecars (tests/e2e/conftest.py): its routes and
+    clusters come from the files the mesh's control plane writes."""
+    found = gateway_of(sidecar_mesh.home, sidecar_mesh.processes()["gateway"])
+    yield found
+    found.close()
 
 
 class Envoys:

@@ -20,6 +20,8 @@ from fenlei.v1 import pipeline_pb2, pipeline_pb2_grpc
 GOOD = "姚明率领火箭队击败湖人"
 DOWN = "the {service} service is unavailable: "
 
+pytestmark = pytest.mark.xdist_group("sidecar_mesh")  # one worker runs the users of the mesh with sidecars
+
 
 def healthz_says(gateway, tools, status: int):
     """Waits until /healthz answers `status`; returns that answer (health checks run every few seconds)."""
@@ -71,15 +73,14 @@ def test_healthz_without_sidecars_follows_the_pipeline(private_gateway, dedicate
     assert_reported_down(gateway, tools)
 
 
-def test_healthz_with_sidecars_follows_the_pipeline(sidecar_mesh, tools) -> None:
-    gateway = sidecar_mesh.gateway
-    assert healthz_says(gateway, tools, 200).json() == {"status": "SERVING"}
+def test_healthz_with_sidecars_follows_the_pipeline(sidecar_mesh, sidecar_gateway, tools) -> None:
+    assert healthz_says(sidecar_gateway, tools, 200).json() == {"status": "SERVING"}
     with killed(sidecar_mesh, "pipeline"):
-        assert_reported_down(gateway, tools)  # its sidecar still runs: the sidecar's reply names it
-    assert healthz_says(gateway, tools, 200).json() == {"status": "SERVING"}  # started again
+        assert_reported_down(sidecar_gateway, tools)  # its sidecar still runs: the sidecar's reply names it
+    assert healthz_says(sidecar_gateway, tools, 200).json() == {"status": "SERVING"}  # started again
 
 
-def test_a_stage_that_is_down_is_named_through_the_pipeline(sidecar_mesh, tools, tmp_path) -> None:
+def test_a_stage_that_is_down_is_named_through_the_pipeline(sidecar_mesh, sidecar_gateway, tools, tmp_path) -> None:
     """With sidecars: the segmenter's sidecar names the segmenter, and the pipeline passes
     the status on. (Without sidecars the message is the pipeline's gRPC client's.)"""
     corpus = tmp_path / "two-classes.tsv"
@@ -87,10 +88,9 @@ def test_a_stage_that_is_down_is_named_through_the_pipeline(sidecar_mesh, tools,
     corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
     train = tools.cli(sidecar_mesh.home, "train", corpus, "--name", "two-classes", timeout=600)
     assert train.returncode == 0, train.stdout + train.stderr
-    gateway = sidecar_mesh.gateway
-    assert gateway.rest("/v1/classify", {"text": GOOD, "model": "two-classes"}).status == 200
+    assert sidecar_gateway.rest("/v1/classify", {"text": GOOD, "model": "two-classes"}).status == 200
     with killed(sidecar_mesh, "segmenter"):
-        assert_classify_names(gateway, "segmenter", "two-classes")
+        assert_classify_names(sidecar_gateway, "segmenter", "two-classes")
     tools.wait_for(
-        lambda: gateway.rest("/v1/classify", {"text": GOOD, "model": "two-classes"}).status == 200, "the segmenter to serve again"
+        lambda: sidecar_gateway.rest("/v1/classify", {"text": GOOD, "model": "two-classes"}).status == 200, "the segmenter to serve again"
     )

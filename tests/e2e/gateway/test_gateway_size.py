@@ -18,6 +18,8 @@ TIMEOUT = 60
 TOO_LARGE = f"larger than the gateway's limit of {LIMIT} bytes"
 UNARY = {m.path: m.service for m in public_methods() if not m.streaming}
 
+pytestmark = pytest.mark.xdist_group("sidecar_mesh")  # one worker runs the users of the mesh with sidecars
+
 
 @pytest.fixture(params=["without-sidecars", "with-sidecars"])
 def any_gateway(request):

@@ -16,6 +16,8 @@ DENIED = "denied"
 NO_DATASET = "ds-0000000000000000"  # well formed, stored nowhere
 NO_JOB = "job-999999"
 
+pytestmark = pytest.mark.xdist_group("sidecar_mesh")  # one worker runs the users of the mesh with sidecars
+
 
 @pytest.mark.parametrize(
     "role, method, path, body, expected",
