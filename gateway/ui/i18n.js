@@ -211,6 +211,13 @@ export const STRINGS = {
     "experiments.noPromotion": "nothing (promote no arm)",
     "experiments.theLeader": "the leading arm",
     "experiments.endedNotice": "Experiment {name} ended.",
+    "report.trials": "Tuning trials ({count})",
+    "report.trialChanges": "What it changed",
+    "report.trialScore": "Macro F1 (cross-validated)",
+    "report.trialSeconds": "Seconds",
+    "report.bestTrial": "best: trained",
+    "report.compareWith": "Compare with version",
+    "report.comparison": "{name}: {a} beside {b}",
   },
   zh: {
     "nav.classify": "分类",
@@ -420,6 +427,13 @@ export const STRINGS = {
     "experiments.noPromotion": "不发布任何分组",
     "experiments.theLeader": "领先的分组",
     "experiments.endedNotice": "实验 {name} 已结束。",
+    "report.trials": "调参试验（{count}）",
+    "report.trialChanges": "改动",
+    "report.trialScore": "宏平均 F1（交叉验证）",
+    "report.trialSeconds": "秒",
+    "report.bestTrial": "最佳：已训练",
+    "report.compareWith": "与版本对比",
+    "report.comparison": "{name}：{a} 与 {b} 对比",
   },
 };
 

@@ -1,9 +1,10 @@
 // Models: every version of a model side by side with its metrics, the aliases and their
 // history, the model's experiments with each arm's traffic and online accuracy; promote a
-// version (point an alias at it) and roll an alias back, as an admin.
+// version (point an alias at it), roll an alias back, start, re-weight and end an experiment,
+// as an admin.
 
 import { call, mayAct, path } from "./api.js";
-import { formatNumber, h, replace } from "./dom.js";
+import { formatNumber, h, paged, replace } from "./dom.js";
 import { errorBox } from "./errors.js";
 import { t } from "./i18n.js";
 
@@ -75,7 +76,7 @@ function historyTable(moves, rollback) {
     "table",
     { class: "history" },
     h("thead", {}, h("tr", {}, ["#", t("models.alias"), t("models.from"), t("models.to"), t("models.by"), t("models.when"), t("models.reason"), ""].map((c) => h("th", {}, c)))),
-    h("tbody", {}, moves.slice().reverse().map((m) => h("tr", {},
+    h("tbody", {}, moves.map((m) => h("tr", {},
       h("td", {}, m.sequence), h("td", {}, m.alias), h("td", {}, m.fromVersion || "–"), h("td", {}, m.toVersion || "–"),
       h("td", {}, m.movedBy), h("td", {}, new Date(m.moved).toLocaleString()), h("td", {}, m.reason),
       h("td", {}, h("button", { type: "button", class: "rollback", onclick: () => rollback(m.alias) }, t("models.rollback")))))),
@@ -198,7 +199,7 @@ async function showModel(container, name) {
     h("section", { class: "card" }, h("h3", {}, t("models.versionsOf", { name })),
       mayAct("admin") ? null : h("p", { class: "hint" }, t("models.adminOnly")),
       h("label", {}, t("models.reason"), reason), notice, versionsTable(versions, labels, promote)),
-    h("section", { class: "card" }, h("h3", {}, t("models.history")), history.moves.length ? historyTable(history.moves, rollback) : h("p", {}, t("models.noHistory"))),
+    h("section", { class: "card" }, h("h3", {}, t("models.history")), history.moves.length ? paged(history.moves.slice().reverse(), (page) => historyTable(page, rollback)) : h("p", {}, t("models.noHistory"))),
     h("section", { class: "card", id: "experiments" }, h("h3", {}, t("models.experiments")), experimentNotice,
       mayAct("admin") ? null : h("p", { class: "hint" }, t("experiments.adminOnly")),
       ours.length ? ours.map((experiment) => experimentCard(experiment, experimentAct)) : h("p", {}, t("models.noExperiments")),

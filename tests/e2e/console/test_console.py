@@ -2,8 +2,11 @@
 the session mesh's gateway: signed in by `fenlei ui`, it classifies and marks the words
 the API's explanation names, uploads and trains and watches the job succeed, shows the
 report's confusion matrix as the API has it, promotes a version as an admin while a viewer
-is refused, and lists a model's experiments with their arms. A screenshot of each page goes
-to the test's directory and to /tmp/console-shots/."""
+is refused, lists a model's experiments with their arms and starts, re-weights and ends one,
+shows two versions' reports side by side and a tuning job's trials, the configuration
+history and (to admins) the deny list, pages long lists and keeps what was typed when the
+language changes. A screenshot of each page goes to the test's directory and to
+/tmp/console-shots/."""
 
 from __future__ import annotations
 
@@ -317,7 +320,7 @@ def test_the_services_page_shows_the_configuration_and_an_admin_keeps_the_deny_l
     rule = next(r for r in rest("/v1/config/deny", "admin")["rules"] if r.get("subject") == "console-mallory")
     assert (rule["reason"], rule["createdBy"], row.get_attribute("data-rule")) == (
         "seen scraping in the console test",
-        "console-admin",
+        signed_in_as(admin),
         rule["id"],
     )
     newest = rest("/v1/config/history?limit=1")["changes"][0]
@@ -326,7 +329,8 @@ def test_the_services_page_shows_the_configuration_and_an_admin_keeps_the_deny_l
     admin.click(f"#deny tr[data-rule='{rule['id']}'] .remove-deny")
     admin.wait_for_selector("#deny tr[data-caller=console-mallory]", state="detached")
     assert not any(r.get("subject") == "console-mallory" for r in rest("/v1/config/deny", "admin")["rules"])
-    assert rest("/v1/config/history?limit=1")["changes"][0]["key"] == f"deny.{rule['id']}"
+    removed = rest("/v1/config/history?limit=1")["changes"][0]
+    assert (removed["key"], removed["reason"]) == (f"deny.{rule['id']}", "let in again in the console")
 
     # the session mesh has no sidecars to carry a scenario: refused with the reason, the form kept
     admin.fill("#scenarios", "slow-segmenter")
@@ -371,7 +375,7 @@ def test_an_admin_starts_reweights_and_ends_an_experiment(console, rest, mesh, t
     admin.fill(f"{experiment} .arm-weight[data-arm=candidate]", "3")
     admin.fill(f"{experiment} .experiment-reason", "even it out")
     admin.click(f"{experiment} .reweight")
-    notice = admin.wait_for_selector("#experiments-notice .done").inner_text()
+    notice = admin.wait_for_selector("#experiments-notice .done:has-text('Weights of')").inner_text()
     assert [a["weight"] for a in rest("/v1/experiments/console-exp")["experiment"]["arms"]] == [3, 3]
     change = rest("/v1/config/history?key=experiments.console-exp")["changes"][0]  # through the live configuration: recorded
     assert (change["who"], change["reason"]) == (signed_in_as(admin), "even it out") and change["after"] in notice
@@ -411,6 +415,51 @@ def test_switching_the_language_keeps_what_was_typed(console) -> None:
         "3",
         True,
     )
+
+
+def test_two_versions_side_by_side(console, rest, second_version, tmp_path) -> None:
+    name, first, second = second_version.name, second_version.first, second_version.second
+    page = console("viewer")
+    page.evaluate(f"location.hash = '#/reports/model/{name}/{first}'")
+    page.wait_for_selector(f"#compare-with option[value={second}]", state="attached")
+    page.select_option("#compare-with", second)
+    page.wait_for_selector(".side-by-side")
+    assert page.url.endswith(f"#/reports/compare/{name}/{first}/{second}")
+    reports = [rest(f"/v1/models/{name}/versions/{v}")["version"]["report"] for v in (first, second)]
+    for side, report in enumerate(reports):
+        assert float(page.get_attribute(f"#side-{side}-accuracy", "data-value")) == pytest.approx(report["accuracy"])
+        counts = page.eval_on_selector_all(f"[data-side='{side}'] svg.heatmap .cell", "cells => cells.map(c => Number(c.dataset.count))")
+        assert counts == [int(count) for row in report["confusion"] for count in row["counts"]]
+    f1 = [{c["label"]: c["f1"] for c in report["classes"]} for report in reports]
+    rows = page.eval_on_selector_all(
+        ".compare-classes tr[data-label]", "rows => rows.map(r => [r.dataset.label, ...[...r.children].slice(1).map(c => c.textContent)])"
+    )
+    assert rows == [[label, f"{f1[0][label]:.3f}", f"{f1[1][label]:.3f}", f"{f1[1][label] - f1[0][label]:.3f}"] for label in f1[0]]
+    screenshot(page, tmp_path, "reports-side-by-side")
+
+
+def test_a_tuning_jobs_report_lists_its_trials(console, rest, mesh, tools, corpus, tmp_path) -> None:
+    lines = named(corpus.train.read_text(encoding="utf-8").splitlines()[960:1200])
+    dataset = rest(
+        "/v1/datasets",
+        "trainer",
+        [{"name": "console-tuning", "fileName": "tuning.tsv", "chunk": base64.b64encode(lines.encode("utf-8")).decode()}],
+    )["dataset"]["id"]
+    space = {"algorithms": ["ALGORITHM_LINEAR_SVM", "ALGORITHM_COMPLEMENT_NB"], "folds": 2, "maxTrials": 2}
+    job = rest("/v1/jobs", "trainer", {"model": "console-tuned", "dataset": dataset, "tune": True, "space": space})["job"]["id"]
+    tools.wait_for(lambda: rest(f"/v1/jobs/{job}")["job"]["state"] == "JOB_STATE_SUCCEEDED", "the tuning job", timeout=JOB_GUARD_MS / 1000)
+    trials = rest(f"/v1/jobs/{job}/report")["report"]["trials"]
+    assert len(trials) == 2
+
+    page = console("viewer")
+    page.evaluate(f"location.hash = '#/reports/{job}'")
+    page.wait_for_selector("#trials tr[data-trial]")
+    shown = page.eval_on_selector_all(
+        "#trials tr[data-trial]", "rows => rows.map(r => [Number(r.dataset.trial), Number(r.dataset.score), r.className])"
+    )
+    assert shown == [[t["number"], pytest.approx(t["score"]), "best" if t.get("best") else ""] for t in trials]
+    assert sum(row[2] == "best" for row in shown) == 1
+    screenshot(page, tmp_path, "report-trials")
 
 
 def test_the_services_page_sees_a_stage_go_down_and_come_back(console, rest, mesh, tools, tmp_path) -> None:
