@@ -78,14 +78,18 @@ def _header(context: grpc.aio.ServicerContext, name: str) -> str:
     return next((value for key, value in context.invocation_metadata() or () if key == name and isinstance(value, str)), "")
 
 
-async def _answer_id(context: grpc.aio.ServicerContext) -> str:
-    """The answer's request id; its trace id goes ahead in the response headers (initial
-    metadata), which REST callers get too."""
+def _answer_id(context: grpc.aio.ServicerContext) -> str:
     answer_id = request_id(_header(context, REQUEST_ID_HEADER))
     jsonlog.request_id.set(answer_id)  # the logs of this call carry the id its answer does
+    return answer_id
+
+
+async def _name_trace(context: grpc.aio.ServicerContext) -> None:
+    """The trace's id in the response headers (initial metadata; REST callers get them too),
+    sent with the first answer, never before it: headers sent while the work goes on would
+    turn a deadline that passes meanwhile into a reset stream at the gateway."""
     if trace_id := tracing.trace_id():
         await context.send_initial_metadata(((TRACE_ID_HEADER, trace_id),))
-    return answer_id
 
 
 class PipelineServicer(pipeline_pb2_grpc.PipelineServicer):
@@ -163,7 +167,8 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServicer):
             labels=request.labels,
             routing_key=request.routing_key,
         )
-        answer = await self._classify(batch, pipeline_pb2.ClassifyBatchResponse, await _answer_id(context), _header(context, ARM_HEADER))
+        answer = await self._classify(batch, pipeline_pb2.ClassifyBatchResponse, _answer_id(context), _header(context, ARM_HEADER))
+        await _name_trace(context)
         prediction = answer.predictions[0]
         return pipeline_pb2.ClassifyResponse(
             labels=prediction.labels,
@@ -179,13 +184,15 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServicer):
     async def ClassifyBatch(
         self, request: pipeline_pb2.ClassifyBatchRequest, context: grpc.aio.ServicerContext
     ) -> pipeline_pb2.ClassifyBatchResponse:
-        return await self._classify(request, pipeline_pb2.ClassifyBatchResponse, await _answer_id(context), _header(context, ARM_HEADER))
+        answer = await self._classify(request, pipeline_pb2.ClassifyBatchResponse, _answer_id(context), _header(context, ARM_HEADER))
+        await _name_trace(context)
+        return answer
 
     @rpc.streaming
     async def ClassifyStream(
         self, requests: AsyncIterator[pipeline_pb2.ClassifyStreamRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pipeline_pb2.ClassifyStreamResponse]:
-        stream_id, arm = await _answer_id(context), _header(context, ARM_HEADER)
+        stream_id, arm = _answer_id(context), _header(context, ARM_HEADER)
         # Up to stream_window client messages are in the stages at once; answers keep their order.
         in_flight: asyncio.Queue[asyncio.Task | None] = asyncio.Queue(maxsize=self.settings.stream_window)
 
@@ -208,9 +215,12 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServicer):
         try:
             while (task := await in_flight.get()) is not None:
                 try:
-                    yield await task
+                    answered = await task
                 except FenleiError as error:
                     raise rpc.in_stream(error, index) from error
+                if index == 0:
+                    await _name_trace(context)
+                yield answered
                 index += 1
             await feeder
         finally:
