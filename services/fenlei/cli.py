@@ -708,7 +708,7 @@ def cmd_datasets_delete(args: argparse.Namespace) -> int:
 
 
 def config_text(answer: config_pb2.GetConfigResponse) -> str:
-    rows = [[s.key, s.value or "-", s.description] for s in answer.settings]
+    rows = [[s.key, s.value or "-", s.description + (f": {', '.join(s.choices)}" if s.choices else "")] for s in answer.settings]
     lines = [table(["setting", "value", "what it does (-: as the processes started)"], rows)]
     lines.append(f"changes so far: {answer.sequence} (`fenlei config history`; the deny list: `fenlei config deny list`)")
     return "\n".join(lines)

@@ -17,15 +17,19 @@ from fenlei.runtime import live
 SCENARIOS = {"fault-abort-classifier", "virtual-service-pipeline-90-10"}
 
 
-def check_scenarios(names: list[str]) -> None:
-    for name in names:
-        if name not in SCENARIOS:
-            raise NotFound(f"no mesh scenario {name!r}")
+class KnownScenarios:
+    def names(self) -> list[str]:
+        return sorted(SCENARIOS)
+
+    def check(self, names: list[str]) -> None:
+        for name in names:
+            if name not in SCENARIOS:
+                raise NotFound(f"no mesh scenario {name!r}")
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> LiveConfig:
-    opened = LiveConfig(tmp_path, check_scenarios)
+    opened = LiveConfig(tmp_path, KnownScenarios())
     yield opened
     opened.close()
 
@@ -71,8 +75,11 @@ def test_scenarios_are_names_in_order(config) -> None:
     assert change["after"] == "virtual-service-pipeline-90-10,fault-abort-classifier"
 
 
-def test_every_key_says_what_it_does() -> None:
+def test_every_key_says_what_it_does_and_lists_its_choices_where_they_are_a_list(config) -> None:
     assert all(key.description for key in KEYS.values())
+    choices = {entry["key"]: entry["choices"] for entry in config.settings()}
+    assert choices["mesh.scenarios"] == sorted(SCENARIOS) and choices["log_level.segmenter"] == ["DEBUG", "INFO", "WARNING", "ERROR"]
+    assert choices["max_batch_documents"] == []
     assert {"log_level", "log_level.pipeline", "max_batch_documents", "gateway.rate_limit_burst", live.SCENARIOS} <= set(KEYS)
 
 
@@ -112,13 +119,13 @@ def test_a_bad_deny_rule_is_refused(config, caller, says) -> None:
 
 
 def test_the_view_is_made_again_from_the_database_when_the_service_starts(tmp_path) -> None:
-    first = LiveConfig(tmp_path, check_scenarios)
+    first = LiveConfig(tmp_path, KnownScenarios())
     first.set("gateway.rate_limit_burst", "20", "alice")
     first.add_deny_rule("alice", address="192.0.2.1")
     first.close()
     live.view_path(tmp_path).unlink()  # lost, or never written after the last commit
 
-    again = LiveConfig(tmp_path, check_scenarios)
+    again = LiveConfig(tmp_path, KnownScenarios())
     try:
         assert view(tmp_path)["settings"] == {"gateway.rate_limit_burst": "20"}
         assert view(tmp_path)["deny_rules"][0]["address"] == "192.0.2.1/32"

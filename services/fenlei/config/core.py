@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from fenlei import services
 from fenlei.errors import FailedPrecondition, InvalidInput, NotFound, quote, quote_list
@@ -77,12 +77,16 @@ class Key:
     name: str
     description: str
     parse: Callable[[str], str]  # the value in its canonical form, or InvalidInput saying what is wrong
+    choices: tuple[str, ...] = ()  # the values it takes, where they are a list
 
 
 def _keys() -> dict[str, Key]:
     keys = [
-        Key("log_level", f"log level of every service ({', '.join(LOG_LEVELS)})", _log_level),
-        *(Key(f"log_level.{w.name}", f"log level of the {w.name} service, over log_level", _log_level) for w in services.WORKLOADS),
+        Key("log_level", "log level of every service", _log_level, LOG_LEVELS),
+        *(
+            Key(f"log_level.{w.name}", f"log level of the {w.name} service, over log_level", _log_level, LOG_LEVELS)
+            for w in services.WORKLOADS
+        ),
         Key("max_batch_documents", "documents one call may carry to a stage or the pipeline", _count(1, 1_000_000)),
         Key("gateway.rate_limit_per_second", "calls per second one caller may make to one method at the gateway", _count(1, 1_000_000)),
         Key("gateway.rate_limit_burst", "calls one caller may make at once to one method at the gateway", _count(1, 1_000_000)),
@@ -99,15 +103,21 @@ def deny_key(rule_id: int) -> str:
     return f"deny.{rule_id}"
 
 
-class LiveConfig:
-    """scenarios: checks a list of mesh scenario names (raises InvalidInput naming the
-    unknown one), where this service can see the mesh's policy."""
+class Scenarios(Protocol):
+    """The mesh scenarios this service can see (the local mesh's policy)."""
 
-    def __init__(self, home: Path, scenarios: Callable[[list[str]], None]) -> None:
+    def names(self) -> list[str]: ...
+
+    def check(self, names: list[str]) -> None:
+        """Raises naming what is wrong: an unknown name, a mesh that cannot carry scenarios."""
+
+
+class LiveConfig:
+    def __init__(self, home: Path, scenarios: Scenarios) -> None:
         self.home = Path(home)
         self.directory = self.home / "config"
         self.view = live.view_path(home)
-        self.check_scenarios = scenarios
+        self.scenarios = scenarios
         self.db = Database(self.directory / "config.db", MIGRATIONS, what="configuration")
         self._write_view()  # a view lost or left behind by a crash is made again from the truth
 
@@ -115,10 +125,18 @@ class LiveConfig:
         self.db.close()
 
     # ------------------------------------------------------------------ reading
-    def settings(self) -> list[dict[str, str]]:
+    def settings(self) -> list[dict[str, Any]]:
         with self.db.read() as conn:
             values = dict(conn.execute("SELECT key, value FROM settings").fetchall())
-        return [{"key": key.name, "value": values.get(key.name, ""), "description": key.description} for key in KEYS.values()]
+        return [
+            {
+                "key": key.name,
+                "value": values.get(key.name, ""),
+                "description": key.description,
+                "choices": self.scenarios.names() if key.name == live.SCENARIOS else list(key.choices),
+            }
+            for key in KEYS.values()
+        ]
 
     def deny_rules(self) -> list[dict[str, Any]]:
         with self.db.read() as conn:
@@ -145,7 +163,7 @@ class LiveConfig:
         canonical = KEYS[key].parse(value) if value.strip() else ""
         if key == live.SCENARIOS:
             canonical = ",".join(_names(canonical))
-            self.check_scenarios(_names(canonical))
+            self.scenarios.check(_names(canonical))
         with self.db.transaction() as conn:
             row = conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
             before = row["value"] if row else ""

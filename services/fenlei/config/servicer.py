@@ -70,21 +70,28 @@ def parse_weights(value: str) -> dict[str, float]:
     return weights
 
 
-def scenario_checker(control: ControlPlane, mesh: LocalMesh) -> Any:
-    def check(names: list[str]) -> None:
-        if names and mesh.state() is not None and not mesh.with_sidecars():
+class MeshScenarios:
+    """The scenario files of the local mesh's policy (mesh/istio), by name."""
+
+    def __init__(self, control: ControlPlane, mesh: LocalMesh) -> None:
+        self.control = control
+        self.mesh = mesh
+
+    def names(self) -> list[str]:
+        return list(self.control.scenarios())
+
+    def check(self, names: list[str]) -> None:
+        if names and self.mesh.state() is not None and not self.mesh.with_sidecars():
             raise FailedPrecondition(
                 "this mesh runs without sidecars, which carry the scenarios: `fenlei down`, then `fenlei up` with them"
             )
-        known = control.scenarios()
+        known = self.control.scenarios()
         unknown = [name for name in names if name not in known]
         if unknown:
             raise NotFound(
-                f"no mesh scenario {quote(unknown[0])} in {control.policy_directory}; the scenarios are {quote_list(list(known), count=len(known))}"
+                f"no mesh scenario {quote(unknown[0])} in {self.control.policy_directory}; the scenarios are {quote_list(list(known), count=len(known))}"
             )
-        control.policy([known[name] for name in names])  # a scenario that breaks the policy is refused
-
-    return check
+        self.control.policy([known[name] for name in names])  # a scenario that breaks the policy is refused
 
 
 class LiveConfigServicer(config_pb2_grpc.LiveConfigServicer):
@@ -149,7 +156,7 @@ class LiveConfigServicer(config_pb2_grpc.LiveConfigServicer):
 
 
 def register(server: grpc.aio.Server, settings: ConfigSettings) -> Service:
-    config = LiveConfig(settings.home, scenario_checker(ControlPlane(settings.home), LocalMesh(settings.home)))
+    config = LiveConfig(settings.home, MeshScenarios(ControlPlane(settings.home), LocalMesh(settings.home)))
     channel = grpc.aio.insecure_channel(settings.registry_address, options=channel_options(settings))
     config_pb2_grpc.add_LiveConfigServicer_to_server(LiveConfigServicer(config, registry_pb2_grpc.ExperimentsStub(channel)), server)
     return Service([service.full_name for service in services.BY_NAME[SERVICE].contract])

@@ -27,7 +27,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x66\x65nlei/v1/config.proto\x12\tfenlei.v1\x1a\x16\x66\x65nlei/v1/common.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\":\n\x07Setting\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"\x97\x01\n\x08\x44\x65nyRule\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x11\n\x07subject\x18\x02 \x01(\tH\x00\x12\x11\n\x07\x61\x64\x64ress\x18\x03 \x01(\tH\x00\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12+\n\x07\x63reated\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\x06 \x01(\tB\x08\n\x06\x63\x61ller\"\x93\x01\n\x0c\x43onfigChange\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03who\x18\x03 \x01(\t\x12\x0b\n\x03key\x18\x04 \x01(\t\x12\x0e\n\x06\x62\x65\x66ore\x18\x05 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\"\x12\n\x10GetConfigRequest\"K\n\x11GetConfigResponse\x12$\n\x08settings\x18\x01 \x03(\x0b\x32\x12.fenlei.v1.Setting\x12\x10\n\x08sequence\x18\x02 \x01(\x04\"\x16\n\x14ListDenyRulesRequest\";\n\x15ListDenyRulesResponse\x12\"\n\x05rules\x18\x01 \x03(\x0b\x32\x13.fenlei.v1.DenyRule\">\n\x10SetConfigRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"M\n\x11SetConfigResponse\x12\'\n\x06\x63hange\x18\x01 \x01(\x0b\x32\x17.fenlei.v1.ConfigChange\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\x08\"6\n\x18ListConfigChangesRequest\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x0b\n\x03key\x18\x02 \x01(\t\"E\n\x19ListConfigChangesResponse\x12(\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x17.fenlei.v1.ConfigChange\"T\n\x12\x41\x64\x64\x44\x65nyRuleRequest\x12\x11\n\x07subject\x18\x01 \x01(\tH\x00\x12\x11\n\x07\x61\x64\x64ress\x18\x02 \x01(\tH\x00\x12\x0e\n\x06reason\x18\x03 \x01(\tB\x08\n\x06\x63\x61ller\"r\n\x13\x41\x64\x64\x44\x65nyRuleResponse\x12!\n\x04rule\x18\x01 \x01(\x0b\x32\x13.fenlei.v1.DenyRule\x12\'\n\x06\x63hange\x18\x02 \x01(\x0b\x32\x17.fenlei.v1.ConfigChange\x12\x0f\n\x07\x61pplied\x18\x03 \x01(\x08\"3\n\x15RemoveDenyRuleRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0e\n\x06reason\x18\x02 \x01(\t\"R\n\x16RemoveDenyRuleResponse\x12\'\n\x06\x63hange\x18\x01 \x01(\x0b\x32\x17.fenlei.v1.ConfigChange\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\x08\x32\xb5\x05\n\nLiveConfig\x12\x61\n\tGetConfig\x12\x1b.fenlei.v1.GetConfigRequest\x1a\x1c.fenlei.v1.GetConfigResponse\"\x19\x90\x02\x01\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/config\x12\x65\n\tSetConfig\x12\x1b.fenlei.v1.SetConfigRequest\x1a\x1c.fenlei.v1.SetConfigResponse\"\x1d\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/config:set:\x01*\x12\x81\x01\n\x11ListConfigChanges\x12#.fenlei.v1.ListConfigChangesRequest\x1a$.fenlei.v1.ListConfigChangesResponse\"!\x90\x02\x01\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/config/history\x12r\n\rListDenyRules\x12\x1f.fenlei.v1.ListDenyRulesRequest\x1a .fenlei.v1.ListDenyRulesResponse\"\x1e\x90\x02\x01\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/config/deny\x12l\n\x0b\x41\x64\x64\x44\x65nyRule\x12\x1d.fenlei.v1.AddDenyRuleRequest\x1a\x1e.fenlei.v1.AddDenyRuleResponse\"\x1e\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/config/deny:\x01*\x12w\n\x0eRemoveDenyRule\x12 .fenlei.v1.RemoveDenyRuleRequest\x1a!.fenlei.v1.RemoveDenyRuleResponse\" \xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x16*\x14/v1/config/deny/{id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x66\x65nlei/v1/config.proto\x12\tfenlei.v1\x1a\x16\x66\x65nlei/v1/common.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"K\n\x07Setting\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x0f\n\x07\x63hoices\x18\x04 \x03(\t\"\x97\x01\n\x08\x44\x65nyRule\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x11\n\x07subject\x18\x02 \x01(\tH\x00\x12\x11\n\x07\x61\x64\x64ress\x18\x03 \x01(\tH\x00\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12+\n\x07\x63reated\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\x06 \x01(\tB\x08\n\x06\x63\x61ller\"\x93\x01\n\x0c\x43onfigChange\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03who\x18\x03 \x01(\t\x12\x0b\n\x03key\x18\x04 \x01(\t\x12\x0e\n\x06\x62\x65\x66ore\x18\x05 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\"\x12\n\x10GetConfigRequest\"K\n\x11GetConfigResponse\x12$\n\x08settings\x18\x01 \x03(\x0b\x32\x12.fenlei.v1.Setting\x12\x10\n\x08sequence\x18\x02 \x01(\x04\"\x16\n\x14ListDenyRulesRequest\";\n\x15ListDenyRulesResponse\x12\"\n\x05rules\x18\x01 \x03(\x0b\x32\x13.fenlei.v1.DenyRule\">\n\x10SetConfigRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"M\n\x11SetConfigResponse\x12\'\n\x06\x63hange\x18\x01 \x01(\x0b\x32\x17.fenlei.v1.ConfigChange\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\x08\"6\n\x18ListConfigChangesRequest\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x0b\n\x03key\x18\x02 \x01(\t\"E\n\x19ListConfigChangesResponse\x12(\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x17.fenlei.v1.ConfigChange\"T\n\x12\x41\x64\x64\x44\x65nyRuleRequest\x12\x11\n\x07subject\x18\x01 \x01(\tH\x00\x12\x11\n\x07\x61\x64\x64ress\x18\x02 \x01(\tH\x00\x12\x0e\n\x06reason\x18\x03 \x01(\tB\x08\n\x06\x63\x61ller\"r\n\x13\x41\x64\x64\x44\x65nyRuleResponse\x12!\n\x04rule\x18\x01 \x01(\x0b\x32\x13.fenlei.v1.DenyRule\x12\'\n\x06\x63hange\x18\x02 \x01(\x0b\x32\x17.fenlei.v1.ConfigChange\x12\x0f\n\x07\x61pplied\x18\x03 \x01(\x08\"3\n\x15RemoveDenyRuleRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0e\n\x06reason\x18\x02 \x01(\t\"R\n\x16RemoveDenyRuleResponse\x12\'\n\x06\x63hange\x18\x01 \x01(\x0b\x32\x17.fenlei.v1.ConfigChange\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\x08\x32\xb5\x05\n\nLiveConfig\x12\x61\n\tGetConfig\x12\x1b.fenlei.v1.GetConfigRequest\x1a\x1c.fenlei.v1.GetConfigResponse\"\x19\x90\x02\x01\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/config\x12\x65\n\tSetConfig\x12\x1b.fenlei.v1.SetConfigRequest\x1a\x1c.fenlei.v1.SetConfigResponse\"\x1d\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/config:set:\x01*\x12\x81\x01\n\x11ListConfigChanges\x12#.fenlei.v1.ListConfigChangesRequest\x1a$.fenlei.v1.ListConfigChangesResponse\"!\x90\x02\x01\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/config/history\x12r\n\rListDenyRules\x12\x1f.fenlei.v1.ListDenyRulesRequest\x1a .fenlei.v1.ListDenyRulesResponse\"\x1e\x90\x02\x01\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/config/deny\x12l\n\x0b\x41\x64\x64\x44\x65nyRule\x12\x1d.fenlei.v1.AddDenyRuleRequest\x1a\x1e.fenlei.v1.AddDenyRuleResponse\"\x1e\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/config/deny:\x01*\x12w\n\x0eRemoveDenyRule\x12 .fenlei.v1.RemoveDenyRuleRequest\x1a!.fenlei.v1.RemoveDenyRuleResponse\" \xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x16*\x14/v1/config/deny/{id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,35 +47,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LIVECONFIG'].methods_by_name['RemoveDenyRule']._loaded_options = None
   _globals['_LIVECONFIG'].methods_by_name['RemoveDenyRule']._serialized_options = b'\310\363\030\003\202\323\344\223\002\026*\024/v1/config/deny/{id}'
   _globals['_SETTING']._serialized_start=124
-  _globals['_SETTING']._serialized_end=182
-  _globals['_DENYRULE']._serialized_start=185
-  _globals['_DENYRULE']._serialized_end=336
-  _globals['_CONFIGCHANGE']._serialized_start=339
-  _globals['_CONFIGCHANGE']._serialized_end=486
-  _globals['_GETCONFIGREQUEST']._serialized_start=488
-  _globals['_GETCONFIGREQUEST']._serialized_end=506
-  _globals['_GETCONFIGRESPONSE']._serialized_start=508
-  _globals['_GETCONFIGRESPONSE']._serialized_end=583
-  _globals['_LISTDENYRULESREQUEST']._serialized_start=585
-  _globals['_LISTDENYRULESREQUEST']._serialized_end=607
-  _globals['_LISTDENYRULESRESPONSE']._serialized_start=609
-  _globals['_LISTDENYRULESRESPONSE']._serialized_end=668
-  _globals['_SETCONFIGREQUEST']._serialized_start=670
-  _globals['_SETCONFIGREQUEST']._serialized_end=732
-  _globals['_SETCONFIGRESPONSE']._serialized_start=734
-  _globals['_SETCONFIGRESPONSE']._serialized_end=811
-  _globals['_LISTCONFIGCHANGESREQUEST']._serialized_start=813
-  _globals['_LISTCONFIGCHANGESREQUEST']._serialized_end=867
-  _globals['_LISTCONFIGCHANGESRESPONSE']._serialized_start=869
-  _globals['_LISTCONFIGCHANGESRESPONSE']._serialized_end=938
-  _globals['_ADDDENYRULEREQUEST']._serialized_start=940
-  _globals['_ADDDENYRULEREQUEST']._serialized_end=1024
-  _globals['_ADDDENYRULERESPONSE']._serialized_start=1026
-  _globals['_ADDDENYRULERESPONSE']._serialized_end=1140
-  _globals['_REMOVEDENYRULEREQUEST']._serialized_start=1142
-  _globals['_REMOVEDENYRULEREQUEST']._serialized_end=1193
-  _globals['_REMOVEDENYRULERESPONSE']._serialized_start=1195
-  _globals['_REMOVEDENYRULERESPONSE']._serialized_end=1277
-  _globals['_LIVECONFIG']._serialized_start=1280
-  _globals['_LIVECONFIG']._serialized_end=1973
+  _globals['_SETTING']._serialized_end=199
+  _globals['_DENYRULE']._serialized_start=202
+  _globals['_DENYRULE']._serialized_end=353
+  _globals['_CONFIGCHANGE']._serialized_start=356
+  _globals['_CONFIGCHANGE']._serialized_end=503
+  _globals['_GETCONFIGREQUEST']._serialized_start=505
+  _globals['_GETCONFIGREQUEST']._serialized_end=523
+  _globals['_GETCONFIGRESPONSE']._serialized_start=525
+  _globals['_GETCONFIGRESPONSE']._serialized_end=600
+  _globals['_LISTDENYRULESREQUEST']._serialized_start=602
+  _globals['_LISTDENYRULESREQUEST']._serialized_end=624
+  _globals['_LISTDENYRULESRESPONSE']._serialized_start=626
+  _globals['_LISTDENYRULESRESPONSE']._serialized_end=685
+  _globals['_SETCONFIGREQUEST']._serialized_start=687
+  _globals['_SETCONFIGREQUEST']._serialized_end=749
+  _globals['_SETCONFIGRESPONSE']._serialized_start=751
+  _globals['_SETCONFIGRESPONSE']._serialized_end=828
+  _globals['_LISTCONFIGCHANGESREQUEST']._serialized_start=830
+  _globals['_LISTCONFIGCHANGESREQUEST']._serialized_end=884
+  _globals['_LISTCONFIGCHANGESRESPONSE']._serialized_start=886
+  _globals['_LISTCONFIGCHANGESRESPONSE']._serialized_end=955
+  _globals['_ADDDENYRULEREQUEST']._serialized_start=957
+  _globals['_ADDDENYRULEREQUEST']._serialized_end=1041
+  _globals['_ADDDENYRULERESPONSE']._serialized_start=1043
+  _globals['_ADDDENYRULERESPONSE']._serialized_end=1157
+  _globals['_REMOVEDENYRULEREQUEST']._serialized_start=1159
+  _globals['_REMOVEDENYRULEREQUEST']._serialized_end=1210
+  _globals['_REMOVEDENYRULERESPONSE']._serialized_start=1212
+  _globals['_REMOVEDENYRULERESPONSE']._serialized_end=1294
+  _globals['_LIVECONFIG']._serialized_start=1297
+  _globals['_LIVECONFIG']._serialized_end=1990
 # @@protoc_insertion_point(module_scope)
