@@ -274,7 +274,10 @@ def test_service_config():
     config = json.loads(service_config(3, initial_backoff=0.2, max_backoff=3, backoff_multiplier=1.5))
     (method,) = config["methodConfig"]
     whole = {name["service"] for name in method["name"] if "method" not in name}
-    assert whole == {"fenlei.v1.Pipeline", "fenlei.v1.Segmenter", "fenlei.v1.Preprocessor", "fenlei.v1.Features", "fenlei.v1.Classifier"}
+    assert whole == {
+        "fenlei.v1.Pipeline", "fenlei.v1.Segmenter", "fenlei.v1.Preprocessor", "fenlei.v1.Features", "fenlei.v1.Classifier",
+        "fenlei.v1.Telemetry",
+    }  # fmt: skip
     # Of the registry only the reads: a retried change could be made twice.
     reads = {f"{name['service'].rsplit('.', 1)[1]}.{name['method']}" for name in method["name"] if "method" in name}
     assert reads == {
@@ -282,6 +285,7 @@ def test_service_config():
         "ModelRegistry.ExportRegistry", "Experiments.GetExperiment", "Experiments.ListExperiments",
         "Datasets.GetDataset", "Datasets.ListDatasets", "Datasets.ReadDataset",
         "Jobs.GetJob", "Jobs.ListJobs", "Jobs.WatchJob", "Jobs.GetJobReport", "Jobs.CancelJob",
+        "LiveConfig.GetConfig", "LiveConfig.ListConfigChanges", "LiveConfig.ListDenyRules",
     }  # fmt: skip
     assert method["retryPolicy"] == {
         "maxAttempts": 4,

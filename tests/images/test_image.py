@@ -26,6 +26,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -155,14 +156,16 @@ class Store:
 @pytest.fixture(scope="module")
 def pulled(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     """The pushed image pulled back, by its digest, into an empty store: every layer from the registry."""
-    store = Store(tmp_path_factory.mktemp("pulled"))
-    started = time.monotonic()
-    store.podman("pull", "--quiet", "--tls-verify=false", built.reference)
-    print(f"pulled {built.reference} in {time.monotonic() - started:.1f} s")
+    # podman refuses a runroot path of more than 50 characters (pytest's own, under xdist, is longer)
+    store = Store(Path(tempfile.mkdtemp(prefix="fenlei-pulled-")))
     try:
+        started = time.monotonic()
+        store.podman("pull", "--quiet", "--tls-verify=false", built.reference)
+        print(f"pulled {built.reference} in {time.monotonic() - started:.1f} s")
         yield store
     finally:
         store.podman("rmi", "--all", "--force")
+        shutil.rmtree(store.root, ignore_errors=True)
 
 
 def test_the_registry_holds_the_pushed_image_and_gives_it_back(built: Built, pulled: Store, registry: str) -> None:

@@ -11,7 +11,8 @@ from pathlib import Path
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")
 PUBLIC = [
     "fenlei.v1.Classifier", "fenlei.v1.Datasets", "fenlei.v1.Experiments", "fenlei.v1.Features", "fenlei.v1.Jobs",
-    "fenlei.v1.ModelRegistry", "fenlei.v1.Pipeline", "fenlei.v1.Preprocessor", "fenlei.v1.Segmenter",
+    "fenlei.v1.LiveConfig", "fenlei.v1.ModelRegistry", "fenlei.v1.Pipeline", "fenlei.v1.Preprocessor", "fenlei.v1.Segmenter",
+    "fenlei.v1.Telemetry",
 ]  # fmt: skip
 
 
