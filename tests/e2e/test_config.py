@@ -248,3 +248,4 @@ def test_a_restarted_gateway_comes_back_on_its_port_with_the_live_configuration(
 
     tools.wait_for(answering, "the gateway answering again")
     assert rest(mesh, "GET", "/v1/models", token(mesh, "viewer", "mallory-again"))[0] == 403
+    mesh.state.update(tools.read_state(mesh.home))  # the session's record of its processes, for the tests after this one

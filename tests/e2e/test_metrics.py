@@ -59,7 +59,8 @@ def test_status_names_every_apps_metrics_and_every_envoys_stats(mesh, tools) -> 
         assert total(samples, "process_resident_memory_bytes") > 0 and total(samples, "process_cpu_seconds_total") > 0
         assert total(samples, "grpc_server_started_total", grpc_service="grpc.health.v1.Health") > 0  # the supervisor's checks
     stats = listed["gateway"]["stats"]
-    assert stats == f"http://{mesh.state['gateway']['admin']}/stats/prometheus"
+    # the gateway's admin now (another test may have had it restarted, on a new admin port)
+    assert stats == f"http://{tools.read_state(mesh.home)['gateway']['admin']}/stats/prometheus"
     assert total(scrape(stats), "envoy_server_live") == 1
 
 

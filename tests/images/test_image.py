@@ -57,6 +57,7 @@ PROCESSES_AT_LEAST = {
 }
 
 pytestmark = [
+    pytest.mark.image,
     pytest.mark.timeout(1800),
     pytest.mark.xdist_group("own_sidecar_mesh"),
 ]  # one at a time: each starts a mesh with sidecars of its own (inotify, see tests/e2e/conftest.py)

@@ -499,3 +499,4 @@ def test_the_services_page_sees_a_stage_go_down_and_come_back(console, rest, mes
     shown = page.eval_on_selector_all("svg.waterfall .span", "spans => spans.map(s => s.dataset.service)")
     assert shown == [span["service"] for span in trace["spans"]]
     screenshot(page, tmp_path, "services")
+    mesh.state.update(tools.read_state(mesh.home))  # the session's record of its processes, for the tests after this one
