@@ -3,7 +3,7 @@
 // the text (the explain option).
 
 import { call } from "./api.js";
-import { formatNumber, h, replace } from "./dom.js";
+import { formatNumber, h, paged, replace } from "./dom.js";
 import { errorBox } from "./errors.js";
 import { t } from "./i18n.js";
 import { modelChooser } from "./models.js";
@@ -106,10 +106,10 @@ async function classifyLines(choice, file, options, out) {
   replace(
     out,
     h("p", { class: "answered" }, t("classify.answered", { model: answer.model, version: answer.version, request: answer.requestId })),
-    h("table", { class: "lines" },
+    paged(answer.predictions, (page) => h("table", { class: "lines" },
       h("thead", {}, h("tr", {}, h("th", {}, t("classify.line")), h("th", {}, t("classify.text")), h("th", {}, t("classify.labels")))),
-      h("tbody", {}, answer.predictions.map((p, i) => h("tr", {}, h("td", { class: "number" }, p.id), h("td", {}, lines[i]),
-        h("td", {}, p.labels.map((l) => `${l.label} ${formatNumber(l.score)}`).join(" · ")))))),
+      h("tbody", {}, page.map((p) => h("tr", {}, h("td", { class: "number" }, p.id), h("td", {}, lines[Number(p.id) - 1]),
+        h("td", {}, p.labels.map((l) => `${l.label} ${formatNumber(l.score)}`).join(" · "))))))),
   );
 }
 

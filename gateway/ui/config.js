@@ -40,19 +40,23 @@ function submitting(form, notice, request, reload) {
   return form;
 }
 
+// The scenarios the mesh offers (GetConfig's choices), those in force ticked.
 function scenarioCard(settings, reload) {
-  const active = settings.find((s) => s.key === SCENARIOS)?.value || "";
-  const value = h("input", { id: "scenarios", value: active, placeholder: t("config.scenariosPlaceholder") });
+  const setting = settings.find((s) => s.key === SCENARIOS) || { value: "", choices: [] };
+  const active = setting.value || "";
+  const inForce = new Set(active.split(",").filter(Boolean));
+  const choices = h("fieldset", { id: "scenarios", class: "choices" }, h("legend", {}, t("config.scenarios")),
+    setting.choices.map((name) => h("label", { class: "inline" }, h("input", { type: "checkbox", value: name, checked: inForce.has(name), class: "scenario" }), name)));
   const reason = h("input", { id: "scenarios-reason", placeholder: t("config.reasonPlaceholder") });
   const notice = h("div", { class: "notice" });
-  const form = h("form", { id: "scenario-form", class: "row" },
-    h("label", {}, t("config.scenarios"), value), h("label", {}, t("config.reason"), reason),
-    h("button", { type: "submit", class: "primary", id: "set-scenarios" }, t("config.apply")));
+  const form = h("form", { id: "scenario-form" }, choices,
+    h("div", { class: "row" }, h("label", {}, t("config.reason"), reason), h("button", { type: "submit", class: "primary", id: "set-scenarios" }, t("config.apply"))));
+  const chosen = () => [...choices.querySelectorAll("input:checked")].map((input) => input.value).join(",");
   return h("section", { class: "card", id: "scenario" },
     h("h3", {}, t("config.scenarioTitle")),
     h("p", {}, h("strong", { id: "active-scenario", dataset: { value: active } }, active || t("config.noScenario"))),
     mayAct("admin")
-      ? submitting(form, notice, () => call("/v1/config:set", { method: "POST", body: { key: SCENARIOS, value: value.value.trim(), reason: reason.value } }), reload)
+      ? submitting(form, notice, () => call("/v1/config:set", { method: "POST", body: { key: SCENARIOS, value: chosen(), reason: reason.value } }), reload)
       : null,
     notice);
 }

@@ -40,16 +40,18 @@ export function formatNumber(value, digits = 3) {
 }
 
 // A long list a page at a time: rows(items of the page) draws them, under them the page's
-// number and buttons to the pages before and after.
-export function paged(items, rows, { size = PAGE_SIZE } = {}) {
+// number and buttons to the pages before and after. A list redrawn as it refreshes passes the
+// same state each time, so the reader stays on the page they turned to.
+export function paged(items, rows, { size = PAGE_SIZE, state = { page: 0 } } = {}) {
   const element = h("div", { class: "paged" });
   const pages = Math.max(1, Math.ceil(items.length / size));
-  let page = 0;
   const show = () => {
+    state.page = Math.min(state.page, pages - 1);
     const go = (step) => () => {
-      page += step;
+      state.page += step;
       show();
     };
+    const page = state.page;
     replace(element, rows(items.slice(page * size, (page + 1) * size)),
       pages > 1 ? h("div", { class: "pager", dataset: { page: String(page + 1), pages: String(pages) } },
         h("button", { type: "button", class: "previous", disabled: page === 0, onclick: go(-1) }, t("pager.previous")),

@@ -7,6 +7,7 @@ import { call, mayAct, path } from "./api.js";
 import { formatNumber, h, paged, replace } from "./dom.js";
 import { errorBox } from "./errors.js";
 import { t } from "./i18n.js";
+import { heatmap } from "./svg.js";
 
 const PRODUCTION = "production";
 const LEADER = "\u0000leader"; // the winner choice that leaves the pick to the registry (no arm has this name)
@@ -69,6 +70,24 @@ function versionsTable(versions, labels, promote) {
       h("td", {}, Object.entries(v.tags).map(([key, value]) => h("span", { class: "tag" }, `${key}=${value}`))),
       h("td", {}, v.aliases.includes(PRODUCTION) ? null : h("button", { type: "button", class: "promote", onclick: () => promote(v.version) }, t("models.promote")))))),
   );
+}
+
+const short = (digest) => (digest ? digest.slice(0, 12) : "–");
+
+// Where each version came from: the dataset (its digest, so equal data shows equal), the
+// job that trained it, the code, the dictionary and stopwords, every stage's configuration.
+function lineageTable(versions) {
+  return h("table", { class: "lineage" },
+    h("thead", {}, h("tr", {}, [t("models.version"), t("lineage.dataset"), t("lineage.documents"), t("lineage.job"), t("lineage.code"), t("lineage.resources"), t("lineage.config")].map((c) => h("th", {}, c)))),
+    h("tbody", {}, versions.map(({ version, lineage = {} }) => h("tr", { dataset: { version, datasetSha256: lineage.datasetSha256 || "" } },
+      h("td", {}, version),
+      h("td", {}, lineage.datasetSource || "–", " ", h("code", { class: "digest", title: lineage.datasetSha256 }, short(lineage.datasetSha256)),
+        lineage.testDatasetSha256 ? h("span", { class: "hint" }, ` ${t("lineage.testedOn")} `, h("code", { title: lineage.testDatasetSha256 }, short(lineage.testDatasetSha256))) : null),
+      h("td", { class: "number" }, lineage.datasetDocuments ?? "–"),
+      h("td", {}, lineage.job ? h("a", { href: `#/train/${encodeURIComponent(lineage.job)}`, class: "lineage-job" }, lineage.job) : "–"),
+      h("td", {}, lineage.codeVersion || "–"),
+      h("td", {}, h("code", { title: lineage.dictionarySha256 }, short(lineage.dictionarySha256)), " / ", h("code", { title: lineage.stopwordsSha256 }, short(lineage.stopwordsSha256))),
+      h("td", {}, lineage.config ? h("details", {}, h("summary", {}, t("lineage.show")), h("pre", {}, JSON.stringify(lineage.config, null, 2))) : "–")))));
 }
 
 function historyTable(moves, rollback) {
@@ -149,6 +168,15 @@ function startForm(model, versions, act) {
   return form;
 }
 
+// An arm's online confusion matrix (true label → predicted label → count, from feedback).
+function armConfusion(score) {
+  const confusion = score?.confusion || {};
+  const labels = [...new Set(Object.entries(confusion).flatMap(([truth, { counts }]) => [truth, ...Object.keys(counts || {})]))].sort();
+  const matrix = labels.map((truth) => labels.map((predicted) => Number(confusion[truth]?.counts?.[predicted] || 0)));
+  return h("figure", { class: "arm-confusion", dataset: { arm: score?.arm || "" } }, h("figcaption", {}, t("experiments.confusionOf", { arm: score?.arm })),
+    labels.length ? heatmap(labels, matrix, { cell: 32 }) : h("p", { class: "hint" }, t("experiments.noFeedback")));
+}
+
 function experimentCard(experiment, act) {
   const scores = Object.fromEntries(experiment.scores.map((score) => [score.arm, score]));
   const total = experiment.arms.reduce((sum, arm) => sum + arm.weight, 0) || 1;
@@ -162,6 +190,7 @@ function experimentCard(experiment, act) {
         h("td", { class: "number weight" }, `${formatNumber((100 * arm.weight) / total, 1)} %`),
         h("td", { class: "number" }, scores[arm.name]?.predictions ?? 0), h("td", { class: "number" }, scores[arm.name]?.feedback ?? 0),
         h("td", { class: "number" }, Number(scores[arm.name]?.feedback) ? formatNumber(scores[arm.name].accuracy) : "–"))))),
+    h("div", { class: "arm-confusions" }, experiment.arms.map((arm) => armConfusion(scores[arm.name] || { arm: arm.name }))),
     experiment.running && mayAct("admin") ? experimentControls(experiment, act) : null);
 }
 
@@ -198,7 +227,8 @@ async function showModel(container, name) {
     container,
     h("section", { class: "card" }, h("h3", {}, t("models.versionsOf", { name })),
       mayAct("admin") ? null : h("p", { class: "hint" }, t("models.adminOnly")),
-      h("label", {}, t("models.reason"), reason), notice, versionsTable(versions, labels, promote)),
+      h("label", {}, t("models.reason"), reason), notice, paged(versions, (page) => versionsTable(page, labels, promote))),
+    h("section", { class: "card", id: "lineage" }, h("h3", {}, t("lineage.title")), paged(versions, lineageTable)),
     h("section", { class: "card" }, h("h3", {}, t("models.history")), history.moves.length ? paged(history.moves.slice().reverse(), (page) => historyTable(page, rollback)) : h("p", {}, t("models.noHistory"))),
     h("section", { class: "card", id: "experiments" }, h("h3", {}, t("models.experiments")), experimentNotice,
       mayAct("admin") ? null : h("p", { class: "hint" }, t("experiments.adminOnly")),

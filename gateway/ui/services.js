@@ -5,11 +5,13 @@
 
 import { call, path } from "./api.js";
 import { configSection } from "./config.js";
-import { formatNumber, h, replace, s } from "./dom.js";
+import { formatNumber, h, paged, replace, s } from "./dom.js";
 import { errorBox } from "./errors.js";
 import { t } from "./i18n.js";
 
 const REFRESH_MS = 2000;
+const SLOW_TRACES = 50;
+const TRACES_PER_PAGE = 10;
 const MEBIBYTE = 1024 * 1024;
 
 function processesTable(processes) {
@@ -71,6 +73,7 @@ export function render(main) {
   const status = h("div", { id: "mesh-status" });
   const traces = h("div", { id: "slow-traces" });
   const opened = h("div", { id: "trace" });
+  const tracesPage = { page: 0 };
   replace(main, h("h2", {}, t("nav.services")), status, h("section", { class: "card" }, h("h3", {}, t("services.slowest")), traces, opened), configSection());
   const openTrace = async (id) => {
     try {
@@ -88,10 +91,11 @@ export function render(main) {
         h("div", { class: "columns" },
           h("section", { class: "card" }, h("h3", {}, t("services.processes")), processesTable(mesh.processes)),
           h("section", { class: "card" }, h("h3", {}, t("services.load", { seconds: formatNumber(mesh.windowSeconds, 0) })), loadTable(mesh.load))));
-      const slow = await call("/v1/traces:slowest?count=10");
-      replace(traces, slow.traces.length ? h("ul", {}, slow.traces.map((trace) => h("li", {},
+      const slow = await call(`/v1/traces:slowest?count=${SLOW_TRACES}`);
+      replace(traces, slow.traces.length ? paged(slow.traces, (page) => h("ul", {}, page.map((trace) => h("li", {},
         h("a", { href: "#/services", onclick: (event) => { event.preventDefault(); openTrace(trace.traceId); }, dataset: { trace: trace.traceId } },
-          `${formatNumber(trace.durationMs, 2)} ms`), ` ${trace.service} ${trace.what}${trace.error ? ` · ${t("services.failed")}` : ""}`))) : h("p", {}, t("services.noTraces")));
+          `${formatNumber(trace.durationMs, 2)} ms`), ` ${trace.service} ${trace.what}${trace.error ? ` · ${t("services.failed")}` : ""}`))), { size: TRACES_PER_PAGE, state: tracesPage })
+        : h("p", {}, t("services.noTraces")));
     } catch (error) {
       replace(status, errorBox(error));
     }

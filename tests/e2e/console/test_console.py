@@ -11,6 +11,7 @@ language changes. A screenshot of each page goes to the test's directory and to
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import shutil
@@ -250,6 +251,35 @@ def test_cancel_a_job_from_its_page(console, rest, corpus, tmp_path) -> None:
     assert rest(f"/v1/jobs/{job}")["job"]["state"] == "JOB_STATE_CANCELLED"
 
 
+def test_a_csv_upload_names_its_columns_and_its_integer_labels(console, rest, corpus, tmp_path) -> None:
+    lines = corpus.train.read_text(encoding="utf-8").splitlines()[1200:1260]
+    data = tmp_path / "columns.csv"
+    rows = "".join('"{}",{}\n'.format(text.replace('"', '""'), index) for text, index in (line.split("\t") for line in lines))
+    data.write_text("review,stars\n" + rows, encoding="utf-8")
+    page = console("trainer")
+    page.evaluate("location.hash = '#/train'")
+    page.set_input_files("#dataset-file", data)
+    page.click("#upload")  # the default columns, text and label, are not in the file: refused, nothing stored
+    assert "text" in page.wait_for_selector("#upload-result .error").inner_text()
+
+    page.click("#dataset-options summary")
+    page.select_option("#dataset-format", "DATASET_FORMAT_CSV")
+    page.fill("#dataset-text-column", "review")
+    page.fill("#dataset-label-column", "stars")
+    page.fill("#dataset-label-names", "\n".join(LABELS))
+    page.click("#upload")
+    dataset = page.wait_for_selector("#upload-result .done").get_attribute("data-dataset")
+    stored = rest(f"/v1/datasets/{dataset}")["dataset"]
+    expected: dict[str, int] = {}
+    for line in lines:
+        label = LABELS[int(line.split("\t")[1])]
+        expected[label] = expected.get(label, 0) + 1
+    assert {label: int(count) for label, count in stored["labelCounts"].items()} == expected
+    assert stored["format"] == "DATASET_FORMAT_CSV" and stored["fileName"] == "columns.csv"
+    # the form kept what was chosen, for the next file
+    assert (page.input_value("#dataset-text-column"), page.input_value("#dataset-label-column")) == ("review", "stars")
+
+
 def test_an_admin_promotes_and_a_viewer_is_refused_with_the_reason(console, rest, mesh, tools, corpus, tmp_path) -> None:
     data = tmp_path / "models.tsv"
     data.write_text(named(corpus.train.read_text(encoding="utf-8").splitlines()[480:720]), encoding="utf-8")
@@ -262,6 +292,11 @@ def test_an_admin_promotes_and_a_viewer_is_refused_with_the_reason(console, rest
     refusal = viewer.wait_for_selector("#models-notice .error").inner_text()
     assert "viewer" in refusal and "admin" in refusal and "RBAC: access denied" in refusal  # the gateway's words, explained
     assert rest("/v1/models/console-models/versions/v1")["version"]["aliases"] == []
+    lineage = rest("/v1/models/console-models/versions/v1")["version"]["lineage"]
+    row = viewer.wait_for_selector("table.lineage tr[data-version=v1]")
+    assert row.get_attribute("data-dataset-sha256") == lineage["datasetSha256"]
+    assert viewer.get_attribute("table.lineage tr[data-version=v1] code.digest", "title") == lineage["datasetSha256"]
+    assert lineage["datasetSource"] in row.inner_text() and lineage["codeVersion"] in row.inner_text()
     screenshot(viewer, tmp_path, "models-viewer-refused")
 
     admin = console("admin")
@@ -286,6 +321,16 @@ def test_an_admin_promotes_and_a_viewer_is_refused_with_the_reason(console, rest
     )
     assert shown == [["a", "v1 → v1", "75.0 %"], ["b", "production → v1", "25.0 %"]]
     screenshot(admin, tmp_path, "models")
+
+
+def taken(rest: Callable[..., Any], feedback: dict[str, str]) -> bool:
+    """Whether the registry took the feedback: not before the pipeline's record of the answer reached it."""
+    try:
+        return bool(rest("/v1/feedback", body=feedback)["experiment"])
+    except urllib.error.HTTPError as error:
+        if error.code != 404:
+            raise
+        return False
 
 
 def signed_in_as(page: Page) -> str:
@@ -332,11 +377,15 @@ def test_the_services_page_shows_the_configuration_and_an_admin_keeps_the_deny_l
     removed = rest("/v1/config/history?limit=1")["changes"][0]
     assert (removed["key"], removed["reason"]) == (f"deny.{rule['id']}", "let in again in the console")
 
-    # the session mesh has no sidecars to carry a scenario: refused with the reason, the form kept
-    admin.fill("#scenarios", "slow-segmenter")
+    # the scenarios offered are the configuration's choices; the session mesh has no sidecars to
+    # carry one: refused with the reason, the choice kept
+    choices = next(s["choices"] for s in rest("/v1/config")["settings"] if s["key"] == "mesh.scenarios")
+    assert "fault-delay-classifier" in choices
+    assert admin.eval_on_selector_all("#scenarios input.scenario", "boxes => boxes.map(b => b.value)") == choices
+    admin.check("#scenarios input[value=fault-delay-classifier]")
     admin.click("#set-scenarios")
     assert "without sidecars" in admin.wait_for_selector("#scenario .error").inner_text()
-    assert admin.input_value("#scenarios") == "slow-segmenter"
+    assert admin.is_checked("#scenarios input[value=fault-delay-classifier]")
     assert next(s["value"] for s in rest("/v1/config")["settings"] if s["key"] == "mesh.scenarios") == scenarios
 
     viewer = console("viewer")
@@ -380,6 +429,30 @@ def test_an_admin_starts_reweights_and_ends_an_experiment(console, rest, mesh, t
     change = rest("/v1/config/history?key=experiments.console-exp")["changes"][0]  # through the live configuration: recorded
     assert (change["who"], change["reason"]) == (signed_in_as(admin), "even it out") and change["after"] in notice
     assert admin.eval_on_selector_all(traffic, "cells => cells.map(c => c.textContent)") == ["50.0 %", "50.0 %"]
+
+    # feedback on what the arms answered fills each arm's online confusion matrix
+    for line in mesh.test_file.read_text(encoding="utf-8").splitlines()[:12]:
+        text, index = line.split("\t")
+        answered = rest("/v1/classify", body={"text": text, "model": "console-experiments"})
+        feedback = {"requestId": answered["requestId"], "label": LABELS[int(index)]}
+        tools.wait_for(functools.partial(taken, rest, feedback), "the prediction recorded (the pipeline records in the background)")
+    admin.reload()
+    admin.wait_for_selector(f"{experiment} .arm-confusion")
+    scores = {score["arm"]: score for score in rest("/v1/experiments/console-exp")["experiment"]["scores"]}
+    assert sum(int(score["feedback"]) for score in scores.values()) == 12
+    for arm in ("control", "candidate"):
+        confusion = scores.get(arm, {}).get("confusion", {})
+        labels = sorted({truth for truth in confusion} | {p for row in confusion.values() for p in row["counts"]})
+        cells = admin.eval_on_selector_all(
+            f"{experiment} .arm-confusion[data-arm={arm}] .cell",
+            "cells => cells.map(c => [Number(c.dataset.row), Number(c.dataset.column), Number(c.dataset.count)])",
+        )
+        expected = [
+            [r, c, int(confusion.get(truth, {}).get("counts", {}).get(predicted, 0))]
+            for r, truth in enumerate(labels)
+            for c, predicted in enumerate(labels)
+        ]
+        assert cells == expected, arm
     screenshot(admin, tmp_path, "models-experiment")
 
     admin.select_option(f"{experiment} .promote-arm", "candidate")
@@ -438,21 +511,46 @@ def test_two_versions_side_by_side(console, rest, second_version, tmp_path) -> N
     screenshot(page, tmp_path, "reports-side-by-side")
 
 
-def test_a_tuning_jobs_report_lists_its_trials(console, rest, mesh, tools, corpus, tmp_path) -> None:
+def test_a_tuning_job_started_in_the_console_searches_what_was_chosen(console, rest, corpus, tmp_path) -> None:
     lines = named(corpus.train.read_text(encoding="utf-8").splitlines()[960:1200])
     dataset = rest(
         "/v1/datasets",
         "trainer",
         [{"name": "console-tuning", "fileName": "tuning.tsv", "chunk": base64.b64encode(lines.encode("utf-8")).decode()}],
     )["dataset"]["id"]
-    space = {"algorithms": ["ALGORITHM_LINEAR_SVM", "ALGORITHM_COMPLEMENT_NB"], "folds": 2, "maxTrials": 2}
-    job = rest("/v1/jobs", "trainer", {"model": "console-tuned", "dataset": dataset, "tune": True, "space": space})["job"]["id"]
-    tools.wait_for(lambda: rest(f"/v1/jobs/{job}")["job"]["state"] == "JOB_STATE_SUCCEEDED", "the tuning job", timeout=JOB_GUARD_MS / 1000)
+    page = console("trainer")
+    page.evaluate("location.hash = '#/train'")
+    page.wait_for_selector(f"#job-dataset option[value='{dataset}']", state="attached")
+    page.fill("#job-model", "console-tuned")
+    page.select_option("#job-dataset", dataset)
+    assert page.is_hidden("#search-space")
+    page.check("#job-tune")
+    for algorithm in ("ALGORITHM_LINEAR_SVM", "ALGORITHM_COMPLEMENT_NB"):
+        page.check(f"#search-space [data-field=algorithms] input[value={algorithm}]")
+    page.fill("#space-word-ngrams", "1-1, one to two")
+    page.click("#start-job")  # refused in the page, the form kept
+    assert "one to two" in page.wait_for_selector("#job-result .error").inner_text()
+    assert page.is_checked("#search-space input[value=ALGORITHM_COMPLEMENT_NB]")
+    page.fill("#space-word-ngrams", "1-1")
+    page.fill("#space-folds", "2")
+    page.fill("#space-max-trials", "2")
+    page.click("#start-job")
+    job = page.wait_for_selector("#job").get_attribute("data-job")
+    asked = rest(f"/v1/jobs/{job}")["job"]
+    chosen = {field: value for field, value in asked["space"].items() if value}  # the gateway prints empty lists too
+    assert asked["tune"] is True and chosen == {
+        "algorithms": ["ALGORITHM_LINEAR_SVM", "ALGORITHM_COMPLEMENT_NB"],
+        "wordNgrams": [{"min": 1, "max": 1}],
+        "folds": 2,
+        "maxTrials": 2,
+    }
+    page.wait_for_selector("#job[data-state=succeeded]", timeout=JOB_GUARD_MS)
     trials = rest(f"/v1/jobs/{job}/report")["report"]["trials"]
     assert len(trials) == 2
+    assert {t["changes"]["classifier"]["algorithm"] for t in trials} <= {"ALGORITHM_LINEAR_SVM", "ALGORITHM_COMPLEMENT_NB"}
+    assert all(t["changes"]["preprocessor"]["word_ngrams"] == {"min": 1, "max": 1} for t in trials)
 
-    page = console("viewer")
-    page.evaluate(f"location.hash = '#/reports/{job}'")
+    page.click("#job-report")
     page.wait_for_selector("#trials tr[data-trial]")
     shown = page.eval_on_selector_all(
         "#trials tr[data-trial]", "rows => rows.map(r => [Number(r.dataset.trial), Number(r.dataset.score), r.className])"
@@ -491,6 +589,19 @@ def test_the_services_page_sees_a_stage_go_down_and_come_back(console, rest, mes
             return False
 
     tools.wait_for(classifies, "classification through the restarted segmenter", timeout=tools.HANG_GUARD)
+
+    # more traces than a page: the page turned to stays turned as the list refreshes
+    for number in range(12):
+        rest("/v1/classify", body={"text": f"第{number}条慢请求的候选", "model": "reviews"})
+    page.wait_for_selector("#slow-traces .pager")
+    page.click("#slow-traces .pager .next")
+    page.wait_for_selector("#slow-traces .pager[data-page='2']")
+    page.evaluate(
+        """() => new Promise((redrawn) => new MutationObserver((_, observer) => { observer.disconnect(); redrawn(); })
+            .observe(document.querySelector('#slow-traces'), { childList: true }))"""
+    )
+    assert page.get_attribute("#slow-traces .pager", "data-page") == "2"
+    page.click("#slow-traces .pager .previous")
 
     link = page.wait_for_selector("#slow-traces a[data-trace]")
     trace = rest(f"/v1/traces/{link.get_attribute('data-trace')}")
