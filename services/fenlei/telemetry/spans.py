@@ -122,10 +122,16 @@ def roots(spans: list[Span]) -> list[Span]:
     return sorted((span for span in spans if span.parent_span_id not in ids), key=lambda span: span.start_ns)
 
 
-def one_trace(spans: Iterable[Span], trace_id: str) -> list[Span]:
+def parse_trace_id(trace_id: str) -> str:
+    """A trace id as spans keep it: 32 lowercase hexadecimal digits."""
     wanted = trace_id.strip().lower()
     if len(wanted) != 32 or any(c not in "0123456789abcdef" for c in wanted):
         raise InvalidInput(f"a trace id is 32 hexadecimal digits (as in a traceparent or x-trace-id), not {trace_id!r}")
+    return wanted
+
+
+def one_trace(spans: Iterable[Span], trace_id: str) -> list[Span]:
+    wanted = parse_trace_id(trace_id)
     found = [span for span in spans if span.trace_id == wanted]
     if not found:
         raise NotFound(f"no span of trace {wanted} has been collected (its spans reach the collector within seconds; try again)")

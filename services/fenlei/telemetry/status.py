@@ -16,6 +16,7 @@ from fenlei.local import top
 from fenlei.local.mesh import LocalMesh
 from fenlei.sidecar.control import CALLS
 from fenlei.telemetry import spans
+from fenlei.telemetry.index import SpanIndex
 
 SLOWEST = 20
 
@@ -31,19 +32,21 @@ class Snapshot:
 
 class MeshWatch:
     """Scrapes every app of the mesh when asked (scrape(), every few seconds); the load is the
-    difference of the last two scrapes."""
+    difference of the last two scrapes. Traces come from an index of the collector's files."""
 
     def __init__(self, home: Path) -> None:
         self.home = Path(home)
         self.mesh = LocalMesh(home)
         self.previous: dict[str, top.Sample] = {}
         self.last: dict[str, top.Sample] = {}
+        self.kept = SpanIndex(spans.directory(self.home))
 
     def scrape(self) -> None:
         self.previous, self.last = self.last, top.scrape(self.mesh.processes().values())
 
     def snapshot(self) -> Snapshot:
-        records = self.mesh.processes()
+        state = self.mesh.state()
+        records = state.processes if state else {}
         processes = [
             {
                 "name": record.name,
@@ -61,28 +64,23 @@ class MeshWatch:
         load = top.rows(self.previous, {k: v for k, v in self.last.items() if k in service_of}, service_of)
         window = max((self.last[n].at - self.previous[n].at for n in self.last if n in self.previous), default=0.0)
         edges = [(caller, callee) for caller, callees in CALLS.items() for callee in callees]
-        return Snapshot(processes, load, edges, self.mesh.with_sidecars(), window)
+        return Snapshot(processes, load, edges, bool(state and state.sidecars), window)
 
     def slowest(self, count: int, streams: bool, streaming_methods: set[str]) -> list[dict[str, Any]]:
-        kept = spans.read(self.home)
-        by_trace: dict[str, list[spans.Span]] = {}
-        for span in kept:
-            by_trace.setdefault(span.trace_id, []).append(span)
-        roots = spans.slowest(kept, count or SLOWEST, skipped=() if streams else streaming_methods)
         return [
             {
-                "trace_id": root.trace_id,
-                "duration_ms": root.duration_ms,
-                "service": root.service,
-                "what": spans.what(root),
-                "start_seconds": root.start_ns / 1e9,
-                "error": any(span.status == "error" for span in by_trace[root.trace_id]),
+                "trace_id": trace.trace_id,
+                "duration_ms": trace.duration_ms,
+                "service": trace.service,
+                "what": trace.what,
+                "start_seconds": trace.start_ns / 1e9,
+                "error": trace.error,
             }
-            for root in roots
+            for trace in self.kept.slowest(count or SLOWEST, skipped=() if streams else streaming_methods)
         ]
 
     def trace(self, trace_id: str) -> dict[str, Any]:
-        found = spans.one_trace(spans.read(self.home), trace_id)
+        found = self.kept.trace(trace_id)
         start = min(span.start_ns for span in found)
         rows = [
             {
