@@ -90,7 +90,7 @@ def test_kubernetes_has_every_workload() -> None:
         kinds = {d["kind"] for d in yaml.safe_load_all(files[f"base/{workload.name}.yaml"])}
         assert kinds >= {"ServiceAccount", "Service", "Deployment"}, workload.name
     gateway = yaml.safe_load(files["gateway/envoy.yaml"])
-    assert {c["name"] for c in gateway["static_resources"]["clusters"]} == set(services.GATEWAY_CALLS)
+    assert {c["name"] for c in gateway["static_resources"]["clusters"]} == {*services.GATEWAY_CALLS, "console"}  # and the console's Envoy
 
 
 def test_the_istio_policy_covers_every_server() -> None:

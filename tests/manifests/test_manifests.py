@@ -24,6 +24,9 @@ what fenlei needs.
   without it no process traces;
 - every container of an overlay runs the one image scripts/image.sh wrote into
   components/image (the collector and Istio's injected proxy aside);
+- the web console runs as Envoy from its own Deployment, answering every file of the
+  console as the local gateway does; the gateway forwards the console's paths to it and
+  answers none of them itself; under Istio only the gateway may call it;
 - the local mesh's translator (fenlei.sidecar.policy) accepts every Istio file;
 - and each check catches a deliberate mistake, so none of them is vacuous.
 
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import re
 import shutil
 import subprocess
@@ -52,6 +56,8 @@ from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
 from fenlei import services
+from fenlei.gateway import console
+from fenlei.sidecar.policy import SAFE_LOADER
 
 REPO = Path(__file__).resolve().parents[2]
 MESH = REPO / "mesh"
@@ -113,8 +119,17 @@ def paths_of(*described: ServiceDescriptor, streaming: bool | None = None) -> se
 
 
 def served_paths(app: str) -> set[str]:
-    """Every method a server of `app` answers: its own services, health, reflection."""
-    return paths_of(*SERVED.get(app, ()), HEALTH, REFLECTION)
+    """Every method a server of `app` answers: its own services, health, reflection (the
+    console: its files and redirects)."""
+    return CONSOLE_PATHS if app == CONSOLE else paths_of(*SERVED.get(app, ()), HEALTH, REFLECTION)
+
+
+# The web console's own Envoy (Kubernetes): every file of the console, read from the image.
+CONSOLE, CONSOLE_PORT = "console", 8080
+CONSOLE_FILES = console.console_files()  # URL → the file in this checkout
+CONSOLE_PATHS = {*console.REDIRECTED, *CONSOLE_FILES}
+IMAGE_UI = "/app/services/fenlei/gateway/ui"
+GATEWAY = "cluster.local/ns/fenlei/sa/gateway"
 
 
 # What the mesh carries to each host (the gateway routes health to the pipeline and
@@ -156,9 +171,10 @@ REQUIRED_CALLS = {
         "/fenlei.v1.ModelRegistry/GetVersion", "/fenlei.v1.Datasets/ReadDataset", "/fenlei.v1.Datasets/GetDataset",
         "/fenlei.v1.DatasetPins/SetPins",
     },
-    "gateway": GATEWAY_PATHS,
+    "gateway": GATEWAY_PATHS | CONSOLE_PATHS,
 }  # fmt: skip
 GRPC_RETRY_ON = {"cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable"}
+HTTP_RETRY_ON = {"5xx", "gateway-error", "reset", "connect-failure"}  # the console's files are plain HTTP
 
 # ---------------------------------------------------------------- loading
 
@@ -175,11 +191,11 @@ def build(directory: Path) -> list[Obj]:
     output, error = _kustomize(str(directory))
     if error:
         raise AssertionError(f"kubectl kustomize {directory} failed: {error}")
-    return [d for d in yaml.safe_load_all(output) if d]
+    return [d for d in yaml.load_all(output, Loader=SAFE_LOADER) if d]
 
 
 def read(files: Iterable[Path]) -> list[Obj]:
-    return [d for f in files for d in yaml.safe_load_all(f.read_text(encoding="utf-8")) if d]
+    return [d for f in files for d in yaml.load_all(f.read_text(encoding="utf-8"), Loader=SAFE_LOADER) if d]
 
 
 def istio_files(root: Path = ISTIO) -> list[Path]:
@@ -202,17 +218,22 @@ def of_kind(objects: Iterable[Obj], kind: str) -> list[Obj]:
 
 
 def kubernetes_problems(objects: Iterable[Obj]) -> list[str]:
-    problems = []
-    for obj in objects:
-        if is_istio(obj):
-            continue
-        try:
-            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
-        except kubernetes_validate.ValidationError as error:
-            problems.append(f"{name(obj)}: {'.'.join(map(str, error.path))}: {error.message}")
-        except kubernetes_validate.SchemaNotFoundError as error:
-            problems.append(f"{name(obj)}: {error.message}")
-    return problems
+    return [problem for obj in objects if not is_istio(obj) for problem in _schema_problems(json.dumps(obj, sort_keys=True))]
+
+
+@functools.cache
+def _schema_problems(canonical: str) -> tuple[str, ...]:
+    """One object (as canonical JSON) against its Kubernetes schema: remembered, since every
+    mutation test validates the same build but for the object it changed (the library reads
+    the schemas from disk on each call)."""
+    obj = json.loads(canonical)
+    try:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as error:
+        return (f"{name(obj)}: {'.'.join(map(str, error.path))}: {error.message}",)
+    except kubernetes_validate.SchemaNotFoundError as error:
+        return (f"{name(obj)}: {error.message}",)
+    return ()
 
 
 def istio_problems(objects: Iterable[Obj]) -> list[str]:
@@ -397,7 +418,9 @@ def _retry_problems(service: Obj, host: str) -> list[str]:
                     f"{_where(service, index)}: {', '.join(changing[index])} change state but the route retries on "
                     f"{', '.join(sorted(retry_on - NEVER_SEEN)) or 'nothing'} (retry them on {', '.join(sorted(NEVER_SEEN))} only)"
                 )
-        elif not GRPC_RETRY_ON & retry_on:
+        elif host == CONSOLE and not HTTP_RETRY_ON & retry_on:
+            problems.append(f"{_where(service, index)}: no retries on an HTTP condition ({', '.join(sorted(HTTP_RETRY_ON))})")
+        elif host != CONSOLE and not GRPC_RETRY_ON & retry_on:
             problems.append(f"{_where(service, index)}: no retries on a gRPC condition ({', '.join(sorted(GRPC_RETRY_ON))})")
     return problems
 
@@ -446,7 +469,7 @@ def coverage_problems(objects: list[Obj]) -> list[str]:
     for kind, key in (("DestinationRule", lambda o: o["spec"]["host"]), ("VirtualService", lambda o: o["spec"]["hosts"][0]),
                       ("AuthorizationPolicy", lambda o: o["spec"]["selector"]["matchLabels"]["app"])):  # fmt: skip
         covered = {key(o) for o in of_kind(objects, kind) if not o["spec"].get("gateways")}
-        problems += [f"no {kind} for {s}" for s in SERVICES if s not in covered]
+        problems += [f"no {kind} for {s}" for s in (*SERVICES, CONSOLE) if s not in covered]
     if not any(
         p["spec"].get("mtls", {}).get("mode") == "STRICT" and "selector" not in p["spec"] for p in of_kind(objects, "PeerAuthentication")
     ):
@@ -556,8 +579,8 @@ def workload_problems(objects: list[Obj]) -> list[str]:
             problems.append(f"Deployment/{writer}: a single writer is replaced with strategy Recreate (a rolling update runs two writers)")
     problems += [f"HorizontalPodAutoscaler: none for {s}" for s in STAGES if s not in scaled]
     problems += [f"HorizontalPodAutoscaler: target {t} is not a Deployment" for t in scaled if t not in deployments]
-    problems += [f"Deployment: none for {s}" for s in (*SERVICES, "gateway") if s not in deployments]
-    problems += [f"ServiceAccount: none for {s}" for s in (*CALLS, "gateway") if s not in accounts]
+    problems += [f"Deployment: none for {s}" for s in (*SERVICES, "gateway", CONSOLE) if s not in deployments]
+    problems += [f"ServiceAccount: none for {s}" for s in (*CALLS, "gateway", CONSOLE) if s not in accounts]
     return problems
 
 
@@ -595,11 +618,20 @@ def _service_container_problems(where: str, app: str, container: Obj, volumes: d
 # ---------------------------------------------------------------- telemetry
 
 
-def _gateway_bootstrap(objects: list[Obj]) -> Obj:
-    """The envoy.yaml of the ConfigMap the gateway's Deployment mounts."""
-    volumes = _find(objects, "Deployment", "gateway")["spec"]["template"]["spec"]["volumes"]
-    config_map = next(v["configMap"]["name"] for v in volumes if "configMap" in v)
-    return yaml.safe_load(_find(objects, "ConfigMap", config_map)["data"]["envoy.yaml"])
+def _envoy_config_map(objects: list[Obj], deployment: str = "gateway") -> Obj:
+    """The ConfigMap with the envoy.yaml a Deployment's Envoy mounts."""
+    volumes = _find(objects, "Deployment", deployment)["spec"]["template"]["spec"]["volumes"]
+    return _find(objects, "ConfigMap", next(v["configMap"]["name"] for v in volumes if "configMap" in v))
+
+
+def _gateway_bootstrap(objects: list[Obj], deployment: str = "gateway") -> Obj:
+    """The envoy.yaml of the ConfigMap the Deployment mounts (the gateway's by default)."""
+    return yaml.load(_envoy_config_map(objects, deployment)["data"]["envoy.yaml"], Loader=SAFE_LOADER)
+
+
+def _routes(bootstrap: Obj) -> list[Obj]:
+    manager = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    return manager["route_config"]["virtual_hosts"][0]["routes"]
 
 
 def _collector_problems(objects: list[Obj]) -> list[str]:
@@ -616,7 +648,7 @@ def _collector_problems(objects: list[Obj]) -> list[str]:
     if ports.get(service["spec"]["ports"][0]["targetPort"]) != OTLP_PORT:
         problems.append(f"{name(service)}: targetPort is no container port {OTLP_PORT} of Deployment/{COLLECTOR}")
     config_map = next(v["configMap"]["name"] for v in pod["volumes"] if "configMap" in v)
-    config = yaml.safe_load(_find(objects, "ConfigMap", config_map)["data"]["config.yaml"])
+    config = yaml.load(_find(objects, "ConfigMap", config_map)["data"]["config.yaml"], Loader=SAFE_LOADER)
     endpoint = config["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"]
     if endpoint != f"0.0.0.0:{OTLP_PORT}" or "otlp" not in config["service"]["pipelines"]["traces"]["receivers"]:
         problems.append(f"Deployment/{COLLECTOR}: its traces pipeline does not receive OTLP/gRPC on 0.0.0.0:{OTLP_PORT} ({endpoint})")
@@ -671,12 +703,105 @@ def telemetry_problems(objects: list[Obj]) -> list[str]:
     return problems
 
 
+# ---------------------------------------------------------------- the web console
+
+
+def _console_server_problems(objects: list[Obj]) -> list[str]:
+    """The console's Deployment runs Envoy with the bootstrap of its ConfigMap, which answers
+    every file of the console from the image with its content type and security headers,
+    redirects / and /ui, and listens where the Service and the probes look."""
+    container = _container(objects, CONSOLE)
+    where = f"Deployment/{CONSOLE} container {container['name']}"
+    problems = []
+    config_mount = next((m["name"] for m in container.get("volumeMounts", []) if m["mountPath"] == "/etc/envoy"), None)
+    volumes = {v["name"]: v for v in _find(objects, "Deployment", CONSOLE)["spec"]["template"]["spec"]["volumes"]}
+    if container.get("command", [])[:3] != ["envoy", "-c", "/etc/envoy/envoy.yaml"] or "configMap" not in volumes.get(config_mount, {}):
+        return [f"{where}: does not run envoy -c /etc/envoy/envoy.yaml from its ConfigMap ({container.get('command')})"]
+    bootstrap = _gateway_bootstrap(objects, CONSOLE)
+    ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+    listening = bootstrap["static_resources"]["listeners"][0]["address"]["socket_address"]
+    if (listening["address"], listening["port_value"]) != ("0.0.0.0", ports.get("http")):
+        problems.append(f"{where}: Envoy listens on {listening}, not on 0.0.0.0 and container port http ({ports.get('http')})")
+    by_path = {r["match"].get("path"): r for r in _routes(bootstrap)}
+    for url, file in CONSOLE_FILES.items():
+        route = by_path.get(url, {})
+        expected = f"{IMAGE_UI}/{file.relative_to(console.UI).as_posix()}"
+        served = route.get("direct_response", {}).get("body", {}).get("filename")
+        if served != expected:
+            problems.append(f"{where}: serves {url} from {served}, not {expected}")
+            continue
+        headers = {h["header"]["key"]: h["header"]["value"] for h in route.get("response_headers_to_add", [])}
+        if headers != {"content-type": console.content_type(file), **console.SECURITY_HEADERS}:
+            problems.append(f"{where}: {url} is served with headers {headers}")
+    for path in console.REDIRECTED:
+        if by_path.get(path, {}).get("redirect", {}).get("path_redirect") != console.PREFIX:
+            problems.append(f"{where}: {path} does not redirect to {console.PREFIX}")
+    for probe in ("readinessProbe", "livenessProbe"):
+        check = container.get(probe, {}).get("httpGet", {})
+        if check.get("path") not in CONSOLE_FILES or check.get("port") != "http":
+            problems.append(f"{where}: {probe} does not GET a file of the console on port http ({check})")
+    service = _find(objects, "Service", CONSOLE)
+    if [(p.get("name"), p.get("port"), p.get("targetPort")) for p in service["spec"]["ports"]] != [("http", CONSOLE_PORT, "http")]:
+        problems.append(f"Service/{CONSOLE}: ports are not exactly http {CONSOLE_PORT} to the container's port http")
+    return problems
+
+
+def _console_behind_the_gateway_problems(objects: list[Obj]) -> list[str]:
+    """The gateway forwards /, /ui and /ui/* to Service console and answers none of the
+    console's files itself."""
+    gateway = _gateway_bootstrap(objects)
+    routes = _routes(gateway)
+    problems = [
+        f"the gateway answers {r['match']} itself, not the console's Envoy"
+        for r in routes
+        if "redirect" in r or "/gateway/ui/" in str(r.get("direct_response", {}).get("body", {}))
+    ]
+    forwarded = {tuple(r["match"].items())[0] for r in routes if r.get("route", {}).get("cluster") == CONSOLE}
+    expected = {*(("path", p) for p in console.REDIRECTED), ("prefix", console.PREFIX)}
+    if forwarded != expected:
+        problems.append(f"the gateway does not forward {sorted(expected - forwarded)} to the console (it forwards {sorted(forwarded)})")
+    cluster = next((c for c in gateway["static_resources"]["clusters"] if c["name"] == CONSOLE), {})
+    addresses = [
+        e["endpoint"]["address"]["socket_address"]
+        for lb in cluster.get("load_assignment", {}).get("endpoints", [])
+        for e in lb["lb_endpoints"]
+    ]
+    if addresses != [{"address": f"{CONSOLE}.{NAMESPACE}.svc.cluster.local", "port_value": CONSOLE_PORT}]:
+        problems.append(f"the gateway's cluster {CONSOLE} is not Service {CONSOLE}:{CONSOLE_PORT} ({addresses})")
+    return problems
+
+
+def console_problems(objects: list[Obj]) -> list[str]:
+    if not any(d["metadata"]["name"] == CONSOLE for d in of_kind(objects, "Deployment")):
+        return [f"Deployment: none for {CONSOLE}"]
+    problems = _console_server_problems(objects) + _console_behind_the_gateway_problems(objects)
+    policies = [
+        p for p in of_kind(objects, "AuthorizationPolicy") if p["spec"].get("selector", {}).get("matchLabels", {}).get("app") == CONSOLE
+    ]
+    callers = {
+        principal
+        for policy in policies
+        for rule in policy["spec"].get("rules", [])
+        for source in rule.get("from", [{}])
+        for principal in source.get("source", {}).get("principals", ["anyone"])
+    }
+    if of_kind(objects, "AuthorizationPolicy") and callers != {GATEWAY}:
+        problems.append(f"AuthorizationPolicy/{CONSOLE}: the console's callers are {sorted(callers)}, not the gateway alone")
+    for envoy_filter in of_kind(objects, "EnvoyFilter"):
+        for patch in envoy_filter["spec"].get("configPatches", []):
+            value = patch.get("patch", {}).get("value", {})
+            options = value.get("typed_config", {}).get("request_validation_options", {})
+            if value.get("name") == "envoy.filters.http.grpc_json_transcoder" and options.get("reject_unknown_method"):
+                problems.append(f"{name(envoy_filter)}: the ingress answers 404 to the console's paths (reject_unknown_method)")
+    return problems
+
+
 # ---------------------------------------------------------------- the image
 
 
 def built_image(component: Path = IMAGE_COMPONENT) -> str:
     """The reference components/image gives every container: name:tag, @digest when pushed."""
-    entry = yaml.safe_load(component.read_text(encoding="utf-8"))["images"][0]
+    entry = yaml.load(component.read_text(encoding="utf-8"), Loader=SAFE_LOADER)["images"][0]
     reference = f"{entry.get('newName', entry['name'])}:{entry['newTag']}"
     return f"{reference}@{entry['digest']}" if "digest" in entry else reference
 
@@ -841,7 +966,7 @@ def test_modules_the_deployments_start_exist() -> None:
 
 
 def gateway_problems(config_path: Path, services: set[str]) -> list[str]:
-    config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    config = yaml.load(config_path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
     problems = []
     manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     filters = {f["name"]: f["typed_config"] for f in manager["http_filters"]}
@@ -852,6 +977,8 @@ def gateway_problems(config_path: Path, services: set[str]) -> list[str]:
         problems.append(f"the transcoder's services are not the contract's: {transcoder.get('services')}")
     clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
     for cluster_name, cluster in clusters.items():
+        if cluster_name == CONSOLE:
+            continue  # not a gRPC service: console_problems checks it
         address = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
         if (
             cluster_name not in services
@@ -875,29 +1002,43 @@ def test_gateway_envoy_config_routes_the_contract(builds) -> None:
     assert gateway_problems(K8S / "gateway" / "envoy.yaml", services) == []
 
 
+def envoy_validate_problems(text: str, directory: Path) -> str:
+    """`envoy --mode validate` of a bootstrap, with the image's paths pointed at this checkout."""
+    from fenlei.envoy.binary import envoy_binary
+
+    config = directory / "envoy.yaml"
+    config.write_text(text.replace("/app/services/", str(REPO / "services") + "/"))  # the descriptor set, the OpenAPI document, the console
+    result = subprocess.run(
+        [envoy_binary(), "--mode", "validate", "-c", str(config), "--log-level", "error"], capture_output=True, text=True, timeout=30
+    )
+    return "" if result.returncode == 0 else result.stdout + result.stderr
+
+
 @pytest.mark.parametrize("bootstrap", ["gateway/envoy.yaml", "components/tracing/envoy.yaml"])
 def test_gateway_envoy_config_is_valid_for_envoy(tmp_path, bootstrap) -> None:
-    """`envoy --mode validate`, with the image's paths pointed at this checkout (both
-    bootstraps: the base's, and the traced one of components/tracing)."""
+    """Both bootstraps: the base's, and the traced one of components/tracing."""
     import json
 
     from cryptography.hazmat.primitives.asymmetric import rsa
     from jwt.algorithms import RSAAlgorithm
-
-    from fenlei.envoy.binary import envoy_binary
 
     key = json.loads(RSAAlgorithm.to_jwk(rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()))
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps({"keys": [{**key, "kid": "fenlei", "alg": "RS256"}]}))
     text = (K8S / bootstrap).read_text(encoding="utf-8")
     assert "/app/services/fenlei/v1/fenlei.binpb" in text and "/etc/fenlei/jwks/jwks.json" in text
-    text = text.replace("/app/services/", str(REPO / "services") + "/")  # the descriptor set, the OpenAPI document, the console
-    config = tmp_path / "envoy.yaml"
-    config.write_text(text.replace("/etc/fenlei/jwks/jwks.json", str(jwks)))
-    result = subprocess.run(
-        [envoy_binary(), "--mode", "validate", "-c", str(config), "--log-level", "error"], capture_output=True, text=True, timeout=30
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert envoy_validate_problems(text.replace("/etc/fenlei/jwks/jwks.json", str(jwks)), tmp_path) == ""
+
+
+def test_console_envoy_config_is_valid_for_envoy(tmp_path) -> None:
+    text = (K8S / "console" / "envoy.yaml").read_text(encoding="utf-8")
+    assert f"{IMAGE_UI}/index.html" in text
+    assert envoy_validate_problems(text, tmp_path) == ""
+
+
+@pytest.mark.parametrize("directory", BUILDS)
+def test_the_console_runs_on_its_own_behind_the_gateway(builds, directory) -> None:
+    assert console_problems(builds[directory]) == []
 
 
 def test_dockerfile_builds_the_image_the_manifests_assume() -> None:
@@ -950,7 +1091,28 @@ def _all_problems(objects: list[Obj]) -> list[str]:
         *coverage_problems(objects),
         *telemetry_problems(objects),
         *image_problems(objects, built_image()),
+        *console_problems(objects),
     ]
+
+
+def _edit_envoy(objects: list[Obj], deployment: str, edit: Callable[[list[Obj]], Any]) -> None:
+    """edit(routes) on the bootstrap in the ConfigMap the Deployment mounts."""
+    config_map = _envoy_config_map(objects, deployment)
+    bootstrap = yaml.load(config_map["data"]["envoy.yaml"], Loader=SAFE_LOADER)
+    edit(_routes(bootstrap))
+    config_map["data"]["envoy.yaml"] = yaml.safe_dump(bootstrap)
+
+
+def _route(routes: list[Obj], **match: str) -> Obj:
+    return next(r for r in routes if r["match"] == match)
+
+
+def _gateway_answers_the_console(objects: list[Obj]) -> None:
+    def edit(routes: list[Obj]) -> None:
+        kept = [r for r in routes if r.get("route", {}).get("cluster") != CONSOLE]
+        routes[:] = [*console.console_routes("/app/services/fenlei/v1/fenlei.swagger.json"), *kept]
+
+    _edit_envoy(objects, "gateway", edit)
 
 
 MUTATIONS: dict[str, Callable[[list[Obj]], None]] = {
@@ -1053,6 +1215,33 @@ MUTATIONS: dict[str, Callable[[list[Obj]], None]] = {
     )["data"].update({"envoy.yaml": (K8S / "gateway" / "envoy.yaml").read_text(encoding="utf-8")}),
     "collector without OTLP/gRPC": lambda o: _find(o, "Service", COLLECTOR)["spec"]["ports"][0].update(port=4318),
     "a container on another image": lambda o: _container(o, "registry").update(image="fenlei:latest"),
+    "the gateway answers the console itself": _gateway_answers_the_console,
+    "console files not forwarded": lambda o: _edit_envoy(
+        o, "gateway", lambda routes: _route(routes, prefix="/ui/")["route"].update(cluster="pipeline")
+    ),
+    "a console file from elsewhere": lambda o: _edit_envoy(
+        o,
+        CONSOLE,
+        lambda routes: _route(routes, path="/ui/index.html")["direct_response"]["body"].update(filename="/app/gateway/ui/index.html"),
+    ),
+    "a console file without its CSP": lambda o: _edit_envoy(
+        o, CONSOLE, lambda routes: _route(routes, path="/ui/app.js")["response_headers_to_add"].pop(1)
+    ),
+    "no console redirect": lambda o: _edit_envoy(o, CONSOLE, lambda routes: routes.remove(_route(routes, path="/"))),
+    "the console run as a service": lambda o: _container(o, CONSOLE).update(command=["python", "-m", "fenlei.gateway.console"]),
+    "the console probed on nothing": lambda o: _container(o, CONSOLE)["readinessProbe"]["httpGet"].update(path="/ui/missing.html"),
+    "the console on another image": lambda o: _container(o, CONSOLE).update(image="fenlei:latest"),
+    "the console open to the pipeline": lambda o: _find(o, "AuthorizationPolicy", CONSOLE)["spec"]["rules"][0]["from"][0]["source"][
+        "principals"
+    ].append("cluster.local/ns/fenlei/sa/pipeline"),
+    "the console without a policy": lambda o: o.remove(_find(o, "AuthorizationPolicy", CONSOLE)),
+    "console retried on gRPC statuses": lambda o: _find(o, "VirtualService", CONSOLE)["spec"]["http"][0]["retries"].update(
+        retryOn="unavailable,cancelled"
+    ),
+    "no console Deployment": lambda o: o.remove(_find(o, "Deployment", CONSOLE)),
+    "the console stopped at the ingress": lambda o: _find(o, "EnvoyFilter", "ingress-grpc-json-transcoder")["spec"]["configPatches"][0][
+        "patch"
+    ]["value"]["typed_config"]["request_validation_options"].update(reject_unknown_method=True),
 }
 
 
@@ -1105,6 +1294,19 @@ CAUGHT_AS = {
     "an untraced gateway": "the gateway's Envoy does not trace to the collector (None to [])",
     "collector without OTLP/gRPC": "Service/otel-collector: ports are not exactly OTLP/gRPC 4317",
     "a container on another image": f"Deployment/registry container registry: image fenlei:latest, not {built_image()}",
+    "the gateway answers the console itself": "the gateway answers {'path': '/ui/index.html'} itself, not the console's Envoy",
+    "console files not forwarded": "the gateway does not forward [('prefix', '/ui/')] to the console",
+    "a console file from elsewhere": "serves /ui/index.html from /app/gateway/ui/index.html, not /app/services/fenlei/gateway/ui/index.html",
+    "a console file without its CSP": "Deployment/console container envoy: /ui/app.js is served with headers",
+    "no console redirect": "Deployment/console container envoy: / does not redirect to /ui/",
+    "the console run as a service": "Deployment/console container envoy: does not run envoy -c /etc/envoy/envoy.yaml from its ConfigMap",
+    "the console probed on nothing": "readinessProbe does not GET a file of the console on port http",
+    "the console on another image": f"Deployment/console container envoy: image fenlei:latest, not {built_image()}",
+    "the console open to the pipeline": "the console's callers are ['cluster.local/ns/fenlei/sa/gateway', 'cluster.local/ns/fenlei/sa/pipeline']",
+    "the console without a policy": "no AuthorizationPolicy for console",
+    "console retried on gRPC statuses": "VirtualService/console http[0] (files): no retries on an HTTP condition",
+    "no console Deployment": "Deployment: none for console",
+    "the console stopped at the ingress": "EnvoyFilter/ingress-grpc-json-transcoder: the ingress answers 404 to the console's paths",
 }
 
 

@@ -39,7 +39,7 @@ from fenlei.envoy.config import (
     write_resources,
 )
 from fenlei.gateway.auth import BEARER, ROLE_CLAIM, role_name, roles_at_least
-from fenlei.gateway.console import console_routes
+from fenlei.gateway.console import console_routes, forwarded_routes
 from fenlei.runtime.rpc import SUBJECT_HEADER
 from fenlei.runtime.settings import load_settings
 from fenlei.sidecar.policy import Policy
@@ -55,6 +55,7 @@ REFLECTION_INFO = REFLECTION + "ServerReflectionInfo"
 CALLER_CONTENT_TYPE = "x-fenlei-caller-content-type"
 HEALTH = "/grpc.health.v1.Health/"
 HEALTHZ = "/healthz"
+CONSOLE = "console"  # the cluster of the console's own server, where it has one (Kubernetes)
 # The local mesh's gateway listener and routes, in its xDS directory.
 LISTENERS = "lds.json"
 ROUTES = "rds-gateway.json"
@@ -472,11 +473,14 @@ def _rest_match(rule: annotations_pb2.http_pb2.HttpRule) -> dict[str, Any]:
     return {"safe_regex": {"regex": pattern}, "headers": [{"name": ":method", "string_match": {"exact": verb.upper()}}]}
 
 
-def route_table(settings: GatewaySettings, policy: Policy | None = None, deny: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+def route_table(
+    settings: GatewaySettings, policy: Policy | None = None, deny: Sequence[Mapping[str, Any]] = (), *, console_served: bool = False
+) -> dict[str, Any]:
     """Every public method gets its own route (and so its own rate limit). Without a
     policy, straight to each service; with one (the local mesh), the routes, retries,
     timeouts, faults and splits of each host's VirtualService. deny: the deny list's rules,
-    on every route."""
+    on every route. console_served: the console's paths go to its own server (cluster
+    CONSOLE), else the gateway answers its files itself."""
     methods = {m.path: m for m in public_methods()}
     front = services.GATEWAY_FRONT.name
     calls: list[tuple[str, list[tuple[str, bool]]]] = [
@@ -532,7 +536,7 @@ def route_table(settings: GatewaySettings, policy: Policy | None = None, deny: S
                     # The web console's files: no token to load them, the deny list as everywhere.
                     *(
                         {**route, "typed_per_filter_config": {**_open_route(), **_deny(deny)}}
-                        for route in console_routes(settings.openapi_document)
+                        for route in (forwarded_routes(CONSOLE) if console_served else console_routes(settings.openapi_document))
                     ),
                     # The REST call that lifts a rule, until transcoded: as its gRPC route.
                     {
@@ -626,6 +630,7 @@ def build(
     xds_directory: Path | None = None,
     access_log_file: Path | None = None,
     collector: str = "",
+    console: str = "",
 ) -> dict[str, Any]:
     """The Envoy bootstrap. upstreams: service name → address (with "catalog" for
     reflection); none: the clusters come from xds_directory (cds.json, the sidecars' mesh).
@@ -635,14 +640,16 @@ def build(
     `fenlei mesh apply`, a live limit, the deny list. Its
     access log goes to access_log_file, else to Envoy's stdout. collector: host:port of the
     trace collector (every request is traced, as a trace's first hop unless the caller sent
-    a traceparent); "": no tracing."""
+    a traceparent); "": no tracing. console: host:port of the console's own server, which
+    then serves its paths (Kubernetes); "": the gateway answers the console's files itself."""
     clusters = [_cluster(name, address) for name, address in sorted(upstreams.items())]
+    if console:
+        clusters.append(_cluster(CONSOLE, console))
     if collector:
         clusters.append(envoy_tracing.collector_cluster(collector))
     if xds_directory is None:
-        listeners = [
-            listener(settings, jwks, {"route_config": route_table(settings)}, access_log_file=access_log_file, collector=collector)
-        ]
+        routing = {"route_config": route_table(settings, console_served=bool(console))}
+        listeners = [listener(settings, jwks, routing, access_log_file=access_log_file, collector=collector)]
         dynamic = {}
     else:
         listeners = []

@@ -1,6 +1,8 @@
 """The web console's routes: the gateway's Envoy answers every file of the installed
 console itself (a direct response read from the file), so the console needs no server of
-its own and calls only the public REST API beside it.
+its own and calls only the public REST API beside it. On Kubernetes the same routes make
+the bootstrap of the console's own Envoy (`server`, a Deployment of its own), and the
+gateway forwards the console's paths to it (`forwarded_routes`).
 
 The files are those present in `ui/` next to this module (in a checkout a link to the
 top-level gateway/ui folder, in a wheel its copy): adding a file needs no code change.
@@ -12,8 +14,12 @@ import mimetypes
 from pathlib import Path
 from typing import Any
 
+from fenlei.envoy.config import socket_address, typed
+
 UI = Path(__file__).parent / "ui"
 PREFIX = "/ui/"
+# Sent on to PREFIX.
+REDIRECTED = ("/", PREFIX.rstrip("/"))
 INDEX = "index.html"
 # Envoy's limit for a direct response's body (route_table's max_direct_response_body_size_bytes).
 MAX_FILE_BYTES = 1024 * 1024
@@ -70,7 +76,7 @@ def console_routes(openapi_document: str = "", directory: Path = UI) -> list[dic
             "match": {"path": path},
             "redirect": {"path_redirect": PREFIX, "response_code": "FOUND"},
         }
-        for path in ("/", PREFIX.rstrip("/"))
+        for path in REDIRECTED
     ]
     files = [
         {
@@ -85,3 +91,80 @@ def console_routes(openapi_document: str = "", directory: Path = UI) -> list[dic
         for url, path in console_files(directory).items()
     ]
     return [*redirects, *files]
+
+
+def forwarded_routes(cluster: str) -> list[dict[str, Any]]:
+    """The gateway's routes when the console has a server of its own: its redirects and
+    every file under PREFIX go to cluster. Without filter settings, as console_routes."""
+    matches = {**{f"console{path}": {"path": path} for path in REDIRECTED}, f"console{PREFIX}*": {"prefix": PREFIX}}
+    return [
+        {"name": name, "match": match, "route": {"cluster": cluster}, "metadata": {"filter_metadata": {"fenlei": {"service": cluster}}}}
+        for name, match in matches.items()
+    ]
+
+
+def server(routes: list[dict[str, Any]], *, port: int, admin_port: int, metrics_port: int) -> dict[str, Any]:
+    """The bootstrap of the console's own Envoy: routes (console_routes) on 0.0.0.0:port,
+    anything else 404; Envoy's Prometheus metrics as /metrics on metrics_port (the admin
+    interface itself stays on loopback). No access log: the gateway logs every request it
+    forwards here, and the kubelet's probes would fill it."""
+
+    def manager(name: str, route_config: dict[str, Any]) -> dict[str, Any]:
+        return typed(
+            "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            stat_prefix=name,
+            codec_type="AUTO",  # HTTP/1.1 from a kubelet's probe, h2c from the gateway
+            request_headers_timeout="10s",
+            common_http_protocol_options={"idle_timeout": "300s", "headers_with_underscores_action": "REJECT_REQUEST"},
+            route_config=route_config,
+            http_filters=[{"name": "envoy.filters.http.router", "typed_config": typed("envoy.extensions.filters.http.router.v3.Router")}],
+        )
+
+    def listener(name: str, listen_port: int, route_config: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "name": name,
+            "address": socket_address("0.0.0.0", listen_port),
+            "filter_chains": [
+                {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": manager(name, route_config)}]}
+            ],
+        }
+
+    def not_found() -> dict[str, Any]:
+        return {"name": "unknown", "match": {"prefix": "/"}, "direct_response": {"status": 404, "body": {"inline_string": "no such file"}}}
+
+    files = {
+        "name": "console",
+        "max_direct_response_body_size_bytes": MAX_FILE_BYTES,
+        "virtual_hosts": [{"name": "console", "domains": ["*"], "routes": [*routes, not_found()]}],
+    }
+    metrics = {
+        "name": "metrics",
+        "virtual_hosts": [
+            {
+                "name": "metrics",
+                "domains": ["*"],
+                "routes": [
+                    {"match": {"path": "/metrics"}, "route": {"cluster": "admin", "prefix_rewrite": "/stats/prometheus"}},
+                    not_found(),
+                ],
+            }
+        ],
+    }
+    return {
+        "node": {"id": "console", "cluster": "console"},
+        "admin": {"address": socket_address("127.0.0.1", admin_port)},
+        "static_resources": {
+            "listeners": [listener("console", port, files), listener("metrics", metrics_port, metrics)],
+            "clusters": [
+                {
+                    "name": "admin",
+                    "type": "STATIC",
+                    "connect_timeout": "1s",
+                    "load_assignment": {
+                        "cluster_name": "admin",
+                        "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket_address("127.0.0.1", admin_port)}}]}],
+                    },
+                }
+            ],
+        },
+    }
