@@ -10,6 +10,10 @@ bash scripts/setup.sh dev
 .venv/bin/ruff check --quiet .
 .venv/bin/ruff format --check --quiet .
 .venv/bin/mypy
+# The suite starts hundreds of Python processes (services, `fenlei` commands) from the editable
+# install, which has no bytecode: where PYTHONDONTWRITEBYTECODE is set, each would compile
+# fenlei's sources again (0.1 s of every `fenlei` command).
+.venv/bin/python -m compileall -q -j 0 services
 if [ $# -gt 0 ]; then
   exec .venv/bin/python -m pytest -n 2 "$@"
 fi

@@ -18,7 +18,9 @@ from types import SimpleNamespace
 import grpc
 import pytest
 
+from fenlei import services
 from fenlei.local.mesh import LocalMesh as Mesh
+from fenlei.local.state import Files
 from fenlei.sidecar.ca import CertificateAuthority
 from fenlei.v1 import classifier_pb2, classifier_pb2_grpc, common_pb2, pipeline_pb2, pipeline_pb2_grpc
 
@@ -127,6 +129,43 @@ def test_sidecars_speak_only_mutual_tls_and_authorise_by_identity(canary_mesh, t
         segment_stream(mtls_channel(inbound, root, catalog.cert, catalog.key))
     assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert stats(admin(canary_mesh, "segmenter-sidecar"), "http.inbound.rbac")["http.inbound.rbac.denied"] >= 1
+
+
+# ---------------------------------------------------------------- start order
+
+
+def test_apps_that_call_nobody_start_with_the_sidecars_and_callers_once_their_callees_serve(canary_mesh) -> None:
+    """`fenlei up` starts what it can at once: an app that calls nobody does not wait for the
+    sidecars, and a caller (the jobs service calls the datasets service as it starts) waits
+    only until every instance of the services it calls serves (writes its address file)."""
+    state = Files(canary_mesh.home).read_state()
+    assert state is not None
+    first = {name: r for name, r in state.processes.items() if r.identity and r.restarts == 0 and r.service != "collector"}
+    apps = [r for r in first.values() if r.kind == "app"]
+    sidecars = [r for r in first.values() if r.kind == "proxy"]
+    assert {r.service for r in apps} == {w.name for w in services.WORKLOADS} and len(sidecars) == len(apps)
+    last_sidecar = max(r.identity.start_ticks for r in sidecars if r.identity)
+    for app in (r for r in apps if not services.BY_NAME[r.service].calls):
+        assert app.identity and app.identity.start_ticks <= last_sidecar, app.name
+
+    ticks = os.sysconf("SC_CLK_TCK")
+    boot = time.time() - float(Path("/proc/uptime").read_text().split()[0])  # the start ticks count from here
+    slack = 3 / ticks  # both clocks count in ticks: a start is known to within one, the boot to within two
+    for caller in (r for r in apps if services.BY_NAME[r.service].calls):
+        assert caller.identity
+        started = boot + caller.identity.start_ticks / ticks
+        for callee in (r for r in apps if r.service in services.BY_NAME[caller.service].calls):
+            served = (canary_mesh.home / "run" / f"{callee.name}.json").stat().st_mtime
+            assert started + slack >= served, (caller.name, callee.name, served - started)
+
+
+def test_a_mesh_that_fitted_nothing_has_not_loaded_scikit_learn(canary_mesh) -> None:
+    """scikit-learn fits models and only that: the classifier loads it for its first fit and
+    the jobs service for its first job, not as they start (a second of CPU each)."""
+    apps = {name: r for name, r in canary_mesh.mesh.processes().items() if r.kind == "app"}
+    assert {"classifier", "classifier-v1-1", "jobs"} <= set(apps)
+    for name, record in apps.items():
+        assert "/sklearn/" not in Path(f"/proc/{record.pid}/maps").read_text(), f"{name} has loaded scikit-learn"
 
 
 # ---------------------------------------------------------------- resilience

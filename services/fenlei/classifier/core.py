@@ -22,18 +22,19 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression, SGDClassifier
-from sklearn.naive_bayes import ComplementNB, MultinomialNB
-from sklearn.svm import LinearSVC
 
 from fenlei.errors import Cancelled, InvalidInput, NotFound, quote_list
 from fenlei.runtime import artifacts
+
+# sklearn is imported where a model is fitted: a process that only serves models (the
+# classifier service as it starts) is spared its second of imports.
+if TYPE_CHECKING:
+    from sklearn.linear_model import SGDClassifier
 
 
 class Algorithm(enum.Enum):
@@ -159,6 +160,8 @@ class ClassifierTrainer:
                     "SGD learns batch by batch and must know every label up front: send the full label set "
                     f"(at least two labels) with the first batch, not {self.classes}"
                 )
+            from sklearn.linear_model import SGDClassifier
+
             self._sgd = SGDClassifier(loss="log_loss", alpha=config.effective_regularization, random_state=config.seed)
 
     def add(self, X: sp.spmatrix, labels: Sequence[str]) -> None:
@@ -207,6 +210,8 @@ class ClassifierTrainer:
         X = sp.vstack(self._batches, format="csr")
         y = np.asarray(self._labels, dtype=object)
         self._batches, self._labels = [], []
+        from sklearn.exceptions import ConvergenceWarning
+
         with warnings.catch_warnings():
             # liblinear's iteration cap is reached on some corpora long after accuracy settles.
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -214,6 +219,10 @@ class ClassifierTrainer:
 
 
 def _fit(X: sp.csr_matrix, y: np.ndarray, config: ClassifierConfig, should_stop: Callable[[], bool]) -> LinearModel:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.naive_bayes import ComplementNB, MultinomialNB
+    from sklearn.svm import LinearSVC
+
     algorithm, strength = config.algorithm, config.effective_regularization
     Cancelled.check(should_stop)
     if algorithm is Algorithm.ENSEMBLE:
@@ -265,6 +274,8 @@ def _fit_nbsvm(
 ) -> tuple[np.ndarray, np.ndarray]:
     """One-vs-rest SVMs on features scaled by each class's ratio; the scaling folds into the
     weights (w * r), so the model stays linear in the unscaled features."""
+    from sklearn.svm import LinearSVC
+
     coef, intercept = [], []
     # Two classes need one SVM, for the second class, as in sklearn.
     for label in classes[1:] if len(classes) == 2 else classes:
@@ -278,6 +289,9 @@ def _fit_nbsvm(
 
 
 def _fit_ensemble(X: sp.csr_matrix, y: np.ndarray, C: float, seed: int, should_stop: Callable[[], bool]) -> LinearModel:
+    from sklearn.naive_bayes import MultinomialNB
+    from sklearn.svm import LinearSVC
+
     svm = LinearSVC(C=C, random_state=seed).fit(X, y)
     classes = svm.classes_
     Cancelled.check(should_stop)

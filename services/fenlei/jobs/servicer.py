@@ -17,7 +17,6 @@ import grpc
 from google.protobuf import json_format
 
 from fenlei.jobs.core import JobsSettings, JobStore, Scheduler
-from fenlei.jobs.worker import spec_of
 from fenlei.runtime import metrics, rpc
 from fenlei.runtime.messages import timestamp
 from fenlei.runtime.server import Service, channel_options, serve
@@ -85,6 +84,9 @@ class JobsServicer(jobs_pb2_grpc.JobsServicer):
 
     @rpc.unary
     async def CreateJob(self, request: jobs_pb2.CreateJobRequest, context: grpc.aio.ServicerContext) -> Any:
+        # The training's modules (sklearn, jieba) load with the first job, not with the service.
+        from fenlei.jobs.worker import spec_of
+
         fields = _fields(request)
         spec_of(fields)  # a configuration the training refuses is refused now, not when the job runs
         for dataset in {request.dataset, request.evaluation.test_dataset} - {""}:

@@ -8,6 +8,10 @@ and stops everything in order.
 It alone writes the proxies' configuration and <home>/run/mesh.json. The `fenlei`
 commands write <home>/run/plan.json and send SIGHUP for a change, SIGTERM to stop.
 
+Starting goes as far at once as the calls allow: each app starts as soon as every service
+it calls serves (with sidecars, those that call nobody start with the sidecars), the gateway
+last.
+
 Stopping drains from the front: the gateway stops taking connections and its calls in
 flight finish; then each service, callers before the services they call (each drains:
 NOT_SERVING, in-flight calls finish within its grace period); the sidecars go last, so
@@ -25,7 +29,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -168,9 +172,9 @@ class Supervisor:
         self.state.processes[record.name] = record
         self.save()
 
-    def wait_until(self, condition: Callable[[], bool], what: str, timeout: float, watched: Iterable[str] = ()) -> None:
+    def wait_until(self, condition: Callable[[], bool], what: str, timeout: float, watched: Sequence[str] = ()) -> None:
+        """watched: the processes that must not exit meanwhile (a list the condition may add to)."""
         deadline = time.monotonic() + timeout
-        watched = list(watched)
         while not condition():
             if self.stopping:
                 raise Stopping()
@@ -235,12 +239,13 @@ class Supervisor:
     def grace(self) -> float:
         return float(self.env.get("FENLEI_GRACE_SECONDS", "10"))
 
-    def start_and_wait(self, records: list[ProcessRecord], what: str) -> None:
+    def start_and_wait(self, records: list[ProcessRecord], what: str, also_watched: Sequence[str] = ()) -> None:
         for record in records:
             self.spawn(record)
         self.wait_until(
-            lambda: all(r.state == "running" or self.ready(r) for r in records), what, self.plan.timeout, [r.name for r in records]
-        )
+            lambda: all(r.state == "running" or self.ready(r) for r in records), what, self.plan.timeout,
+            [*(r.name for r in records), *also_watched],
+        )  # fmt: skip
         self.save()
 
     # ------------------------------------------------------------------ start
@@ -278,14 +283,37 @@ class Supervisor:
         self.env = {**exporting, **self.env}
         self.collector = envoy_tracing.endpoint(self.env)
 
+    def start_in_order(self, starts: list[tuple[str, Callable[[], ProcessRecord]]], started: Sequence[ProcessRecord] = ()) -> None:
+        """Starts each app (service, its record made when it starts) as soon as every service
+        it calls serves, since an app may call them as it starts (the jobs service sends the
+        datasets in use); returns once all serve, these and those already started."""
+        waiting, started = list(starts), list(started)
+        watched = [r.name for r in started]
+
+        def all_serving() -> bool:
+            not_serving = {r.service for r in started if not (r.state == "running" or self.ready(r))} | {s for s, _ in waiting}
+            for start in [start for start in waiting if not_serving.isdisjoint(services.BY_NAME[start[0]].calls)]:
+                waiting.remove(start)
+                record = start[1]()
+                self.spawn(record)
+                started.append(record)
+                watched.append(record.name)
+            return not not_serving
+
+        what = ", ".join(sorted({r.service for r in started} | {s for s, _ in waiting}))
+        self.wait_until(all_serving, what, self.plan.timeout, watched)
+        self.save()
+
     def start_direct(self) -> None:
-        for group in levels(w.name for w in services.WORKLOADS):
-            records = []
-            for name in group:
-                workload = services.BY_NAME[name]
-                env = {f"FENLEI_{name.upper()}_{callee.upper()}_ADDRESS": self.state.processes[callee].address for callee in workload.calls}
-                records.append(self.app_record(name, workload, env))
-            self.start_and_wait(records, ", ".join(group))
+        def record_of(workload: services.Workload) -> Callable[[], ProcessRecord]:
+            def make() -> ProcessRecord:  # the addresses of the services it calls, bound by now
+                prefix = f"FENLEI_{workload.name.upper()}"
+                env = {f"{prefix}_{callee.upper()}_ADDRESS": self.state.processes[callee].address for callee in workload.calls}
+                return self.app_record(workload.name, workload, env)
+
+            return make
+
+        self.start_in_order([(w.name, record_of(w)) for w in services.WORKLOADS])
         upstreams = {w.name: self.state.processes[w.name].address for w in services.WORKLOADS}
         xds = self.control.proxy_directory(GATEWAY)
         self.push()
@@ -294,55 +322,56 @@ class Supervisor:
     def start_with_sidecars(self) -> None:
         self.control.policy()  # a broken policy file stops the start before anything runs
         self.topology = Topology.plan(self.plan.versions)
-        self.start_sidecars(self.topology.instances)
-        clients = [
-            r for r in self.state.processes.values() if r.kind == "proxy" and r.service in {w.name for w in services.WORKLOADS if w.calls}
-        ]
+        self.start_sidecars_and_apps(self.topology.instances)
+        xds = self.control.proxy_directory(GATEWAY)
+        self.start_gateway(gateway_config.build(self.settings, {}, xds_directory=xds, collector=self.collector))
+
+    def start_sidecars_and_apps(self, instances: list[Instance]) -> None:
+        """Starts these instances: the sidecars and, with them, the apps that call nobody
+        (nothing reaches an app through its sidecar before its callers start); the other
+        apps once the sidecars have their clusters, each when the services it calls serve."""
+        assert self.topology is not None
+        bootstraps = self.control.write_bootstraps(self.topology, self.collector)
+        self.push()  # every proxy finds its files when it starts
+        sidecars = [
+            self.envoy_record(self.topology.sidecar(i), "proxy", bootstraps[i.name], service=i.service, instance=i.name, app=self.topology.key(i))
+            for i in instances
+        ]  # fmt: skip
+        apps = [(i.service, self.app_record_of(i)) for i in instances]
+        callers = [(service, record_of) for service, record_of in apps if services.BY_NAME[service].calls]
+        alone = [record_of() for service, record_of in apps if not services.BY_NAME[service].calls]
+        for record in alone:
+            self.spawn(record)
+        self.start_and_wait(sidecars, "the sidecars", also_watched=[r.name for r in alone])
+        self.learn_ports(sidecars)
+        clients = [r for r in sidecars if services.BY_NAME[r.service].calls]
         self.wait_until(
             lambda: all(Admin(r.admin).has_cluster(services.BY_NAME[r.service].calls[-1] + "::") for r in clients),
             "the sidecars' clusters",
             self.plan.timeout,
         )
-        self.start_apps(self.topology.instances)
-        xds = self.control.proxy_directory(GATEWAY)
-        self.start_gateway(gateway_config.build(self.settings, {}, xds_directory=xds, collector=self.collector))
+        self.start_in_order(callers, alone)
 
-    def start_sidecars(self, instances: list[Instance]) -> None:
-        """Starts the sidecars of these instances, learns the ports they bound and records
-        them in the topology."""
+    def learn_ports(self, sidecars: list[ProcessRecord]) -> None:
+        """Records the ports the sidecars bound in the topology and the proxies' files."""
         assert self.topology is not None
-        bootstraps = self.control.write_bootstraps(self.topology, self.collector)
-        self.push()  # every proxy finds its files when it starts
-        records = [
-            self.envoy_record(self.topology.sidecar(i), "proxy", bootstraps[i.name], service=i.service, instance=i.name, app=self.topology.key(i))
-            for i in instances
-        ]  # fmt: skip
-        self.start_and_wait(records, "the sidecars")
-        ports = {r.instance: int(r.address.rsplit(":", 1)[1]) for r in records}
+        ports = {r.instance: int(r.address.rsplit(":", 1)[1]) for r in sidecars}
         self.topology = Topology([dataclasses.replace(i, inbound_port=ports.get(i.name, i.inbound_port)) for i in self.topology.instances])
         self.control.save_topology(self.topology)
         self.control.write_bootstraps(self.topology, self.collector)  # with the bound ports: a restarted sidecar binds its own again
         self.push()
 
-    def start_apps(self, instances: list[Instance]) -> None:
+    def app_record_of(self, instance: Instance) -> Callable[[], ProcessRecord]:
+        """The record of an instance's app, on its socket, calling through its sidecar."""
         assert self.topology is not None
         topology = self.topology
-        wanted = {i.name for i in instances}
-        for group in levels(w.name for w in services.WORKLOADS):
-            records = []
-            for instance in (i for i in topology.instances if i.service in group and i.name in wanted):
-                workload = services.BY_NAME[instance.service]
-                prefix = f"FENLEI_{instance.service.upper()}"
-                env = {f"{prefix}_LISTEN": f"unix:{self.control.app_socket(instance)}"}
-                env.update(
-                    {
-                        f"{prefix}_{callee.upper()}_ADDRESS": self.control.outbound_address(instance.name, callee)
-                        for callee in workload.calls
-                    }
-                )
-                records.append(self.app_record(topology.key(instance), workload, env, instance.name))
-            if records:
-                self.start_and_wait(records, ", ".join(r.name for r in records))
+        workload = services.BY_NAME[instance.service]
+        prefix = f"FENLEI_{instance.service.upper()}"
+        env = {f"{prefix}_LISTEN": f"unix:{self.control.app_socket(instance)}"}
+        env.update(
+            {f"{prefix}_{callee.upper()}_ADDRESS": self.control.outbound_address(instance.name, callee) for callee in workload.calls}
+        )
+        return lambda: self.app_record(topology.key(instance), workload, env, instance.name)
 
     def start_gateway(self, bootstrap: dict[str, Any]) -> None:
         """bootstrap: the Envoy bootstrap (its listener and routes: push())."""
@@ -479,8 +508,7 @@ class Supervisor:
         removed = [i for i in self.topology.instances if i.name not in {w.name for w in wanted}]
         if added:
             self.topology = Topology([*self.topology.instances, *added])
-            self.start_sidecars(added)
-            self.start_apps(added)
+            self.start_sidecars_and_apps(added)
         if removed:
             # Out of every proxy's clusters first, then drained: no call is sent to an instance on its way out.
             self.topology = Topology([i for i in self.topology.instances if i not in removed])
