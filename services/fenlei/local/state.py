@@ -13,9 +13,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+CMDLINE_RETRIES = 100  # of a millisecond each
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,12 @@ class ProcessIdentity:
         try:
             stat = Path(f"/proc/{pid}/stat").read_text()
             running = Path(f"/proc/{pid}/cmdline").read_bytes()
+            for _ in range(CMDLINE_RETRIES):
+                if running or command is not None:
+                    break
+                # Empty while an exec is setting up the new program's arguments (a child just started).
+                time.sleep(0.001)
+                running = Path(f"/proc/{pid}/cmdline").read_bytes()
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             return None
         # The command (field 2) may hold spaces and parentheses: fields count from the last ")".
