@@ -71,6 +71,11 @@ def grpc_type(handler: grpc.RpcMethodHandler) -> str:
     return "server_stream" if handler.response_streaming else "unary"
 
 
+# A client's deadline lapses a little before the server's (which counts from the call's arrival):
+# the client's cancel, when its deadline passes, reaches a busy server while it still has some time.
+DEADLINE_SLACK_SECONDS = 0.1
+
+
 def _code_at_end(context: grpc.aio.ServicerContext, error: BaseException | None) -> str:
     """The status the call ends with, as grpc sends it: what abort or set_code put there;
     CANCELLED or DEADLINE_EXCEEDED for a call whose task was cancelled; UNKNOWN for any
@@ -82,7 +87,7 @@ def _code_at_end(context: grpc.aio.ServicerContext, error: BaseException | None)
         return "OK"
     if isinstance(error, asyncio.CancelledError):
         remaining = context.time_remaining()
-        return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
+        return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= DEADLINE_SLACK_SECONDS else "CANCELLED"
     return "UNKNOWN"
 
 
