@@ -86,6 +86,10 @@ NOT_JSON = (
     "the request body is not a valid %METADATA(ROUTE:fenlei:request)% in JSON (UTF-8, the field names and value types of /openapi.json)"
 )
 NOT_SERVING = "the {service} service has no healthy instance"
+DEADLINE_PASSED = (
+    "the call's deadline (its grpc-timeout) passed before the gateway had passed it on and answered;"
+    " give it more time, or send less per call"
+)
 # Rate limits: a bucket per caller, keyed by the token's subject, else the client address.
 NO_SUBJECT = "-"
 TRACKED_CALLERS = 10_000  # per route; the least recently seen caller's bucket goes first
@@ -377,35 +381,28 @@ def _local_replies(settings: GatewaySettings) -> dict[str, Any]:
     def json_body(fields: dict[str, Any]) -> dict[str, Any]:
         return {"json_format": fields, "content_type": "application/json", "formatters": [cel_formatter()]}
 
-    def explained(when: dict[str, Any], code: int, message: str) -> list[dict[str, Any]]:
-        """A reply of ours with the gRPC status `code`, to both kinds of caller."""
+    def explained(when: dict[str, Any], code: int, message: str, rest_status: int = 0) -> list[dict[str, Any]]:
+        """A reply of ours with the gRPC status `code`, to both kinds of caller (to REST
+        callers with HTTP status rest_status, if given, in place of Envoy's)."""
         to_grpc = {
             "filter": both(when, grpc),
             "body_format_override": {"text_format_source": {"inline_string": message}, "formatters": [cel_formatter()]},
             # Said outright: Envoy's own mapping of the HTTP status gets some wrong (413 → UNKNOWN).
             "headers_to_add": [{"header": {"key": "grpc-status", "value": str(code)}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}],
         }
-        return [{"filter": both(when, rest), "body_format_override": json_body({"code": code, "message": message})}, to_grpc]
+        to_rest = {"filter": both(when, rest), "body_format_override": json_body({"code": code, "message": message})}
+        return [{**to_rest, "status_code": rest_status} if rest_status else to_rest, to_grpc]
 
     healthz = {"header_filter": {"header": {"name": ":path", "string_match": {"exact": HEALTHZ}}}}
-    transcoder_refused = {
-        "extension_filter": {
-            "name": "envoy.access_loggers.extension_filters.cel",
-            "typed_config": typed(
-                "envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
-                expression="response.code_details == 'grpc_json_transcode_failure{INVALID_ARGUMENT}'",
-            ),
-        }
-    }
-    denied = {
-        "extension_filter": {
-            "name": "envoy.access_loggers.extension_filters.cel",
-            "typed_config": typed(
-                "envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
-                expression=f"response.code_details.startsWith('{_DENIED_DETAILS}')",
-            ),
-        }
-    }
+
+    def details(expression: str) -> dict[str, Any]:
+        """The replies whose response code details (what Envoy says of why) match a CEL expression."""
+        cel = typed("envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter", expression=expression)
+        return {"extension_filter": {"name": "envoy.access_loggers.extension_filters.cel", "typed_config": cel}}
+
+    transcoder_refused = details("response.code_details == 'grpc_json_transcode_failure{INVALID_ARGUMENT}'")
+    denied = details(f"response.code_details.startsWith('{_DENIED_DETAILS}')")
+    duration_passed = details("response.code_details == 'max_duration_timeout'")
     front = services.GATEWAY_FRONT.name
     mappers = [
         {"filter": both(healthz, status(200)), "body_format_override": json_body({"status": "SERVING"})},
@@ -420,6 +417,10 @@ def _local_replies(settings: GatewaySettings) -> dict[str, Any]:
         *explained(status(413), 8, TOO_LARGE.format(limit=settings.max_request_bytes)),
         *explained(both(transcoder_refused, rest), 3, NOT_JSON),
         *explained(unreachable(), 14, unavailable("%METADATA(ROUTE:fenlei:service)%")),
+        # A grpc-timeout that ends while the request is still arriving or being transcoded is
+        # the stream's duration limit, which Envoy answers 408: to REST callers, the 504 of any
+        # other passed deadline.
+        *explained(duration_passed, 4, DEADLINE_PASSED, rest_status=504),
     ]
     by_status = [
         {"filter": both(status(code), rest), "body_format_override": json_body({"code": grpc_code, "message": "%LOCAL_REPLY_BODY%"})}

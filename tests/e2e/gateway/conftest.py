@@ -104,6 +104,28 @@ class Gateway:
         finally:
             connection.close()
 
+    def rest_cut_short(self, path: str, body: Any, sent: int, headers: dict[str, str]) -> Reply:
+        """A slow client: the headers (content-length the whole body's) and the body's first
+        `sent` bytes, then it waits for the answer."""
+        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        sent_headers = {
+            "content-type": "application/json",
+            "content-length": str(len(data)),
+            "authorization": f"Bearer {self.token()}",
+            **headers,
+        }
+        host, port = self.address.rsplit(":", 1)
+        connection = http.client.HTTPConnection(host, int(port), timeout=TIMEOUT)
+        try:
+            connection.putrequest("POST", path)
+            for name, value in sent_headers.items():
+                connection.putheader(name, value)
+            connection.endheaders(data[:sent])
+            answer = connection.getresponse()
+            return Reply(answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read())
+        finally:
+            connection.close()
+
     def channel(self) -> grpc.Channel:
         channel = grpc.insecure_channel(
             self.address, options=[("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]

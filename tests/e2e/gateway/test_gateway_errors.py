@@ -10,6 +10,7 @@ import socket
 import grpc
 import pytest
 
+from fenlei.gateway.config import DEADLINE_PASSED
 from fenlei.v1 import common_pb2, features_pb2, features_pb2_grpc, pipeline_pb2, pipeline_pb2_grpc
 
 GOOD = "姚明率领火箭队击败湖人"
@@ -67,6 +68,15 @@ def test_client_deadline_gives_504_and_deadline_exceeded(gateway) -> None:
     assert reply.status_body()["code"] == DEADLINE_EXCEEDED
     error = grpc_error(classify_grpc, gateway, text=GOOD, model="reviews", timeout=0.001)
     assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_a_deadline_that_passes_while_the_body_arrives_gives_504_and_deadline_exceeded(gateway) -> None:
+    """A slow client: its grpc-timeout (100 ms) ends before its body has arrived, so the
+    gateway never passes the call on (Envoy's stream duration limit, which says 408 by itself)."""
+    # the answer comes before the rest of the body: the deadline passed meanwhile
+    reply = gateway.rest_cut_short("/v1/classify", {"text": GOOD, "model": "reviews"}, sent=5, headers={"grpc-timeout": "100m"})
+    assert reply.status == 504, (reply.status, reply.body[:300])
+    assert reply.status_body() == {"code": DEADLINE_EXCEEDED, "message": DEADLINE_PASSED}
 
 
 def test_route_timeout_gives_504_and_deadline_exceeded(private_gateway) -> None:
