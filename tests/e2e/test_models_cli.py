@@ -27,6 +27,9 @@ from fenlei.local.mesh import LocalMesh
 from fenlei.preprocessor.core import read_stopwords
 from fenlei.v1 import registry_pb2
 
+# Its export/import starts a mesh of its own beside the session's: one such module at a time,
+# or CI's 128 inotify instances run out while two meshes with sidecars run on the other worker.
+pytestmark = pytest.mark.xdist_group("own_sidecar_mesh")
 MODEL = "shelf"
 TEXTS = ["质量很好，物流也快，非常满意", "太差了，用了两天就坏了", "国务院召开常务会议部署经济工作"]
 
